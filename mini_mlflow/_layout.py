@@ -1,0 +1,196 @@
+"""Paths and naming rules of the on-disk format (see docs/format.md).
+
+Everything that turns a caller's string into a path goes through here, so one place decides what can
+never escape the store: keys, run ids, experiment ids and artifact paths.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import time
+from datetime import datetime, timezone
+
+from ._errors import InvalidInputError
+
+#: Version of the on-disk format written into every meta.yaml.
+FORMAT_VERSION = 1
+
+#: Statuses a run can have on disk.
+RUN_STATUSES = ("RUNNING", "FINISHED", "FAILED", "KILLED")
+#: Statuses a run can be ended with.
+END_STATUSES = ("FINISHED", "FAILED", "KILLED")
+
+MAX_KEY_LENGTH = 250
+MAX_PARAM_VALUE_LENGTH = 6000
+MAX_TAG_VALUE_LENGTH = 8000
+MAX_EXPERIMENT_NAME_LENGTH = 500
+
+# MLflow's key rule (mlflow/utils/validation.py): word characters (Unicode), '/', '.', '-', ' ', ':'.
+_KEY_RE = re.compile(r"^[/\w.\- :]*$")
+# MLflow's run-id rule.
+_RUN_ID_RE = re.compile(r"^[a-zA-Z0-9][\w\-]{0,255}$")
+_EXPERIMENT_ID_RE = re.compile(r"^[0-9]{1,18}$", re.ASCII)
+# Suffixes of the files keys map to; an inner path component with one would collide with a key's file.
+_KEY_SUFFIXES = (".json", ".jsonl")
+
+#: Marks a temporary file; '#' cannot occur in a key, so a temporary name never shadows one.
+TMP_MARK = "#tmp"
+
+METRIC_SUFFIX = ".jsonl"
+VALUE_SUFFIX = ".json"
+META_FILE = "meta.yaml"
+HEARTBEAT_FILE = ".heartbeat"
+LOCK_FILE = ".lock"
+
+
+def validate_key(key: object, kind: str = "key") -> str:
+    """Return ``key`` if it is a valid MLflow metric/param/tag key, else raise ``InvalidInputError``."""
+    if not isinstance(key, str):
+        raise InvalidInputError(f"{kind} must be a str, got {type(key).__name__}: {key!r}")
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise InvalidInputError(
+            f"invalid {kind} {key!r}: must be 1 to {MAX_KEY_LENGTH} characters long (got {len(key)})"
+        )
+    if not _KEY_RE.match(key):
+        raise InvalidInputError(
+            f"invalid {kind} {key!r}: may only contain letters, digits, '_', '-', '.', ' ', ':' and '/'"
+        )
+    if posixpath.normpath(key) != key or key == "." or key.startswith(("..", "/")):
+        raise InvalidInputError(
+            f"invalid {kind} {key!r}: must be a normalized relative path "
+            "(no leading '/', no '.' or '..' parts, no '//', no trailing '/')"
+        )
+    parts = key.split("/")
+    for part in parts[:-1]:
+        if part.endswith(_KEY_SUFFIXES):
+            raise InvalidInputError(
+                f"invalid {kind} {key!r}: a folder part may not end in .json or .jsonl ({part!r})"
+            )
+    return key
+
+
+def validate_run_id(run_id: object) -> str:
+    """Return ``run_id`` if it matches MLflow's run-id rule, else raise ``InvalidInputError``."""
+    if not isinstance(run_id, str) or not _RUN_ID_RE.match(run_id):
+        raise InvalidInputError(
+            f"invalid run id {run_id!r}: must match ^[a-zA-Z0-9][\\w\\-]{{0,255}}$ "
+            "(a letter or digit, then up to 255 letters, digits, '_' or '-')"
+        )
+    return run_id
+
+
+def normalize_experiment_id(experiment_id: object) -> str:
+    """Return the on-disk form (a digit string) of an experiment id given as int or str."""
+    if isinstance(experiment_id, bool):
+        raise InvalidInputError(f"invalid experiment id {experiment_id!r}: must be an int or digits")
+    if isinstance(experiment_id, int) and experiment_id >= 0:
+        experiment_id = str(experiment_id)
+    if isinstance(experiment_id, str) and _EXPERIMENT_ID_RE.match(experiment_id):
+        return str(int(experiment_id))  # "007" and "7" are the same experiment
+    raise InvalidInputError(
+        f"invalid experiment id {experiment_id!r}: must be a non-negative integer or a string of digits "
+        "(use set_experiment(name) to create one by name)"
+    )
+
+
+def validate_experiment_name(name: object) -> str:
+    """Return ``name`` if usable as an experiment name, else raise ``InvalidInputError``."""
+    if not isinstance(name, str):
+        raise InvalidInputError(f"experiment name must be a str, got {type(name).__name__}")
+    if not name.strip() or len(name) > MAX_EXPERIMENT_NAME_LENGTH:
+        raise InvalidInputError(
+            f"invalid experiment name {name!r}: must be 1 to {MAX_EXPERIMENT_NAME_LENGTH} characters "
+            "and not only spaces"
+        )
+    check_text(name, "experiment name")
+    return name
+
+
+def check_text(text: str, what: str) -> str:
+    """Refuse strings that cannot be stored as UTF-8 text (NUL, lone surrogates)."""
+    if "\x00" in text:
+        raise InvalidInputError(f"invalid {what} {text!r}: must not contain NUL characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError(
+            f"invalid {what} {text!r}: must be valid Unicode (no lone surrogates)"
+        ) from None
+    return text
+
+
+def validate_artifact_path(path: object) -> str:
+    """Return a normalized relative POSIX path for an artifact, or '' for the artifact root.
+
+    Refuses absolute paths, '..' parts, Windows drive or backslash paths and NUL, so that an artifact can
+    never be written outside its run's ``artifacts/`` folder.
+    """
+    if path is None or path == "":
+        return ""
+    if not isinstance(path, str):
+        raise InvalidInputError(f"artifact path must be a str, got {type(path).__name__}")
+    bad = (
+        path.startswith("/")
+        or "\\" in path
+        or "\x00" in path
+        or re.match(r"^[A-Za-z]:", path) is not None
+        or ".." in path.split("/")
+    )
+    if bad:
+        raise InvalidInputError(
+            f"invalid artifact path {path!r}: must be a relative path inside the run's artifacts "
+            "(no leading '/', no '..', no backslashes or drive letters)"
+        )
+    norm = posixpath.normpath(path)
+    return "" if norm == "." else norm
+
+
+# -- paths -------------------------------------------------------------------------------------
+
+
+def experiment_dir(root: str, experiment_id: str) -> str:
+    return os.path.join(root, experiment_id)
+
+
+def run_dir(root: str, experiment_id: str, run_id: str) -> str:
+    return os.path.join(root, experiment_id, run_id)
+
+
+def metric_path(rdir: str, key: str) -> str:
+    return os.path.join(rdir, "metrics", key + METRIC_SUFFIX)
+
+
+def param_path(rdir: str, key: str) -> str:
+    return os.path.join(rdir, "params", key + VALUE_SUFFIX)
+
+
+def tag_path(rdir: str, key: str) -> str:
+    return os.path.join(rdir, "tags", key + VALUE_SUFFIX)
+
+
+# -- time --------------------------------------------------------------------------------------
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def iso_from_ms(ms: int | None) -> str | None:
+    """``1763884800123`` → ``'2025-11-23T08:00:00.123Z'`` (ISO 8601, UTC, millisecond precision)."""
+    if ms is None:
+        return None
+    seconds, millis = divmod(int(ms), 1000)
+    stamp = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{millis:03d}Z"
+
+
+def ms_from_iso(text: str | None) -> int | None:
+    """Inverse of :func:`iso_from_ms`; accepts any ISO 8601 string with a zone (``Z`` included)."""
+    if text is None:
+        return None
+    value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return round(value.timestamp() * 1000)

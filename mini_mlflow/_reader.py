@@ -1,0 +1,295 @@
+"""Read-only access to a store: experiments, runs, params, tags and metric histories.
+
+The reader never writes and never fails a whole listing because of one bad run: a run whose meta.yaml
+is missing, empty or garbage is reported as broken (with the path and the reason), a torn last metric
+line is skipped, and a line that does not parse is skipped and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import InvalidInputError, NotFoundError
+from ._layout import (
+    FORMAT_VERSION,
+    HEARTBEAT_FILE,
+    META_FILE,
+    METRIC_SUFFIX,
+    TMP_MARK,
+    VALUE_SUFFIX,
+    ms_from_iso,
+    normalize_experiment_id,
+    validate_key,
+    validate_run_id,
+)
+from ._store import iter_experiments, read_meta
+
+_SPECIAL = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+#: A RUNNING run with no sign of life for this many heartbeat intervals is considered crashed.
+STALE_AFTER_BEATS = 3
+#: ...and at least this many seconds (covers a process that died before its first heartbeat).
+STALE_MIN_SECONDS = 30.0
+
+
+@dataclass
+class MetricPoint:
+    step: int
+    value: float
+    timestamp: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "value": self.value, "timestamp": self.timestamp}
+
+
+@dataclass
+class MetricHistory:
+    """Every readable point of one metric in logged order, and how many lines were unreadable."""
+
+    key: str
+    steps: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    timestamps: list[int] = field(default_factory=list)
+    skipped_lines: int = 0
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def points(self) -> list[MetricPoint]:
+        return [MetricPoint(s, v, t) for s, v, t in zip(self.steps, self.values, self.timestamps)]
+
+
+def _value(raw: Any) -> float:
+    if raw.__class__ is float:
+        return raw  # type: ignore[no-any-return]
+    if raw.__class__ is int:
+        return float(raw)
+    return _SPECIAL[raw]
+
+
+def parse_metric_lines(data: bytes, key: str = "") -> MetricHistory:
+    """Parse the bytes of a metrics/<key>.jsonl file (tolerating a torn tail and garbage lines)."""
+    history = MetricHistory(key)
+    end = data.rfind(b"\n")
+    if end < 0:
+        history.skipped_lines = 1 if data.strip() else 0
+        return history
+    if end + 1 < len(data) and data[end + 1 :].strip():
+        history.skipped_lines += 1  # a torn last line: the writer died mid-write
+    body = data[: end + 1]
+    try:  # fast path: the whole file as one JSON array
+        rows = json.loads(b"[" + body[:-1].replace(b"\n", b",") + b"]")
+        steps = [r["step"] for r in rows]
+        values = [_value(r["value"]) for r in rows]
+        stamps = [r["timestamp"] for r in rows]
+        if all(s.__class__ is int for s in steps) and all(t.__class__ is int for t in stamps):
+            history.steps, history.values, history.timestamps = steps, values, stamps
+            return history
+    except (ValueError, KeyError, TypeError):
+        pass
+    for line in body.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            step, value, stamp = row["step"], _value(row["value"]), row["timestamp"]
+            if step.__class__ is not int or stamp.__class__ is not int:
+                raise TypeError
+        except (ValueError, KeyError, TypeError, AttributeError):
+            history.skipped_lines += 1
+            continue
+        history.steps.append(step)
+        history.values.append(value)
+        history.timestamps.append(stamp)
+    return history
+
+
+def last_point(path: str) -> MetricPoint | None:
+    """The last complete point of a metric file, reading only its tail."""
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        chunk = 512
+        while True:
+            start = max(0, size - chunk)
+            f.seek(start)
+            data = f.read(size - start)
+            history = parse_metric_lines(data[data.find(b"\n") + 1 :] if start else data)
+            if history.values or start == 0:
+                break
+            chunk *= 8
+    if not history.values:
+        return None
+    return MetricPoint(history.steps[-1], history.values[-1], history.timestamps[-1])
+
+
+def _walk_keys(folder: str, suffix: str) -> list[str]:
+    """Keys stored under ``folder`` as ``<key><suffix>`` files (``/`` in a key is a sub-folder)."""
+    keys = []
+    for current, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if TMP_MARK not in d and not os.path.islink(os.path.join(current, d))]
+        rel = os.path.relpath(current, folder)
+        for name in files:
+            if name.endswith(suffix) and TMP_MARK not in name:
+                key = name[: -len(suffix)] if rel == "." else f"{rel}/{name[: -len(suffix)]}"
+                keys.append(key.replace(os.sep, "/"))
+    return sorted(keys)
+
+
+def _read_json_value(path: str) -> Any:
+    with open(path, "rb") as f:
+        return json.loads(f.read())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def heartbeat_state(run_dir: str, meta: dict[str, Any], now_ms: int | None = None) -> str:
+    """For a RUNNING run: "alive" if some writer shows a recent sign of life, else "crashed"."""
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    host = socket.gethostname()
+    newest = ms_from_iso(meta.get("start_time")) if isinstance(meta.get("start_time"), str) else None
+    window = STALE_MIN_SECONDS * 1000
+    beats = 0
+    try:
+        names = [n for n in os.listdir(run_dir) if n.startswith(HEARTBEAT_FILE + "-")]
+    except OSError:
+        names = []
+    for name in names:
+        try:
+            beat = _read_json_value(os.path.join(run_dir, name))
+            stamp, interval = int(beat["time"]), float(beat.get("interval", 10))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if beat.get("host") == host and isinstance(beat.get("pid"), int) and not _pid_alive(beat["pid"]):
+            continue  # that writer is gone; its beat proves nothing
+        beats += 1
+        window = max(window, STALE_AFTER_BEATS * interval * 1000)
+        newest = stamp if newest is None else max(newest, stamp)
+    if names and not beats:
+        return "crashed"  # every writer that ever beat is known dead
+    if newest is None or now - newest > window:
+        return "crashed"
+    return "alive"
+
+
+class Store:
+    """A read-only view of a store root."""
+
+    def __init__(self, root: str | os.PathLike[str] = "mlruns") -> None:
+        self.root = os.fspath(root)
+
+    # -- experiments -------------------------------------------------------------------------------
+
+    def list_experiments(self) -> list[dict[str, Any]]:
+        """Every experiment's meta (broken ones as ``{"experiment_id", "broken"}``)."""
+        out = []
+        for experiment_id, meta in iter_experiments(self.root):
+            if meta is None:
+                out.append({"experiment_id": experiment_id, "broken": "unreadable meta.yaml"})
+            else:
+                out.append({**meta, "experiment_id": experiment_id})
+        return out
+
+    def get_experiment_by_name(self, name: str) -> dict[str, Any] | None:
+        for meta in self.list_experiments():
+            if meta.get("name") == name:
+                return meta
+        return None
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def run_dirs(self, experiment_id: int | str) -> list[str]:
+        exp_dir = os.path.join(self.root, normalize_experiment_id(experiment_id))
+        try:
+            names = os.listdir(exp_dir)
+        except FileNotFoundError:
+            return []
+        return [
+            os.path.join(exp_dir, n)
+            for n in names
+            if not n.startswith(".") and TMP_MARK not in n and os.path.isdir(os.path.join(exp_dir, n))
+        ]
+
+    def load_meta(self, run_dir: str) -> dict[str, Any]:
+        """A run's meta.yaml, with ``broken`` (the reason) when it cannot be read."""
+        path = os.path.join(run_dir, META_FILE)
+        try:
+            meta = read_meta(path)
+        except FileNotFoundError:
+            return {"run_id": os.path.basename(run_dir), "broken": f"{path}: meta.yaml is missing"}
+        except Exception as exc:
+            return {"run_id": os.path.basename(run_dir), "broken": f"{path}: {exc}"}
+        version = meta.get("format_version")
+        if isinstance(version, int) and version > FORMAT_VERSION:
+            meta["newer_format"] = version
+        if meta.get("status") == "RUNNING" and heartbeat_state(run_dir, meta) == "crashed":
+            meta["crashed"] = True
+        return meta
+
+    def list_runs(self, experiment_id: int | str = 0) -> list[str]:
+        """Run ids of an experiment, newest first by start time (broken runs last)."""
+        metas = [self.load_meta(d) for d in self.run_dirs(experiment_id)]
+        metas.sort(key=lambda m: str(m.get("start_time") or ""), reverse=True)
+        return [str(m.get("run_id")) for m in metas]
+
+    def find_run(self, run_id: str) -> str:
+        """The folder of a run, searched across every experiment."""
+        validate_run_id(run_id)
+        for experiment_id, _ in iter_experiments(self.root):
+            rdir = os.path.join(self.root, experiment_id, run_id)
+            if os.path.isdir(rdir):
+                return rdir
+        raise NotFoundError(f"no run {run_id!r} in {self.root}")
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """``{"metadata", "params", "tags", "metrics"}``; metrics hold each key's last logged value."""
+        rdir = self.find_run(run_id)
+        metrics = {}
+        for key in self.metric_keys(run_id, rdir):
+            point = last_point(os.path.join(rdir, "metrics", key + METRIC_SUFFIX))
+            if point is not None:
+                metrics[key] = point.value
+        return {
+            "metadata": self.load_meta(rdir),
+            "params": self._values(rdir, "params"),
+            "tags": self._values(rdir, "tags"),
+            "metrics": metrics,
+        }
+
+    def _values(self, rdir: str, kind: str) -> dict[str, Any]:
+        folder = os.path.join(rdir, kind)
+        out = {}
+        for key in _walk_keys(folder, VALUE_SUFFIX):
+            try:
+                out[key] = _read_json_value(os.path.join(folder, key + VALUE_SUFFIX))
+            except (OSError, ValueError):
+                continue  # unreadable value: skipped here, reported by `show`
+        return out
+
+    def metric_keys(self, run_id: str, run_dir: str | None = None) -> list[str]:
+        return _walk_keys(os.path.join(run_dir or self.find_run(run_id), "metrics"), METRIC_SUFFIX)
+
+    def get_metric_history(self, run_id: str, key: str) -> MetricHistory:
+        """Every point of a metric in the order it was logged."""
+        try:
+            validate_key(key, "metric key")
+        except InvalidInputError:
+            raise
+        path = os.path.join(self.find_run(run_id), "metrics", key + METRIC_SUFFIX)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise NotFoundError(f"run {run_id} has no metric {key!r}") from None
+        return parse_metric_lines(data, key)

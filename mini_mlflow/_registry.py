@@ -1,0 +1,157 @@
+"""Active-run registry: the thread-local run stack, the process's open runs and their last words.
+
+One guarded set of hooks per process ends every open run honestly: at interpreter exit (FINISHED, or
+FAILED/KILLED when an uncaught exception or Ctrl-C ended the program), on SIGTERM (KILLED, then the
+process dies of the signal as it would have), and after ``fork`` the child forgets the parent's runs.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+import threading
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ._writer import WRITER
+
+if TYPE_CHECKING:
+    from ._run import Run
+
+
+def _no_active_run(*args: Any, **kwargs: Any) -> None:
+    from ._errors import NoActiveRunError
+
+    raise NoActiveRunError("No active run: call start_run() first (or use a Run object)")
+
+
+class _ThreadState(threading.local):
+    def __init__(self) -> None:
+        self.stack: list[Run] = []
+        # The top run's bound logging methods, kept here so the fluent hot path is one attribute
+        # load and one call (see _fluent.log_metric).
+        self.log_metric: Any = _no_active_run
+        self.log_metrics: Any = _no_active_run
+
+    def refresh(self) -> None:
+        top = self.stack[-1] if self.stack else None
+        self.log_metric = top.log_metric if top is not None else _no_active_run
+        self.log_metrics = top.log_metrics if top is not None else _no_active_run
+
+
+_state = _ThreadState()
+_open: dict[int, Run] = {}
+_lock = threading.Lock()
+_hooks_installed = False
+#: Status given at exit to runs still open: changed by an uncaught exception in the main program.
+_exit_status = "FINISHED"
+_previous_excepthook = sys.excepthook
+_previous_sigterm: Any = None
+
+
+def on_start(run: Run) -> None:
+    with _lock:
+        _open[id(run)] = run
+    _install_hooks()
+
+
+def on_end(run: Run) -> None:
+    with _lock:
+        _open.pop(id(run), None)
+    stack = _state.stack
+    if run in stack:
+        stack.remove(run)
+        _state.refresh()
+
+
+def open_runs() -> list[Run]:
+    with _lock:
+        return list(_open.values())
+
+
+def push(run: Run) -> None:
+    _state.stack.append(run)
+    _state.refresh()
+
+
+def active() -> Run | None:
+    """The innermost run of this thread that has not ended."""
+    stack = _state.stack
+    if stack and stack[-1].status != "RUNNING":
+        while stack and stack[-1].status != "RUNNING":
+            stack.pop()  # ended through its Run object or from another thread
+        _state.refresh()
+    return stack[-1] if stack else None
+
+
+def end_all(status: str, lock_timeout: float = -1) -> None:
+    """End every open run of this process, innermost first; report (never raise) failures."""
+    for run in reversed(open_runs()):
+        try:
+            run.end(status, _lock_timeout=lock_timeout)
+        except Exception as exc:  # at exit there is nobody left to raise to
+            print(f"mini_mlflow: could not end run {run.run_id}: {exc}", file=sys.stderr)
+
+
+# -- process hooks -------------------------------------------------------------------------------
+
+
+def _install_hooks() -> None:
+    global _hooks_installed, _previous_excepthook, _previous_sigterm
+    if _hooks_installed:
+        return
+    with _lock:
+        if _hooks_installed:
+            return
+        _hooks_installed = True
+        atexit.register(_at_exit)
+        _previous_excepthook = sys.excepthook
+        sys.excepthook = _excepthook
+        if threading.current_thread() is threading.main_thread():
+            try:
+                current = signal.getsignal(signal.SIGTERM)
+                if current is signal.SIG_DFL or callable(current):
+                    _previous_sigterm = current
+                    signal.signal(signal.SIGTERM, _on_sigterm)
+            except (ValueError, OSError):  # not allowed here (embedded interpreters)
+                pass
+
+
+def _excepthook(
+    exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+) -> None:
+    global _exit_status
+    _exit_status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
+    _previous_excepthook(exc_type, exc, tb)
+
+
+def _at_exit() -> None:
+    end_all(_exit_status)
+    WRITER.stop()
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # The handler runs in the main thread, possibly while it is inside mini_mlflow holding a lock:
+    # waits are bounded so a dying process cannot deadlock on itself.
+    end_all("KILLED", lock_timeout=2.0)
+    previous = _previous_sigterm
+    if callable(previous):
+        previous(signum, frame)
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+    _open.clear()
+    _state.stack = []
+    _state.refresh()
+    WRITER.reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

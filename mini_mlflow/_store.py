@@ -1,0 +1,368 @@
+"""Synchronous store operations: experiments, run folders, meta.yaml, params, tags and artifacts.
+
+These are the rare writes (once per run or per key), done in the caller's thread so that mistakes such
+as a conflicting param raise at once. meta.yaml is always replaced whole under a file lock, so several
+processes sharing a run never lose each other's updates and readers never see half a file.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from . import _files
+from ._errors import InvalidInputError, NotFoundError, ParamConflictError
+from ._layout import (
+    FORMAT_VERSION,
+    LOCK_FILE,
+    MAX_PARAM_VALUE_LENGTH,
+    MAX_TAG_VALUE_LENGTH,
+    META_FILE,
+    TMP_MARK,
+    check_text,
+    iso_from_ms,
+    now_ms,
+    param_path,
+    tag_path,
+    validate_artifact_path,
+    validate_experiment_name,
+    validate_key,
+)
+
+DEFAULT_EXPERIMENT_ID = "0"
+DEFAULT_EXPERIMENT_NAME = "Default"
+RUN_SUBDIRS = ("params", "metrics", "tags", "artifacts")
+
+
+@contextmanager
+def locked(folder: str, timeout: float = 60) -> Iterator[None]:
+    """Hold the inter-process lock of ``folder`` (a store root or a run folder)."""
+    from filelock import FileLock
+
+    with FileLock(os.path.join(folder, LOCK_FILE), timeout=timeout):
+        yield
+
+
+def read_meta(path: str) -> dict[str, Any]:
+    with open(path, "rb") as f:
+        data = _files.load_yaml(f.read())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a YAML mapping")
+    return data
+
+
+def write_meta(path: str, meta: dict[str, Any], fsync: bool = False) -> None:
+    _files.write_atomic(path, _files.dump_yaml(meta), fsync=fsync)
+
+
+# -- experiments -------------------------------------------------------------------------------
+
+
+def _experiment_meta(experiment_id: str, name: str) -> dict[str, Any]:
+    now = iso_from_ms(now_ms())
+    return {
+        "format_version": FORMAT_VERSION,
+        "experiment_id": experiment_id,
+        "name": name,
+        "lifecycle_stage": "active",
+        "creation_time": now,
+        "last_update_time": now,
+    }
+
+
+def ensure_experiment(root: str, experiment_id: str) -> None:
+    """Create experiment ``experiment_id`` (given by the caller) if it does not exist yet."""
+    meta_path = os.path.join(root, experiment_id, META_FILE)
+    if os.path.exists(meta_path):
+        return
+    os.makedirs(root, exist_ok=True)
+    with locked(root):
+        if os.path.exists(meta_path):
+            return
+        name = (
+            DEFAULT_EXPERIMENT_NAME
+            if experiment_id == DEFAULT_EXPERIMENT_ID
+            else f"experiment_{experiment_id}"
+        )
+        if find_experiment_by_name(root, name) is not None:
+            name = f"{name}_{now_ms()}"
+        os.makedirs(os.path.join(root, experiment_id), exist_ok=True)
+        write_meta(meta_path, _experiment_meta(experiment_id, name))
+
+
+def iter_experiments(root: str) -> Iterator[tuple[str, dict[str, Any] | None]]:
+    """Yield ``(experiment_id, meta or None if unreadable)`` for every experiment folder."""
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return
+    for name in sorted(names, key=lambda n: (len(n), n)):
+        if not name.isdigit() or not os.path.isdir(os.path.join(root, name)):
+            continue
+        try:
+            yield name, read_meta(os.path.join(root, name, META_FILE))
+        except (OSError, ValueError, Exception):  # a broken experiment must not hide the others
+            yield name, None
+
+
+def find_experiment_by_name(root: str, name: str) -> str | None:
+    for experiment_id, meta in iter_experiments(root):
+        if meta is not None and meta.get("name") == name:
+            return experiment_id
+    return None
+
+
+def get_or_create_experiment(root: str, name: str) -> str:
+    """Return the id of the experiment called ``name``, creating it (next free id) if missing."""
+    validate_experiment_name(name)
+    found = find_experiment_by_name(root, name)
+    if found is not None:
+        return found
+    os.makedirs(root, exist_ok=True)
+    with locked(root):
+        found = find_experiment_by_name(root, name)
+        if found is not None:
+            return found
+        ids = [int(e) for e, _ in iter_experiments(root)]
+        experiment_id = str(max(ids, default=0) + 1)
+        os.makedirs(os.path.join(root, experiment_id), exist_ok=True)
+        write_meta(
+            os.path.join(root, experiment_id, META_FILE), _experiment_meta(experiment_id, name)
+        )
+        return experiment_id
+
+
+# -- runs --------------------------------------------------------------------------------------
+
+
+def find_run_dir(root: str, run_id: str) -> tuple[str, str] | None:
+    """Return ``(experiment_id, run_dir)`` of the run with this id, or None."""
+    for experiment_id, _ in iter_experiments(root):
+        rdir = os.path.join(root, experiment_id, run_id)
+        if os.path.isfile(os.path.join(rdir, META_FILE)):
+            return experiment_id, rdir
+    return None
+
+
+def create_run(
+    root: str,
+    experiment_id: str,
+    run_id: str,
+    run_name: str | None,
+    parent_run_id: str | None,
+    start_ms: int,
+) -> tuple[str, dict[str, Any]]:
+    """Create the folder and meta.yaml of a new run; return ``(run_dir, meta)``."""
+    rdir = os.path.join(root, experiment_id, run_id)
+    os.makedirs(rdir, exist_ok=True)
+    for sub in RUN_SUBDIRS:
+        os.makedirs(os.path.join(rdir, sub), exist_ok=True)
+    meta: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "run_id": run_id,
+        "run_name": run_name,
+        "experiment_id": experiment_id,
+        "status": "RUNNING",
+        "start_time": iso_from_ms(start_ms),
+        "end_time": None,
+        "user": _user(),
+        "source": _source(),
+        "lifecycle_stage": "active",
+        "parent_run_id": parent_run_id,
+    }
+    with locked(rdir):
+        meta_path = os.path.join(rdir, META_FILE)
+        if os.path.exists(meta_path):
+            raise InvalidInputError(f"run id {run_id!r} already exists in experiment {experiment_id}")
+        write_meta(meta_path, meta)
+    return rdir, meta
+
+
+def update_run_meta(
+    rdir: str, fsync: bool = False, lock_timeout: float = 60, **changes: Any
+) -> dict[str, Any]:
+    """Apply ``changes`` to a run's meta.yaml (read-modify-replace under the run's lock)."""
+    meta_path = os.path.join(rdir, META_FILE)
+    with locked(rdir, lock_timeout):
+        try:
+            meta = read_meta(meta_path)
+        except FileNotFoundError:
+            raise NotFoundError(f"run folder {rdir} has no meta.yaml (was it deleted?)") from None
+        meta.update(changes)
+        write_meta(meta_path, meta, fsync=fsync)
+    return meta
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry (containers): not worth failing a run over
+        return "unknown"
+
+
+def _source() -> dict[str, Any]:
+    """The entry script (relative to the working folder when inside it) and its git commit, if any."""
+    script = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c", "-m") else ""
+    name = ""
+    if script:
+        full = os.path.abspath(script)
+        try:
+            rel = os.path.relpath(full)
+        except ValueError:
+            rel = os.path.basename(full)
+        name = rel if not rel.startswith("..") else os.path.basename(full)
+    start = os.path.dirname(os.path.abspath(script)) if script else os.getcwd()
+    return {"name": name, "git_commit": _git_commit(start)}
+
+
+def _git_commit(start: str) -> str | None:
+    """Read HEAD's commit without running git (cheap, and works where git is not installed)."""
+    folder = start
+    for _ in range(64):
+        git = os.path.join(folder, ".git")
+        if os.path.isdir(git):
+            try:
+                with open(os.path.join(git, "HEAD")) as f:
+                    head = f.read().strip()
+                if not head.startswith("ref: "):
+                    return head or None
+                ref = head[5:]
+                ref_path = os.path.join(git, *ref.split("/"))
+                if os.path.exists(ref_path):
+                    with open(ref_path) as f:
+                        return f.read().strip() or None
+                with open(os.path.join(git, "packed-refs")) as f:
+                    for line in f:
+                        parts = line.split()
+                        if len(parts) == 2 and parts[1] == ref:
+                            return parts[0]
+            except OSError:
+                return None
+            return None
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+    return None
+
+
+# -- params, tags, artifacts --------------------------------------------------------------------
+
+
+def _json_default(value: Any) -> Any:
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item):
+        return item()
+    tolist = getattr(value, "tolist", None)  # small numpy arrays
+    if callable(tolist):
+        return tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def param_json(key: str, value: Any) -> str:
+    """The canonical JSON text a param is stored as; raises if it cannot be stored."""
+    try:
+        text = json.dumps(value, allow_nan=False, sort_keys=True, default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(
+            f"param {key!r}: value {value!r} cannot be stored as JSON ({exc}); "
+            "use str, int, float (finite), bool, None, or lists/dicts of those"
+        ) from None
+    shown = value if isinstance(value, str) else text
+    if len(shown) > MAX_PARAM_VALUE_LENGTH:
+        raise InvalidInputError(
+            f"param {key!r}: value is {len(shown)} characters; at most {MAX_PARAM_VALUE_LENGTH} "
+            "are allowed (MLflow's limit); log large values with log_dict or log_text instead"
+        )
+    if isinstance(value, str):
+        check_text(value, f"value of param {key!r}")
+    return text
+
+
+def write_param(rdir: str, key: str, text: str) -> None:
+    """Write a param once; the same value again is a no-op, a different one raises."""
+    path = param_path(rdir, key)
+    data = (text + "\n").encode("utf-8")
+    try:
+        existing = _files.create_once(path, data)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        existing = _files.create_once(path, data)
+    if existing is not None and existing.strip() != data.strip():
+        old = existing.decode("utf-8", "replace").strip()
+        raise ParamConflictError(
+            f"param {key!r} was already logged with value {old}; cannot change it to {text} "
+            "(params are write-once; log a metric or a tag for values that change)"
+        )
+
+
+def tag_json(key: str, value: Any) -> str:
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > MAX_TAG_VALUE_LENGTH:
+        raise InvalidInputError(
+            f"tag {key!r}: value is {len(text)} characters; at most {MAX_TAG_VALUE_LENGTH} are allowed"
+        )
+    check_text(text, f"value of tag {key!r}")
+    return json.dumps(text, ensure_ascii=False)
+
+
+def write_tag(rdir: str, key: str, text: str) -> None:
+    path = tag_path(rdir, key)
+    data = (text + "\n").encode("utf-8")
+    try:
+        _files.write_atomic(path, data)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _files.write_atomic(path, data)
+
+
+def artifact_dest(rdir: str, artifact_path: str | None, name: str) -> str:
+    """The absolute destination of an artifact, guaranteed to be inside the run's artifacts/."""
+    rel = validate_artifact_path(artifact_path)
+    name = validate_artifact_path(name)
+    if not name:
+        raise InvalidInputError("artifact file name must not be empty")
+    base = os.path.realpath(os.path.join(rdir, "artifacts"))
+    dest = os.path.join(base, rel, name) if rel else os.path.join(base, name)
+    parent = os.path.realpath(os.path.dirname(dest))
+    if parent != base and not parent.startswith(base + os.sep):
+        raise InvalidInputError(
+            f"artifact path {os.path.join(rel, name)!r} resolves outside the run's artifacts folder"
+        )
+    return dest
+
+
+def copy_artifact(src: str, dest: str) -> None:
+    """Copy a file into place atomically (temp file in the destination folder + rename)."""
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    if os.path.islink(dest):
+        raise InvalidInputError(f"artifact destination {dest} is a symlink; refusing to write")
+    tmp = f"{dest}.{TMP_MARK}.{os.getpid()}"
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_artifact_bytes(dest: str, data: bytes) -> None:
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    if os.path.islink(dest):
+        raise InvalidInputError(f"artifact destination {dest} is a symlink; refusing to write")
+    _files.write_atomic(dest, data)
+
+
+def validate_params(params: dict[str, Any]) -> dict[str, str]:
+    if not isinstance(params, dict):
+        raise InvalidInputError(f"params must be a dict, got {type(params).__name__}")
+    return {validate_key(k, "param key"): param_json(k, v) for k, v in params.items()}

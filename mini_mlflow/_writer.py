@@ -1,0 +1,315 @@
+"""The writer: moves buffered points from memory to ``metrics/<key>.jsonl``, in the background.
+
+One daemon thread per process wakes every half flush interval and drains every live run's buffer,
+turning points into whole JSON lines and appending them with one ``write`` per metric file. A training
+loop that holds the GIL can starve that thread, so a logging call that finds its run's buffer overdue
+(nothing drained for a whole flush interval) or over its bound drains it itself: either way no point
+waits longer than ``flush_interval`` to reach the disk, and memory stays bounded.
+
+Trouble writing (disk full, permissions, the run folder deleted) never raises into the logging call:
+the lines are kept in memory (up to the bound) and retried on every pass, a warning is issued once per
+cause, and the error is raised by ``flush()``/``end_run()``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import warnings
+from collections import deque
+from typing import Any
+
+from . import _files
+from ._config import Settings
+from ._errors import StorageError
+from ._layout import HEARTBEAT_FILE, META_FILE, METRIC_SUFFIX
+
+_time = time.time
+
+#: Points formatted per step of a drain: bounds the time the drainer holds the GIL in one go.
+_CHUNK = 50_000
+
+Point = tuple[str, float, int, Any]  # key, value, step, timestamp (float seconds or int ms)
+
+
+def format_point(step: int, value: float, timestamp: Any) -> str:
+    """One metric point as a JSONL line; NaN and ±inf become the strings "NaN", "Infinity", "-Infinity"."""
+    if timestamp.__class__ is float:
+        timestamp = int(timestamp * 1000)
+    if value - value == 0.0:  # finite: nan - nan and inf - inf are nan
+        return f'{{"step":{step},"value":{value!r},"timestamp":{timestamp}}}\n'
+    text = "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    return f'{{"step":{step},"value":"{text}","timestamp":{timestamp}}}\n'
+
+
+class PointBuffer:
+    """Points logged to one run by this process and not yet on disk, and the state of writing them."""
+
+    def __init__(self, run_dir: str, run_id: str, settings: Settings) -> None:
+        self.run_dir = run_dir
+        self.run_id = run_id
+        self.queue: deque[Point] = deque()
+        self.interval = settings.flush_interval
+        self.max_points = settings.max_buffer
+        self.fsync = settings.fsync
+        self.heartbeat_interval = settings.heartbeat_interval
+        #: Wall-clock time after which a logging call drains the buffer itself.
+        self.due = _time() + self.interval
+        self._heartbeat_due = 0.0
+        # One drainer at a time, so the lines of a metric reach its file in the order they were logged.
+        self.lock = threading.Lock()
+        #: Bytes a failed or short write left behind, per metric key; written first on the next pass.
+        self._held: dict[str, bytes] = {}
+        self._held_count: dict[str, int] = {}
+        self._touched: set[str] = set()
+        self.error: StorageError | None = None
+        self.dropped = 0
+        self._warned: set[Any] = set()
+
+    # -- called from logging threads -----------------------------------------------------------
+
+    def on_due(self, now: float) -> None:
+        """A logging call found the buffer overdue or over its bound: drain it here."""
+        if len(self.queue) > self.max_points and self.error is not None:
+            self._drop_excess()
+        self.drain()
+        if self.due <= now:  # nothing could be written; don't retry on every call
+            self.due = now + self.interval
+
+    def _drop_excess(self) -> None:
+        # Only reached while writes fail and memory is at its bound: losing points is then unavoidable,
+        # so the newest are dropped, counted, warned about, and reported by flush()/end_run().
+        excess = len(self.queue) - self.max_points
+        for _ in range(excess):
+            self.queue.pop()
+        self.dropped += excess
+        self._warn_once(
+            "dropped",
+            f"mini_mlflow: run {self.run_id}: {self.dropped} points dropped: the store cannot be "
+            f"written and {self.max_points} points are already held in memory",
+        )
+
+    # -- draining --------------------------------------------------------------------------------
+
+    def drain(self, timeout: float = -1) -> bool:
+        """Write every point queued before this call.
+
+        Returns False, having written nothing, if another drainer held the lock for ``timeout``
+        seconds (-1: wait as long as it takes).
+        """
+        if not self.lock.acquire(timeout=timeout):
+            return False
+        try:
+            if self._held:
+                self._write({})  # retry what failed before, so lines stay in order
+            if not self._held:  # while writes fail, points wait in the queue (bounded by on_due)
+                remaining = len(self.queue)
+                while remaining > 0:
+                    n = min(remaining, _CHUNK)
+                    self._write(self._format(n))
+                    remaining -= n
+            now = _time()
+            if now >= self._heartbeat_due:
+                self._heartbeat(now)
+            self.due = 0.0 if len(self.queue) > self.max_points else now + self.interval
+        finally:
+            self.lock.release()
+        return True
+
+    def _format(self, n: int) -> dict[str, list[str]]:
+        pop = self.queue.popleft
+        groups: dict[str, list[str]] = {}
+        get = groups.get
+        for _ in range(n):
+            key, value, step, timestamp = pop()
+            if timestamp.__class__ is float:
+                timestamp = int(timestamp * 1000)
+            if value - value == 0.0:
+                line = f'{{"step":{step},"value":{value!r},"timestamp":{timestamp}}}\n'
+            else:
+                line = format_point(step, value, timestamp)
+            lines = get(key)
+            if lines is None:
+                groups[key] = [line]
+            else:
+                lines.append(line)
+        return groups
+
+    def _write(self, groups: dict[str, list[str]]) -> None:
+        held, counts = self._held, self._held_count
+        for key in [*held, *(k for k in groups if k not in held)]:
+            lines = groups.get(key, ())
+            data = held.pop(key, b"") + "".join(lines).encode("utf-8")
+            counts.pop(key, None)
+            path = os.path.join(self.run_dir, "metrics", key + METRIC_SUFFIX)
+            try:
+                written = self._append(path, data)
+            except OSError as exc:
+                written = 0
+                self._fail("write metric", path, exc)
+            if written < len(data):
+                if written:  # a short write (disk full part-way): the rest completes the torn line
+                    self._fail("write metric", path, OSError(28, "No space left on device"))
+                held[key] = data[written:]
+                counts[key] = data.count(b"\n", written)
+        if not held and self.error is not None and not self.dropped:
+            self.error = None  # recovered: everything held has reached the disk
+
+    @property
+    def held_points(self) -> int:
+        """Points formatted but not yet written because writes failed."""
+        return sum(self._held_count.values())
+
+    def _append(self, path: str, data: bytes) -> int:
+        try:
+            written = _files.append(path, data)
+        except FileNotFoundError:
+            if not os.path.exists(os.path.join(self.run_dir, META_FILE)):
+                raise FileNotFoundError(2, "the run folder was deleted") from None
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            written = _files.append(path, data)
+        if self.fsync == "flush":
+            _files.fsync_path(path)
+        else:
+            self._touched.add(path)
+        return written
+
+    def _fail(self, action: str, path: str, exc: OSError) -> None:
+        self.error = _files.storage_error(action, path, exc)
+        self._warn_once(
+            exc.errno,
+            f"mini_mlflow: run {self.run_id}: {self.error}; points are kept in memory and retried",
+        )
+
+    def _warn_once(self, cause: Any, message: str) -> None:
+        if cause not in self._warned:
+            self._warned.add(cause)
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+    def _heartbeat(self, now: float) -> None:
+        self._heartbeat_due = now + self.heartbeat_interval
+        beat = {
+            "time": int(now * 1000),
+            "interval": self.heartbeat_interval,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+        }
+        path = self._heartbeat_path()
+        try:
+            _files.write_atomic(path, json.dumps(beat).encode())
+        except OSError as exc:
+            self._warn_once(("heartbeat", exc.errno), f"mini_mlflow: heartbeat of {path} failed: {exc}")
+
+    # -- end of life -----------------------------------------------------------------------------
+
+    def flush(self, timeout: float = -1) -> None:
+        """Drain everything queued so far; raise ``StorageError`` if any of it is not on disk."""
+        self.drain(timeout)
+        self.raise_error()
+
+    def raise_error(self) -> None:
+        if self.error is None and not self.dropped:
+            return
+        parts = []
+        pending = self.held_points + len(self.queue)
+        if pending:
+            parts.append(f"{pending} points not yet written")
+        if self.dropped:
+            parts.append(f"{self.dropped} points dropped")
+        cause = self.error
+        detail = f": {cause.strerror}" if cause is not None else ""
+        err = StorageError(
+            cause.errno if cause is not None else 0,
+            f"run {self.run_id}: {', '.join(parts) or 'a write failed'}{detail}",
+        )
+        raise err from cause
+
+    def sync_files(self) -> None:
+        """fsync the metric files this buffer wrote to (the ``end`` fsync policy)."""
+        for path in self._touched:
+            try:
+                _files.fsync_path(path)
+            except OSError as exc:
+                self._fail("fsync", path, exc)
+        self._touched.clear()
+
+    def _heartbeat_path(self) -> str:
+        # One file per process, so ranks sharing a run each prove their own life.
+        host = "".join(c if c.isalnum() or c in "-_." else "_" for c in socket.gethostname())
+        return os.path.join(self.run_dir, f"{HEARTBEAT_FILE}-{os.getpid()}@{host}")
+
+    def remove_heartbeat(self) -> None:
+        try:
+            os.unlink(self._heartbeat_path())
+        except OSError:
+            pass
+
+    def reset_after_fork(self) -> None:
+        # The parent still owns these points; writing them from the child would duplicate them.
+        self.queue.clear()
+        self._held.clear()
+        self._held_count.clear()
+        self.lock = threading.Lock()
+
+
+class Writer:
+    """The process's one background writer thread, draining every registered buffer."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[int, PointBuffer] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def register(self, buffer: PointBuffer) -> None:
+        with self._lock:
+            self._buffers[id(buffer)] = buffer
+            if self._thread is None or not self._thread.is_alive():
+                self._stop = threading.Event()
+                self._thread = threading.Thread(
+                    target=self._loop, name="mini-mlflow-writer", daemon=True
+                )
+                self._thread.start()
+
+    def unregister(self, buffer: PointBuffer) -> None:
+        with self._lock:
+            self._buffers.pop(id(buffer), None)
+
+    def buffers(self) -> list[PointBuffer]:
+        with self._lock:
+            return list(self._buffers.values())
+
+    def _loop(self) -> None:
+        stop = self._stop
+        while True:
+            buffers = self.buffers()
+            period = min((b.interval for b in buffers), default=0.2) / 2
+            if stop.wait(period):
+                return
+            for buffer in buffers:
+                try:
+                    buffer.drain()
+                except Exception as exc:  # never let the writer die: the data stays queued
+                    buffer._warn_once(("writer", type(exc)), f"mini_mlflow: writer error: {exc!r}")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():
+                warnings.warn("mini_mlflow: the writer thread did not stop in time", RuntimeWarning)
+
+    def reset_after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+        for buffer in self._buffers.values():
+            buffer.reset_after_fork()
+        self._buffers.clear()
+
+
+WRITER = Writer()
