@@ -1,0 +1,26 @@
+"""The ``mini-mlflow`` click group; each command family lives in its own module and is added below."""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--root",
+    envvar="MINI_MLFLOW_TRACKING_DIR",
+    default="mlruns",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Store root (also MINI_MLFLOW_TRACKING_DIR).",
+)
+@click.version_option(__version__, prog_name="mini-mlflow")
+@click.pass_context
+def cli(ctx: click.Context, root: str) -> None:
+    """mini-mlflow: list, inspect, compare and sync runs of a mini_mlflow store."""
+    ctx.obj = {"root": root}
+
+
+# Command families register themselves here (one import and one add_command line each).
