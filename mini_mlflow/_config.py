@@ -37,6 +37,32 @@ def _fsync(text: str) -> str:
     return text
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _url(text: str) -> str:
+    text = text.strip()
+    if not text.startswith(("http://", "https://")) or len(text) <= len("https://"):
+        raise ValueError
+    return text.rstrip("/")
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError
+
+
+def _log_level(text: str) -> str:
+    upper = text.strip().upper()
+    if upper not in LOG_LEVELS:
+        raise ValueError
+    return upper
+
+
 def _nonempty(text: str) -> str:
     if not text.strip():
         raise ValueError
@@ -77,8 +103,20 @@ SPECS: tuple[_Spec, ...] = (
         "a number of seconds > 0",
         10.0,
     ),
+    _Spec("sync_url", "MINI_MLFLOW_SYNC_URL", _url, "an http:// or https:// URL", None),
+    _Spec(
+        "sync_interval",
+        "MINI_MLFLOW_SYNC_INTERVAL",
+        _positive_float,
+        "a number of seconds > 0",
+        5.0,
+    ),
+    _Spec("offline", "MINI_MLFLOW_OFFLINE", _bool, "true or false (1/0, yes/no)", False),
+    _Spec("log_level", "MINI_MLFLOW_LOG_LEVEL", _log_level, "one of " + ", ".join(LOG_LEVELS), "WARNING"),
 )
-KNOWN_VARIABLES = frozenset(spec.env for spec in SPECS)
+#: Variables read elsewhere (not run settings), known so that they are not warned about.
+OTHER_VARIABLES = ("MINI_MLFLOW_RUN_ID", "MINI_MLFLOW_EXPERIMENT_NAME", "MINI_MLFLOW_EXPERIMENT_ID")
+KNOWN_VARIABLES = frozenset([*(spec.env for spec in SPECS), *OTHER_VARIABLES])
 
 
 @dataclass(frozen=True)
@@ -95,6 +133,14 @@ class Settings:
     fsync: str = "end"
     #: Seconds between heartbeats of a live run.
     heartbeat_interval: float = 10.0
+    #: MLflow tracking server that a background agent syncs to while the run is live (online mode).
+    sync_url: str | None = None
+    #: Seconds between passes of the sync agent.
+    sync_interval: float = 5.0
+    #: Never contact a server, even when ``sync_url`` is set.
+    offline: bool = False
+    #: Level of mini_mlflow's own log messages.
+    log_level: str = "WARNING"
 
 
 _warned_unknown: set[str] = set()
@@ -107,7 +153,8 @@ def resolve(**overrides: Any) -> Settings:
     for spec in SPECS:
         given = overrides.get(spec.field)
         if given is not None:
-            values[spec.field] = _parse(spec, str(given), f"argument {spec.field}")
+            text = str(given) if not isinstance(given, bool) else str(given).lower()
+            values[spec.field] = _parse(spec, text, f"argument {spec.field}")
             continue
         text = os.environ.get(spec.env)
         values[spec.field] = (
