@@ -158,7 +158,7 @@ def heartbeat_state(run_dir: str, meta: dict[str, Any], now_ms: int | None = Non
     """For a RUNNING run: "alive" if some writer shows a recent sign of life, else "crashed"."""
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     host = socket.gethostname()
-    newest = ms_from_iso(meta.get("start_time")) if isinstance(meta.get("start_time"), str) else None
+    newest: int | None = None
     window = STALE_MIN_SECONDS * 1000
     beats = 0
     try:
@@ -178,6 +178,8 @@ def heartbeat_state(run_dir: str, meta: dict[str, Any], now_ms: int | None = Non
         newest = stamp if newest is None else max(newest, stamp)
     if names and not beats:
         return "crashed"  # every writer that ever beat is known dead
+    if newest is None and isinstance(meta.get("start_time"), str):
+        newest = ms_from_iso(meta["start_time"])  # a writer without heartbeats: judge by its start
     if newest is None or now - newest > window:
         return "crashed"
     return "alive"

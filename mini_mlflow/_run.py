@@ -152,6 +152,7 @@ class Run:
         self._buffer = PointBuffer(rdir, run_id, self._settings)
         self._append = self._buffer.queue.append
         self._metric_keys: set[str] | frozenset[str] = set()
+        self._buffer.drain()  # writes the first heartbeat now: readers never see a silent live run
         WRITER.register(self._buffer)
         _registry.on_start(self)
         if tags:
@@ -377,11 +378,17 @@ class Run:
                 raise RunEndedError(f"Run {self.run_id} has already ended with status {self.status}")
             keys, self._metric_keys = self._metric_keys, _CLOSED
             end_ms = now_ms()
+            lost: StorageError | None = None
             try:
-                self.flush(_lock_timeout=_lock_timeout)
-                if self._settings.fsync != "never":
-                    self._buffer.sync_files()
-                    self._buffer.raise_error()
+                try:
+                    self.flush(_lock_timeout=_lock_timeout)
+                    if self._settings.fsync != "never":
+                        self._buffer.sync_files()
+                        self._buffer.raise_error()
+                except StorageError as err:
+                    if self._pending_values or self._buffer.pending_points:
+                        raise
+                    lost = err  # only dropped points: nothing more to wait for; end, then report
                 _store.update_run_meta(
                     self.run_dir,
                     fsync=self._settings.fsync != "never",
@@ -401,6 +408,8 @@ class Run:
             _registry.on_end(self)
         finally:
             self._end_lock.release()
+        if lost is not None:
+            raise lost
 
     def __enter__(self) -> Run:
         return self

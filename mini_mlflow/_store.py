@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from . import _files
-from ._errors import InvalidInputError, NotFoundError, ParamConflictError
+from ._errors import InvalidInputError, NotFoundError, ParamConflictError, StorageError
 from ._layout import (
     FORMAT_VERSION,
     LOCK_FILE,
@@ -285,6 +285,13 @@ def param_json(key: str, value: Any) -> str:
     return text
 
 
+def _make_parent(rdir: str, path: str) -> None:
+    """Create the folder of a key's file, but never re-create a run folder deleted under us."""
+    if not os.path.exists(os.path.join(rdir, META_FILE)):
+        raise FileNotFoundError(2, "the run folder was deleted", rdir)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+
+
 def write_param(rdir: str, key: str, text: str) -> None:
     """Write a param once; the same value again is a no-op, a different one raises."""
     path = param_path(rdir, key)
@@ -292,7 +299,7 @@ def write_param(rdir: str, key: str, text: str) -> None:
     try:
         existing = _files.create_once(path, data)
     except FileNotFoundError:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _make_parent(rdir, path)
         existing = _files.create_once(path, data)
     if existing is not None and existing.strip() != data.strip():
         old = existing.decode("utf-8", "replace").strip()
@@ -318,12 +325,14 @@ def write_tag(rdir: str, key: str, text: str) -> None:
     try:
         _files.write_atomic(path, data)
     except FileNotFoundError:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _make_parent(rdir, path)
         _files.write_atomic(path, data)
 
 
 def artifact_dest(rdir: str, artifact_path: str | None, name: str) -> str:
     """The absolute destination of an artifact, guaranteed to be inside the run's artifacts/."""
+    if not os.path.exists(os.path.join(rdir, META_FILE)):
+        raise StorageError(2, f"run folder {rdir} was deleted; cannot store artifacts")
     rel = validate_artifact_path(artifact_path)
     name = validate_artifact_path(name)
     if not name:

@@ -163,6 +163,11 @@ class PointBuffer:
         """Points formatted but not yet written because writes failed."""
         return sum(self._held_count.values())
 
+    @property
+    def pending_points(self) -> int:
+        """Points logged and not yet on disk."""
+        return self.held_points + len(self.queue)
+
     def _append(self, path: str, data: bytes) -> int:
         try:
             written = _files.append(path, data)
@@ -214,7 +219,7 @@ class PointBuffer:
         if self.error is None and not self.dropped:
             return
         parts = []
-        pending = self.held_points + len(self.queue)
+        pending = self.pending_points
         if pending:
             parts.append(f"{pending} points not yet written")
         if self.dropped:

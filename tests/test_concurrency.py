@@ -1,0 +1,130 @@
+"""Many writers at once: threads sharing a run, processes sharing a run, and fork."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import mini_mlflow as mm
+from conftest import read_jsonl
+
+
+def test_threads_times_points_gives_exactly_that_many_lines(store: Path) -> None:
+    threads, points = 8, 20_000
+    with mm.start_run() as run:
+        barrier = threading.Barrier(threads)
+
+        def work(t: int) -> None:
+            barrier.wait()
+            for i in range(points):
+                run.log_metric("shared", float(t), step=i)
+                run.log_metric(f"own/t{t}", float(i), step=i)
+
+        workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    rows = read_jsonl(Path(run.run_dir) / "metrics" / "shared.jsonl")
+    assert len(rows) == threads * points
+    for t in range(threads):
+        steps = [r["step"] for r in rows if r["value"] == float(t)]
+        assert steps == list(range(points))  # each thread's points in its own order
+        own = read_jsonl(Path(run.run_dir) / "metrics" / "own" / f"t{t}.jsonl")
+        assert [r["value"] for r in own] == [float(i) for i in range(points)]
+
+
+def test_each_thread_its_own_fluent_run(store: Path) -> None:
+    ids: dict[int, str] = {}
+
+    def work(t: int) -> None:
+        with mm.start_run(run_name=f"t{t}") as run:
+            ids[t] = run.run_id
+            for i in range(1000):
+                mm.log_metric("m", float(t), step=i)
+
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(6)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    for t, run_id in ids.items():
+        history = mm.get_metric_history(run_id, "m")
+        assert len(history) == 1000 and {p.value for p in history} == {float(t)}
+
+
+CHILD_APPEND = """
+import sys, mini_mlflow as mm
+rank, points = int(sys.argv[1]), int(sys.argv[2])
+with mm.start_run(run_id=sys.argv[3]) as run:
+    for i in range(points):
+        mm.log_metric("loss", rank * 1_000_000 + i, step=i)
+        if i % 997 == 0:
+            mm.flush()  # many small concurrent appends, not one big one
+"""
+
+
+def test_four_processes_append_to_one_run(store: Path) -> None:
+    with mm.start_run(run_name="ddp") as run:
+        mm.log_param("world_size", 4)
+    points = 20_000
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "MINI_MLFLOW_TRACKING_DIR": str(store)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", CHILD_APPEND, str(rank), str(points), run.run_id], env=env)
+        for rank in range(4)
+    ]
+    for p in procs:
+        assert p.wait(timeout=120) == 0
+    rows = read_jsonl(Path(run.run_dir) / "metrics" / "loss.jsonl")  # every line parses
+    assert len(rows) == 4 * points
+    for rank in range(4):
+        mine = [int(r["value"]) - rank * 1_000_000 for r in rows if r["value"] // 1_000_000 == rank]
+        assert mine == list(range(points))
+    got = mm.get_run(run.run_id)
+    assert got["metadata"]["status"] == "FINISHED" and got["params"] == {"world_size": 4}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_fork_child_does_not_duplicate_parent_points(store: Path) -> None:
+    with mm.start_run() as run:
+        for i in range(1000):
+            mm.log_metric("m", float(i), step=i)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: the parent's buffer is not ours; our own run works
+            code = 0
+            try:
+                os.close(r)
+                assert mm.active_run() is None
+                with mm.start_run(run_name="child") as child:
+                    mm.log_metric("c", 1.0)
+                os.write(w, child.run_id.encode())
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(w)
+        child_id = os.read(r, 64).decode()
+        os.close(r)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        mm.log_metric("m", 1000.0, step=1000)
+    rows = read_jsonl(Path(run.run_dir) / "metrics" / "m.jsonl")
+    assert [r["step"] for r in rows] == list(range(1001))
+    assert mm.get_run(child_id)["metrics"] == {"c": 1.0}
+
+
+def test_many_runs_in_one_process(store: Path) -> None:
+    runs = [mm.Run(runs_dir=store) for _ in range(200)]
+    for i, run in enumerate(runs):
+        run.log_metric("m", float(i))
+    for run in runs:
+        run.end()
+    assert sorted(mm.Store(store).get_run(r.run_id)["metrics"]["m"] for r in runs) == [float(i) for i in range(200)]
+

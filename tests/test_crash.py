@@ -1,0 +1,193 @@
+"""Crashes for real: child processes killed with SIGKILL/SIGTERM at random moments, then read back."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+import mini_mlflow as mm
+from conftest import python_child, wait_until
+from mini_mlflow._reader import parse_metric_lines
+
+# A training loop that is pure Python and holds the GIL nearly all the time, logging 20 metrics.
+HOG = """
+import sys, time, mini_mlflow as mm
+run = mm.start_run(run_name="hog")
+print(run.run_id, flush=True)
+i = 0
+while True:
+    x = 0
+    for j in range(200):  # pure-Python work between steps: the GIL is almost never free
+        x += j * j
+    mm.log_metrics({f"m{k:02d}": float(i) for k in range(20)}, step=i)
+    i += 1
+    if i == 2000:
+        print("logging", flush=True)
+"""
+
+
+def _start(tmp_path: Path, code: str, **env: str):  # type: ignore[no-untyped-def]
+    proc = python_child(code, tmp_path, env={"MINI_MLFLOW_TRACKING_DIR": str(tmp_path / "mlruns"), **env})
+    assert proc.stdout is not None
+    run_id = proc.stdout.readline().strip()
+    assert run_id, proc.stderr.read() if proc.stderr else ""
+    return proc, run_id
+
+
+def _histories(root: Path, run_id: str) -> dict[str, tuple[list[int], list[int], int]]:
+    rdir = mm.Store(root).find_run(run_id)
+    out = {}
+    for path in sorted(Path(rdir, "metrics").glob("*.jsonl")):
+        data = path.read_bytes()
+        history = parse_metric_lines(data)
+        lines = data.split(b"\n")
+        # every complete line parses; only a torn last line (no newline yet) may be skipped
+        for line in lines[:-1]:
+            json.loads(line)
+        assert history.skipped_lines == (1 if lines[-1] else 0)
+        out[path.stem] = (history.steps, history.timestamps, history.skipped_lines)
+    return out
+
+
+@pytest.mark.parametrize("attempt", range(4))
+def test_sigkill_loses_at_most_the_last_flush_interval(tmp_path: Path, attempt: int) -> None:
+    interval = 0.2
+    proc, run_id = _start(tmp_path, HOG, MINI_MLFLOW_FLUSH_INTERVAL=str(interval))
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "logging"
+        time.sleep(random.uniform(0.2, 1.2))
+        killed_ms = time.time() * 1000
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    histories = _histories(tmp_path / "mlruns", run_id)
+    assert len(histories) == 20
+    for key, (steps, stamps, _) in histories.items():
+        assert steps == list(range(len(steps))), f"{key}: points missing in the middle"
+        lag = killed_ms - stamps[-1]
+        # on disk: everything logged up to one flush interval before the kill (+ scheduling slack)
+        assert lag <= interval * 1000 + 150, f"{key}: last point on disk {lag:.0f} ms before the kill"
+    meta = mm.Store(tmp_path / "mlruns").load_meta(mm.Store(tmp_path / "mlruns").find_run(run_id))
+    assert meta["status"] == "RUNNING" and meta.get("crashed") is True  # the pid is gone: crashed
+
+
+@pytest.mark.parametrize("attempt", range(2))
+def test_sigterm_flushes_marks_killed_and_dies_of_the_signal(tmp_path: Path, attempt: int) -> None:
+    proc, run_id = _start(tmp_path, HOG, MINI_MLFLOW_FLUSH_INTERVAL="5")  # no timed flush would help
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "logging"
+        time.sleep(random.uniform(0.1, 0.8))
+        termed_ms = time.time() * 1000
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == -signal.SIGTERM
+    finally:
+        proc.kill()
+    root = tmp_path / "mlruns"
+    histories = _histories(root, run_id)
+    lengths = {len(steps) for steps, _, _ in histories.values()}
+    assert len(lengths) == 1, "log_metrics calls are all-or-nothing"
+    for steps, stamps, skipped in histories.values():
+        assert steps == list(range(len(steps))) and skipped == 0
+        assert termed_ms - stamps[-1] < 200  # flushed at the signal, not 5 s earlier
+    assert mm.Store(root).get_run(run_id)["metadata"]["status"] == "KILLED"
+
+
+ENDINGS = {
+    "normal": ("pass", 0, "FINISHED"),
+    "exception": ("raise RuntimeError('boom')", 1, "FAILED"),
+    "keyboard": ("raise KeyboardInterrupt", -signal.SIGINT, "KILLED"),  # Python dies of SIGINT
+}
+
+
+@pytest.mark.parametrize("ending", sorted(ENDINGS))
+def test_interpreter_exit_with_an_open_run(tmp_path: Path, ending: str) -> None:
+    statement, code, status = ENDINGS[ending]
+    proc, run_id = _start(
+        tmp_path,
+        f"""
+import mini_mlflow as mm
+run = mm.start_run()
+print(run.run_id, flush=True)
+for i in range(10_000):
+    mm.log_metric("m", float(i), step=i)
+{statement}
+""",
+        MINI_MLFLOW_FLUSH_INTERVAL="30",
+    )
+    proc.communicate(timeout=60)
+    assert proc.returncode == code
+    got = mm.Store(tmp_path / "mlruns").get_run(run_id)
+    assert got["metadata"]["status"] == status
+    assert len(mm.Store(tmp_path / "mlruns").get_metric_history(run_id, "m")) == 10_000
+
+
+def test_sigterm_chains_to_the_programs_own_handler(tmp_path: Path) -> None:
+    proc, run_id = _start(
+        tmp_path,
+        """
+import signal, sys, time, mini_mlflow as mm
+def mine(signum, frame):
+    print("own handler", flush=True)
+    sys.exit(7)
+signal.signal(signal.SIGTERM, mine)
+run = mm.start_run()
+print(run.run_id, flush=True)
+mm.log_metric("m", 1.0)
+print("ready", flush=True)
+time.sleep(60)
+""",
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 7 and "own handler" in out
+    assert mm.Store(tmp_path / "mlruns").get_run(run_id)["metadata"]["status"] == "KILLED"
+
+
+def test_heartbeat_tells_live_runs_from_crashed_ones(tmp_path: Path) -> None:
+    root = tmp_path / "mlruns"
+    proc, run_id = _start(
+        tmp_path,
+        """
+import time, mini_mlflow as mm
+run = mm.start_run()
+print(run.run_id, flush=True)
+while True:
+    mm.log_metric("m", 1.0)
+    time.sleep(0.01)
+""",
+        MINI_MLFLOW_HEARTBEAT="0.2",
+    )
+    store = mm.Store(root)
+    try:
+        rdir = store.find_run(run_id)
+        wait_until(lambda: any(n.startswith(".heartbeat-") for n in os.listdir(rdir)))
+        assert "crashed" not in store.load_meta(rdir)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert store.load_meta(rdir)["crashed"] is True
+
+
+def test_heartbeat_from_another_host_goes_stale(store: Path) -> None:
+    with mm.start_run() as run:
+        pass
+    rdir = Path(run.run_dir)
+    now = int(time.time() * 1000)
+    meta_text = (rdir / "meta.yaml").read_text().replace("status: FINISHED", "status: RUNNING")
+    (rdir / "meta.yaml").write_text(meta_text)
+    beat = rdir / ".heartbeat-1@elsewhere"
+    beat.write_text(json.dumps({"time": now - 5_000, "interval": 10, "pid": 1, "host": "elsewhere"}))
+    assert "crashed" not in mm.Store(store).load_meta(str(rdir))  # 5 s old: within 3 beats
+    beat.write_text(json.dumps({"time": now - 120_000, "interval": 10, "pid": 1, "host": "elsewhere"}))
+    assert mm.Store(store).load_meta(str(rdir))["crashed"] is True
+    assert socket.gethostname() != "elsewhere"
