@@ -47,9 +47,9 @@ from ._tracker import ExperimentTracker
 __version__ = "0.1.0"
 
 __all__ = [
-    "FORMAT_VERSION",
     "ActiveRunExistsError",
     "ExperimentTracker",
+    "FORMAT_VERSION",
     "InvalidInputError",
     "InvalidValueError",
     "MetricHistory",
