@@ -4,6 +4,8 @@ Logging calls only append to memory; a background thread writes whole JSON lines
 ``mlruns/<experiment>/<run>/metrics/<key>.jsonl``. See README.md and docs/format.md.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._config import Settings
 from ._errors import (
     ActiveRunExistsError,
@@ -40,11 +42,28 @@ from ._fluent import (
     start_run,
 )
 from ._layout import FORMAT_VERSION
-from ._reader import MetricHistory, MetricPoint, Store
 from ._run import Run
 from ._tracker import ExperimentTracker
 
+if TYPE_CHECKING:
+    from ._reader import MetricHistory, MetricPoint, Store
+
 __version__ = "0.1.0"
+
+# The read side (and its imports) loads on first use: a training process that only logs never pays.
+_LAZY = {"MetricHistory": "._reader", "MetricPoint": "._reader", "Store": "._reader"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mini_mlflow' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ActiveRunExistsError",

@@ -5,11 +5,11 @@ Nothing is read at import time, so a script may set variables after ``import min
 
 from __future__ import annotations
 
-import difflib
 import os
+import threading
 import warnings
-from dataclasses import dataclass, fields
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from ._errors import InvalidInputError
 
@@ -69,24 +69,32 @@ def _nonempty(text: str) -> str:
     return text
 
 
-@dataclass(frozen=True)
-class _Spec:
+class _Spec(NamedTuple):
     field: str
     env: str
     parse: Callable[[str], Any]
     allowed: str
     default: Any
+    meaning: str = ""
 
 
 #: The settings table (mirrored in README.md).
 SPECS: tuple[_Spec, ...] = (
-    _Spec("tracking_dir", "MINI_MLFLOW_TRACKING_DIR", _nonempty, "a directory path", "mlruns"),
+    _Spec(
+        "tracking_dir",
+        "MINI_MLFLOW_TRACKING_DIR",
+        _nonempty,
+        "a directory path",
+        "mlruns",
+        "root folder of the store",
+    ),
     _Spec(
         "flush_interval",
         "MINI_MLFLOW_FLUSH_INTERVAL",
         _positive_float,
         "a number of seconds > 0",
         0.1,
+        "seconds between background writes; the most a SIGKILL can lose",
     ),
     _Spec(
         "max_buffer",
@@ -94,34 +102,78 @@ SPECS: tuple[_Spec, ...] = (
         _positive_int,
         "a whole number of points > 0",
         1_000_000,
+        "points held in memory per run before a logging call writes them itself",
     ),
-    _Spec("fsync", "MINI_MLFLOW_FSYNC", _fsync, "one of never, end, flush", "end"),
+    _Spec(
+        "fsync",
+        "MINI_MLFLOW_FSYNC",
+        _fsync,
+        "one of never, end, flush",
+        "end",
+        "when files are fsynced: never, at the end of a run, or on every flush",
+    ),
     _Spec(
         "heartbeat_interval",
         "MINI_MLFLOW_HEARTBEAT",
         _positive_float,
         "a number of seconds > 0",
         10.0,
+        "seconds between heartbeats of a live run; a silent RUNNING run is shown as crashed",
     ),
-    _Spec("sync_url", "MINI_MLFLOW_SYNC_URL", _url, "an http:// or https:// URL", None),
+    _Spec(
+        "sync_url",
+        "MINI_MLFLOW_SYNC_URL",
+        _url,
+        "an http:// or https:// URL",
+        None,
+        "MLflow tracking server to sync runs to; unset means local only",
+    ),
     _Spec(
         "sync_interval",
         "MINI_MLFLOW_SYNC_INTERVAL",
         _positive_float,
         "a number of seconds > 0",
         5.0,
+        "seconds between passes of the sync agent",
     ),
-    _Spec("offline", "MINI_MLFLOW_OFFLINE", _bool, "true or false (1/0, yes/no)", False),
-    _Spec("log_level", "MINI_MLFLOW_LOG_LEVEL", _log_level, "one of " + ", ".join(LOG_LEVELS), "WARNING"),
+    _Spec(
+        "offline",
+        "MINI_MLFLOW_OFFLINE",
+        _bool,
+        "true or false (1/0, yes/no)",
+        False,
+        "never contact a server, even when a sync URL is set",
+    ),
+    _Spec(
+        "log_level",
+        "MINI_MLFLOW_LOG_LEVEL",
+        _log_level,
+        "one of " + ", ".join(LOG_LEVELS),
+        "WARNING",
+        "level of mini_mlflow's own log messages",
+    ),
 )
 #: Variables read elsewhere (not run settings), known so that they are not warned about.
-OTHER_VARIABLES = ("MINI_MLFLOW_RUN_ID", "MINI_MLFLOW_EXPERIMENT_NAME", "MINI_MLFLOW_EXPERIMENT_ID")
+OTHER_VARIABLES = (
+    "MINI_MLFLOW_RUN_ID",
+    "MINI_MLFLOW_EXPERIMENT_NAME",
+    "MINI_MLFLOW_EXPERIMENT_ID",
+    # Set by `mini-mlflow run` for its child (see the ATTACH_* names below).
+    "MINI_MLFLOW_PARAMS",
+    "MINI_MLFLOW_INPUTS",
+    "MINI_MLFLOW_SECRETS_FILES",
+)
+#: What `mini-mlflow run` hands its child: the run to attach to, injected params and inputs (JSON
+#: objects), and the secrets files to read (``os.pathsep``-separated paths; never the secrets themselves).
+ATTACH_RUN_ID = "MINI_MLFLOW_RUN_ID"
+ATTACH_PARAMS = "MINI_MLFLOW_PARAMS"
+ATTACH_INPUTS = "MINI_MLFLOW_INPUTS"
+ATTACH_SECRETS_FILES = "MINI_MLFLOW_SECRETS_FILES"
 KNOWN_VARIABLES = frozenset([*(spec.env for spec in SPECS), *OTHER_VARIABLES])
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Effective settings of one run."""
+class Settings(NamedTuple):
+    """Effective settings of one run (immutable)."""
 
     #: Root folder of the store.
     tracking_dir: str = "mlruns"
@@ -156,11 +208,9 @@ def resolve(**overrides: Any) -> Settings:
             text = str(given) if not isinstance(given, bool) else str(given).lower()
             values[spec.field] = _parse(spec, text, f"argument {spec.field}")
             continue
-        text = os.environ.get(spec.env)
-        values[spec.field] = (
-            spec.default if text is None or text == "" else _parse(spec, text, spec.env)
-        )
-    names = {f.name for f in fields(Settings)}
+        env_text = os.environ.get(spec.env)
+        values[spec.field] = spec.default if not env_text else _parse(spec, env_text, spec.env)
+    names = set(Settings._fields)
     unknown = set(overrides) - names
     if unknown:
         raise InvalidInputError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(names)}")
@@ -178,6 +228,141 @@ def _warn_unknown_variables() -> None:
     for name in os.environ:
         if name.startswith("MINI_MLFLOW_") and name not in KNOWN_VARIABLES and name not in _warned_unknown:
             _warned_unknown.add(name)
-            close = difflib.get_close_matches(name, sorted(KNOWN_VARIABLES), n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
+            close = _closest_variable(name)
+            hint = f"; did you mean {close}?" if close else ""
             warnings.warn(f"unknown environment variable {name}{hint}", stacklevel=3)
+
+
+def _closest_variable(name: str) -> str | None:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(KNOWN_VARIABLES), n=1)
+    return close[0] if close else None
+
+
+def unknown_variables() -> list[tuple[str, str | None]]:
+    """Every set ``MINI_MLFLOW_*`` variable that nothing reads, with the closest known name (or None)."""
+    return [
+        (name, _closest_variable(name))
+        for name in sorted(os.environ)
+        if name.startswith("MINI_MLFLOW_") and name not in KNOWN_VARIABLES
+    ]
+
+
+# -- explaining settings (mini-mlflow doctor, the README table) -------------------------------------
+
+
+class SettingRow(NamedTuple):
+    """One setting as resolved now: its value, where the value came from, and any problem with it."""
+
+    #: Argument name (a field of ``Settings``).
+    field: str
+    #: Environment variable.
+    env: str
+    #: Effective value (the default when the given value is invalid).
+    value: Any
+    #: ``argument``, ``environment`` or ``default``.
+    source: str
+    #: Why the given value was refused, or None.
+    problem: str | None
+    default: Any
+    allowed: str
+    meaning: str
+
+
+def explain(**overrides: Any) -> list[SettingRow]:
+    """Each setting's effective value and source; unlike ``resolve`` it reports bad values, never raises."""
+    rows = []
+    for spec in SPECS:
+        given, source = overrides.get(spec.field), "argument"
+        if given is None:
+            given, source = os.environ.get(spec.env) or None, "environment"
+        value, problem = spec.default, None
+        if given is None:
+            source = "default"
+        else:
+            text = str(given) if not isinstance(given, bool) else str(given).lower()
+            where = spec.env if source == "environment" else f"argument {spec.field}"
+            try:
+                value = _parse(spec, text, where)
+            except InvalidInputError as exc:
+                problem = str(exc)
+        rows.append(
+            SettingRow(spec.field, spec.env, value, source, problem, spec.default, spec.allowed, spec.meaning)
+        )
+    return rows
+
+
+def mask_url(url: str | None) -> str | None:
+    """``https://user:pw@host/x?token=t`` → ``https://user:****@host/x?token=****``: safe to print."""
+    if not url:
+        return url
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        netloc = f"{userinfo.split(':', 1)[0]}:****@{host}" if ":" in userinfo else f"****@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "****") for k, _v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _shown_default(value: Any) -> str:
+    if value is None:
+        return "unset"
+    return f"`{str(value).lower() if isinstance(value, bool) else value}`"
+
+
+def settings_table_markdown() -> str:
+    """The settings table as Markdown (README.md's configuration table is this text)."""
+    lines = ["| argument | variable | default | meaning |", "|---|---|---|---|"]
+    for spec in SPECS:
+        lines.append(
+            f"| `{spec.field}` | `{spec.env}` | {_shown_default(spec.default)} | "
+            f"{spec.meaning}; allowed: {spec.allowed} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# -- attaching to the run `mini-mlflow run` created ---------------------------------------------------
+
+_attach_lock = threading.Lock()
+_attach_claimed: set[str] = set()
+
+
+def claim_attached_run_id() -> str | None:
+    """The run id in ``MINI_MLFLOW_RUN_ID``, the first time a run is started without an id; then None.
+
+    `mini-mlflow run` creates the run and sets the variable, so the child's first ``start_run()``,
+    ``init()`` or ``get_or_create_ctx()`` resumes that run. Later runs of the same process are new
+    runs: a script that trains several models in a row does not pour them all into one run.
+    """
+    run_id = os.environ.get(ATTACH_RUN_ID)
+    if not run_id:
+        return None
+    with _attach_lock:
+        if run_id in _attach_claimed:
+            return None
+        _attach_claimed.add(run_id)
+    return run_id
+
+
+def injected(variable: str, run_id: str) -> dict[str, Any]:
+    """The JSON object in ``variable`` (params or inputs given to `mini-mlflow run`) when ``run_id`` is
+    the run that command created, else ``{}``."""
+    text = os.environ.get(variable)
+    if not text or os.environ.get(ATTACH_RUN_ID) != run_id:
+        return {}
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"invalid {variable}: must be a JSON object (it is set by mini-mlflow run)")
+    return value

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 from typing import Any
 
 from ._errors import StorageError
@@ -22,7 +21,7 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 def _tmp_name(path: str) -> str:
     folder, name = os.path.split(path)
-    return os.path.join(folder, f"{TMP_MARK}.{os.getpid()}.{secrets.token_hex(4)}.{name}")
+    return os.path.join(folder, f"{TMP_MARK}.{os.getpid()}.{os.urandom(4).hex()}.{name}")
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -74,29 +73,30 @@ def create_once(path: str, data: bytes) -> bytes | None:
         _unlink_quietly(tmp)
 
 
-def append(path: str, data: bytes) -> int:
-    """Append ``data`` (whole lines) to ``path`` in one ``write`` and return the bytes written.
+def open_append(path: str) -> int:
+    """Open ``path`` for appending (created if missing; a symlink in its place is refused)."""
+    return os.open(path, _APPEND_FLAGS | _NOFOLLOW, 0o644)
+
+
+def append_fd(fd: int, data: bytes) -> int:
+    """Append ``data`` (whole lines) with as few ``write`` calls as the kernel allows; return bytes written.
 
     ``O_APPEND`` makes the kernel place each write at the current end, so whole lines from several
     processes never interleave on a local file system. A short write (disk full) returns fewer bytes;
     the caller keeps the rest and writes it first next time, completing the torn line.
     """
-    fd = os.open(path, _APPEND_FLAGS | _NOFOLLOW, 0o644)
-    try:
-        written = 0
-        view = memoryview(data)
-        while view:
-            try:
-                n = os.write(fd, view)
-            except OSError:
-                if written:
-                    return written
-                raise
-            written += n
-            view = view[n:]
-        return written
-    finally:
-        os.close(fd)
+    written = 0
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except OSError:
+            if written:
+                return written
+            raise
+        written += n
+        view = view[n:]
+    return written
 
 
 def fsync_path(path: str) -> None:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _registry, _store
-from ._config import resolve
+from ._config import claim_attached_run_id, resolve
 from ._errors import ActiveRunExistsError, NoActiveRunError
 from ._layout import normalize_experiment_id, validate_experiment_name
-from ._reader import MetricPoint, Store
 from ._run import Run
+
+if TYPE_CHECKING:
+    from ._reader import MetricPoint
 
 _state = _registry._state  # the thread-local stack; read directly on the hot path
 _lock = threading.Lock()
@@ -49,6 +51,8 @@ def set_experiment(name: str) -> str:
 
 def get_experiment_by_name(name: str) -> dict[str, Any] | None:
     """The experiment's metadata (id, name, lifecycle stage, times), or None if there is none."""
+    from ._reader import Store
+
     return Store(get_tracking_dir()).get_experiment_by_name(name)
 
 
@@ -73,6 +77,10 @@ def start_run(
         experiment_id = _experiment_id if _experiment_id is not None else 0
     else:
         normalize_experiment_id(experiment_id)
+    if run_id is None and parent is None:
+        run_id = claim_attached_run_id()  # the run `mini-mlflow run` created for this process, once
+        if run_id is not None:
+            experiment_id = 0  # it already lives in the experiment that command chose
     run = Run(
         run_id=run_id,
         experiment_id=experiment_id,
@@ -171,18 +179,24 @@ def list_runs(experiment_id: int | str | None = None) -> list[str]:
     """Run ids of an experiment (default: the current one), newest first."""
     if experiment_id is None:
         experiment_id = _experiment_id if _experiment_id is not None else 0
+    from ._reader import Store
+
     return Store(get_tracking_dir()).list_runs(experiment_id)
 
 
 def get_run(run_id: str) -> dict[str, Any]:
     """``{"metadata", "params", "tags", "metrics"}`` of a run; metrics hold each key's last value."""
     _drain_own(run_id)
+    from ._reader import Store
+
     return Store(get_tracking_dir()).get_run(run_id)
 
 
 def get_metric_history(run_id: str, key: str) -> list[MetricPoint]:
     """Every point of a metric, in logged order."""
     _drain_own(run_id)
+    from ._reader import Store
+
     history = Store(get_tracking_dir()).get_metric_history(run_id, key)
     return history.points()
 

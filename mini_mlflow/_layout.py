@@ -10,7 +10,6 @@ import os
 import posixpath
 import re
 import time
-from datetime import datetime, timezone
 
 from ._errors import InvalidInputError
 
@@ -182,14 +181,15 @@ def iso_from_ms(ms: int | None) -> str | None:
     if ms is None:
         return None
     seconds, millis = divmod(int(ms), 1000)
-    stamp = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{millis:03d}Z"
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{millis:03d}Z"
 
 
 def ms_from_iso(text: str | None) -> int | None:
     """Inverse of :func:`iso_from_ms`; accepts any ISO 8601 string with a zone (``Z`` included)."""
     if text is None:
         return None
+    from datetime import datetime, timezone
+
     value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)

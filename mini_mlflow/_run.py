@@ -10,7 +10,6 @@ import json
 import os
 import threading
 import time
-import uuid
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -38,6 +37,14 @@ from ._writer import WRITER, PointBuffer
 
 _time = time.time
 _CLOSED: frozenset[str] = frozenset()  # the key set of an ended run: every log call takes the slow path
+
+
+def new_run_id() -> str:
+    """32 lowercase hex digits of a random (version 4) UUID, like MLflow's run ids."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return raw.hex()
 
 
 def _to_float(key: str, value: Any) -> float:
@@ -112,7 +119,7 @@ class Run:
             validate_run_id(run_id)
             found = _store.find_run_dir(root, run_id)
         else:
-            run_id = uuid.uuid4().hex
+            run_id = new_run_id()
         try:
             if found is not None:
                 found_exp, rdir = found
@@ -405,6 +412,7 @@ class Run:
             self.end_time = iso_from_ms(end_ms)
             self._buffer.remove_heartbeat()
             WRITER.unregister(self._buffer)
+            self._buffer.close_files()
             _registry.on_end(self)
         finally:
             self._end_lock.release()

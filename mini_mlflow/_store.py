@@ -7,10 +7,8 @@ processes sharing a run never lose each other's updates and readers never see ha
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
-import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -200,6 +198,8 @@ def update_run_meta(
 
 
 def _user() -> str:
+    import getpass
+
     try:
         return getpass.getuser()
     except Exception:  # no passwd entry (containers): not worth failing a run over
@@ -352,6 +352,8 @@ def copy_artifact(src: str, dest: str) -> None:
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     if os.path.islink(dest):
         raise InvalidInputError(f"artifact destination {dest} is a symlink; refusing to write")
+    import shutil
+
     tmp = f"{dest}.{TMP_MARK}.{os.getpid()}"
     try:
         shutil.copyfile(src, tmp)

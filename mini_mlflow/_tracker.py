@@ -6,7 +6,6 @@ import os
 from typing import Any
 
 from ._errors import ActiveRunExistsError, NoActiveRunError
-from ._reader import Store
 from ._run import Run
 
 
@@ -72,6 +71,8 @@ class ExperimentTracker:
 
     def list_runs(self, experiment_id: int | str | None = None) -> list[str]:
         """Run ids of the tracker's experiment (or ``experiment_id``), newest first."""
+        from ._reader import Store
+
         return Store(self.runs_dir).list_runs(
             self.experiment_id if experiment_id is None else experiment_id
         )
@@ -80,6 +81,8 @@ class ExperimentTracker:
         """``{"metadata", "params", "tags", "metrics"}`` of a run (this tracker's own writes included)."""
         if self._active is not None and self._active.run_id == run_id:
             self._active._buffer.drain()
+        from ._reader import Store
+
         return Store(self.runs_dir).get_run(run_id)
 
     def __enter__(self) -> Run:

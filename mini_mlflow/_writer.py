@@ -13,9 +13,7 @@ cause, and the error is raised by ``flush()``/``end_run()``.
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import threading
 import time
 import warnings
@@ -31,8 +29,34 @@ _time = time.time
 
 #: Points formatted per step of a drain: bounds the time the drainer holds the GIL in one go.
 _CHUNK = 50_000
+#: Metric files a run keeps open between drains. Every syscall releases the GIL, and a training loop
+#: that holds it makes each re-acquisition costly, so an open descriptor (one write per drain instead
+#: of open+write+close) is what keeps the loop's overhead low.
+_FDS_PER_RUN = 16
+#: Above this many open descriptors in the process, runs close theirs after every drain.
+_FDS_PER_PROCESS = 256
+
+
+class _FdBudget:
+    """Counts metric-file descriptors held open across all runs of the process."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.open = 0
+
+    def add(self, n: int) -> None:
+        with self.lock:
+            self.open += n
+
+
+_FDS = _FdBudget()
 
 Point = tuple[str, float, int, Any]  # key, value, step, timestamp (float seconds or int ms)
+
+
+def hostname() -> str:
+    """This machine's name (what ``socket.gethostname()`` returns, without importing socket)."""
+    return os.uname().nodename if hasattr(os, "uname") else os.environ.get("COMPUTERNAME", "localhost")
 
 
 def format_point(step: int, value: float, timestamp: Any) -> str:
@@ -65,6 +89,10 @@ class PointBuffer:
         self._held: dict[str, bytes] = {}
         self._held_count: dict[str, int] = {}
         self._touched: set[str] = set()
+        self._meta_path = os.path.join(run_dir, META_FILE)
+        self._fds: dict[str, int] = {}  # path -> open descriptor, in least-recently-used order
+        self._metrics_folder: tuple[int, int] | None = None
+        self._fds_checked = 0.0
         self.error: StorageError | None = None
         self.dropped = 0
         self._warned: set[Any] = set()
@@ -140,6 +168,8 @@ class PointBuffer:
 
     def _write(self, groups: dict[str, list[str]]) -> None:
         held, counts = self._held, self._held_count
+        if (groups or held) and self._fds:
+            self._check_open_files()
         for key in [*held, *(k for k in groups if k not in held)]:
             lines = groups.get(key, ())
             data = held.pop(key, b"") + "".join(lines).encode("utf-8")
@@ -157,6 +187,8 @@ class PointBuffer:
                 counts[key] = data.count(b"\n", written)
         if not held and self.error is not None and not self.dropped:
             self.error = None  # recovered: everything held has reached the disk
+        if _FDS.open > _FDS_PER_PROCESS:
+            self.close_files()
 
     @property
     def held_points(self) -> int:
@@ -169,18 +201,81 @@ class PointBuffer:
         return self.held_points + len(self.queue)
 
     def _append(self, path: str, data: bytes) -> int:
+        fd = self._fds.pop(path, None)
+        if fd is None:
+            fd = self._open(path)
         try:
-            written = _files.append(path, data)
+            written = _files.append_fd(fd, data)
+            if self.fsync == "flush":
+                os.fsync(fd)
+            else:
+                self._touched.add(path)
+        except OSError:
+            os.close(fd)
+            _FDS.add(-1)
+            raise
+        self._fds[path] = fd  # most recently used last
+        if len(self._fds) > _FDS_PER_RUN:
+            oldest = next(iter(self._fds))
+            os.close(self._fds.pop(oldest))
+            _FDS.add(-1)
+        return written
+
+    def _check_open_files(self) -> None:
+        """Drop descriptors of files deleted or replaced under us, so nothing is written into the void.
+
+        One stat of the metrics folder per drain catches a deleted run or metrics folder; each open
+        file's link count is checked about once a second, for single files deleted by hand.
+        """
+        try:
+            st = os.stat(os.path.join(self.run_dir, "metrics"))
+            folder: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except OSError:
+            folder = None
+        if folder is None or folder != self._metrics_folder:
+            self.close_files()
+            self._metrics_folder = folder
+            return
+        now = _time()
+        if now - self._fds_checked < 1.0:
+            return
+        self._fds_checked = now
+        for path, fd in list(self._fds.items()):
+            try:
+                alive = os.fstat(fd).st_nlink > 0
+            except OSError:
+                alive = False
+            if not alive:
+                del self._fds[path]
+                os.close(fd)
+                _FDS.add(-1)
+
+    def _open(self, path: str) -> int:
+        try:
+            fd = _files.open_append(path)
         except FileNotFoundError:
-            if not os.path.exists(os.path.join(self.run_dir, META_FILE)):
+            if not os.path.exists(self._meta_path):
                 raise FileNotFoundError(2, "the run folder was deleted") from None
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            written = _files.append(path, data)
-        if self.fsync == "flush":
-            _files.fsync_path(path)
-        else:
-            self._touched.add(path)
-        return written
+            fd = _files.open_append(path)
+        _FDS.add(1)
+        if not self._fds:
+            try:
+                st = os.stat(os.path.join(self.run_dir, "metrics"))
+                self._metrics_folder = (st.st_dev, st.st_ino)
+            except OSError:
+                self._metrics_folder = None
+        return fd
+
+    def close_files(self) -> None:
+        """Close the metric files kept open between drains."""
+        for fd in self._fds.values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        _FDS.add(-len(self._fds))
+        self._fds.clear()
 
     def _fail(self, action: str, path: str, exc: OSError) -> None:
         self.error = _files.storage_error(action, path, exc)
@@ -196,11 +291,13 @@ class PointBuffer:
 
     def _heartbeat(self, now: float) -> None:
         self._heartbeat_due = now + self.heartbeat_interval
+        import json
+
         beat = {
             "time": int(now * 1000),
             "interval": self.heartbeat_interval,
             "pid": os.getpid(),
-            "host": socket.gethostname(),
+            "host": hostname(),
         }
         path = self._heartbeat_path()
         try:
@@ -236,14 +333,18 @@ class PointBuffer:
         """fsync the metric files this buffer wrote to (the ``end`` fsync policy)."""
         for path in self._touched:
             try:
-                _files.fsync_path(path)
+                fd = self._fds.get(path)
+                if fd is not None:
+                    os.fsync(fd)
+                else:
+                    _files.fsync_path(path)
             except OSError as exc:
                 self._fail("fsync", path, exc)
         self._touched.clear()
 
     def _heartbeat_path(self) -> str:
         # One file per process, so ranks sharing a run each prove their own life.
-        host = "".join(c if c.isalnum() or c in "-_." else "_" for c in socket.gethostname())
+        host = "".join(c if c.isalnum() or c in "-_." else "_" for c in hostname())
         return os.path.join(self.run_dir, f"{HEARTBEAT_FILE}-{os.getpid()}@{host}")
 
     def remove_heartbeat(self) -> None:
@@ -258,6 +359,7 @@ class PointBuffer:
         self._held.clear()
         self._held_count.clear()
         self.lock = threading.Lock()
+        self.close_files()  # the child's copies of the descriptors; the parent's stay open
 
 
 class Writer:
@@ -309,6 +411,7 @@ class Writer:
                 warnings.warn("mini_mlflow: the writer thread did not stop in time", RuntimeWarning)
 
     def reset_after_fork(self) -> None:
+        _FDS.lock = threading.Lock()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None

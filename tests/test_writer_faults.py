@@ -143,3 +143,15 @@ def test_points_beyond_the_bound_are_dropped_loudly_while_the_disk_fails(store: 
     assert run.status == "FINISHED"  # ...but the run still ends: what was kept is on disk
     steps = [r["step"] for r in read_jsonl(metrics / "loss.jsonl")]
     assert steps[:10] == list(range(10)) and steps == sorted(steps) and len(steps) >= 1000
+
+
+def test_metric_file_deleted_by_hand_is_recreated(store: Path) -> None:
+    run = mm.Run(runs_dir=store)
+    _log(run, 0, 10)
+    run.flush()
+    path = Path(run.run_dir) / "metrics" / "loss.jsonl"
+    path.unlink()
+    run._buffer._fds_checked = 0.0  # as if the once-a-second check were due
+    _log(run, 10, 10)
+    run.end()
+    assert [r["step"] for r in read_jsonl(path)] == list(range(10, 20))
