@@ -7,6 +7,7 @@ Logging calls only append to memory; a background thread writes whole JSON lines
 from typing import TYPE_CHECKING, Any
 
 from ._config import Settings
+from ._context import RunContext, get_or_create_ctx
 from ._errors import (
     ActiveRunExistsError,
     InvalidInputError,
@@ -41,6 +42,7 @@ from ._fluent import (
     set_tracking_dir,
     start_run,
 )
+from ._init_api import InitRun, init
 from ._layout import FORMAT_VERSION
 from ._run import Run
 from ._tracker import ExperimentTracker
@@ -69,6 +71,7 @@ __all__ = [
     "ActiveRunExistsError",
     "ExperimentTracker",
     "FORMAT_VERSION",
+    "InitRun",
     "InvalidInputError",
     "InvalidValueError",
     "MetricHistory",
@@ -78,6 +81,7 @@ __all__ = [
     "NotFoundError",
     "ParamConflictError",
     "Run",
+    "RunContext",
     "RunEndedError",
     "Settings",
     "StorageError",
@@ -88,8 +92,10 @@ __all__ = [
     "flush",
     "get_experiment_by_name",
     "get_metric_history",
+    "get_or_create_ctx",
     "get_run",
     "get_tracking_dir",
+    "init",
     "list_runs",
     "log_artifact",
     "log_artifacts",
