@@ -24,3 +24,8 @@ def cli(ctx: click.Context, root: str) -> None:
 
 
 # Command families register themselves here (one import and one add_command line each).
+from ._sync_cmds import export_cmd, import_cmd, sync_cmd  # noqa: E402
+
+cli.add_command(sync_cmd)
+cli.add_command(export_cmd)
+cli.add_command(import_cmd)

@@ -1,0 +1,157 @@
+"""Translation between our run model and MLflow's: statuses, times, param text, system tags, values.
+
+Shared by the export (MLflow's FileStore layout) and the sync agent (MLflow's REST API), so both show a
+run to MLflow the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._layout import META_FILE, METRIC_SUFFIX, VALUE_SUFFIX, ms_from_iso
+from .._reader import Store, _walk_keys
+
+#: MLflow's RunStatus numbers, as FileStore meta.yaml stores them.
+STATUS_NUMBERS = {"RUNNING": 1, "SCHEDULED": 2, "FINISHED": 3, "FAILED": 4, "KILLED": 5}
+STATUS_NAMES = {number: name for name, number in STATUS_NUMBERS.items()}
+#: Tag on every remote run naming the local run it came from (how a rerun finds it again).
+LOCAL_RUN_ID_TAG = "mini_mlflow.run_id"
+
+
+def param_text(document: Any) -> str:
+    """The text MLflow would store for a param value (``mlflow.log_param`` applies ``str``)."""
+    return document if isinstance(document, str) else str(document)
+
+
+def mlflow_value(value: Any) -> float:
+    """A metric value from one of our lines (a float or "NaN"/"Infinity"/"-Infinity") as a float."""
+    return value if isinstance(value, float) else float(value)
+
+
+def metric_line_text(timestamp: int, value: float, step: int) -> str:
+    """One line of a FileStore metric file: ``<timestamp_ms> <value> <step>`` (``str(float)``)."""
+    return f"{timestamp} {float(value)} {step}\n"
+
+
+def rest_value(value: float) -> float | str:
+    """A metric value for MLflow's JSON API, which spells the non-finite ones as strings."""
+    if math.isfinite(value):
+        return value
+    return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+
+
+@dataclass
+class RunView:
+    """One local run as MLflow sees it."""
+
+    run_id: str
+    experiment_id: str
+    experiment_name: str
+    run_name: str
+    #: MLflow status name; a crashed run (RUNNING without a live writer) is reported as KILLED.
+    status: str
+    start_ms: int
+    end_ms: int | None
+    user: str
+    lifecycle_stage: str
+    parent_run_id: str | None
+    #: param key → MLflow text.
+    params: dict[str, str] = field(default_factory=dict)
+    #: tag key → text: the run's own tags, then MLflow's system tags where the run set none.
+    tags: dict[str, str] = field(default_factory=dict)
+    metric_keys: list[str] = field(default_factory=list)
+    run_dir: str = ""
+
+
+def load_run_view(root: str, run_dir: str, experiment_name: str) -> RunView:
+    """Read a run folder into a :class:`RunView` (raises ``ValueError`` if its meta.yaml is broken)."""
+    store = Store(root)
+    meta = store.load_meta(run_dir)
+    if "broken" in meta:
+        raise ValueError(str(meta["broken"]))
+    status = str(meta.get("status") or "RUNNING")
+    if status == "RUNNING" and meta.get("crashed"):
+        status = "KILLED"
+    start_ms = ms_from_iso(meta.get("start_time")) or 0
+    end_ms = ms_from_iso(meta.get("end_time")) if meta.get("end_time") else None
+    if status != "RUNNING" and end_ms is None:
+        end_ms = _last_activity_ms(run_dir) or start_ms
+    source = meta.get("source") if isinstance(meta.get("source"), dict) else {}
+    view = RunView(
+        run_id=str(meta.get("run_id") or os.path.basename(run_dir)),
+        experiment_id=os.path.basename(os.path.dirname(run_dir)),
+        experiment_name=experiment_name,
+        run_name=str(meta.get("run_name") or ""),
+        status=status,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        user=str(meta.get("user") or "unknown"),
+        lifecycle_stage=str(meta.get("lifecycle_stage") or "active"),
+        parent_run_id=meta.get("parent_run_id") or None,
+        run_dir=run_dir,
+    )
+    view.params = {k: param_text(v) for k, v in _values(run_dir, "params").items()}
+    view.tags = {k: v if isinstance(v, str) else json.dumps(v) for k, v in _values(run_dir, "tags").items()}
+    system = {
+        "mlflow.runName": view.run_name,
+        "mlflow.user": view.user,
+        "mlflow.source.name": str(source.get("name") or ""),
+        "mlflow.source.git.commit": str(source.get("git_commit") or ""),
+    }
+    for key, text in system.items():
+        if text and key not in view.tags:
+            view.tags[key] = text
+    view.metric_keys = _walk_keys(os.path.join(run_dir, "metrics"), METRIC_SUFFIX)
+    return view
+
+
+def _values(run_dir: str, kind: str) -> dict[str, Any]:
+    folder = os.path.join(run_dir, kind)
+    out: dict[str, Any] = {}
+    for key in _walk_keys(folder, VALUE_SUFFIX):
+        path = os.path.join(folder, key + VALUE_SUFFIX)
+        if os.path.islink(path):
+            continue  # never read through a link: it could point anywhere
+        try:
+            with open(path, "rb") as f:
+                out[key] = json.loads(f.read())
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def _last_activity_ms(run_dir: str) -> int | None:
+    """For a run that died without an end time: the newest modification inside it."""
+    newest = 0.0
+    for folder, _dirs, files in os.walk(run_dir):
+        for name in files:
+            if name == META_FILE:
+                continue
+            try:
+                newest = max(newest, os.stat(os.path.join(folder, name)).st_mtime)
+            except OSError:
+                continue
+    return int(newest * 1000) or None
+
+
+def iter_artifacts(run_dir: str) -> list[tuple[str, str]]:
+    """``(relative POSIX path, absolute path)`` of every regular file under the run's artifacts.
+
+    Symlinks (to files or folders) are skipped: following one could read anything on the machine.
+    """
+    base = os.path.join(run_dir, "artifacts")
+    if os.path.islink(base) or not os.path.isdir(base):
+        return []
+    out = []
+    for folder, dirs, files in os.walk(base):
+        dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(folder, d)) and "#tmp" not in d)
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            if "#tmp" in name or os.path.islink(path) or not os.path.isfile(path):
+                continue
+            out.append((os.path.relpath(path, base).replace(os.sep, "/"), path))
+    return out

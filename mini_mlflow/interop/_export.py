@@ -1,0 +1,200 @@
+"""Export: write runs of our store in MLflow's own FileStore layout, which MLflow's client and server read.
+
+Layout written (see MLflow's ``mlflow/store/tracking/file_store.py``)::
+
+    DEST/.trash/  DEST/models/
+    DEST/<exp_id>/meta.yaml                  experiment_id (a string), name, artifact_location, ...
+    DEST/<exp_id>/<run_id>/meta.yaml         status as MLflow's integer, times in ms, run_id and run_uuid
+    DEST/<exp_id>/<run_id>/metrics/<key>     "<timestamp_ms> <value> <step>" lines
+    DEST/<exp_id>/<run_id>/params/<key>      raw text;  tags/<key> raw text;  artifacts/ (always present)
+
+Every file is written under a temporary name and renamed into place, so an interrupted export never
+leaves a torn metric line (which would make MLflow fail the whole experiment).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .. import _files
+from .._errors import InvalidInputError
+from .._layout import METRIC_SUFFIX, TMP_MARK, now_ms
+from .._reader import parse_metric_lines
+from .._store import read_meta
+from ._convert import STATUS_NUMBERS, iter_artifacts, load_run_view, metric_line_text
+from ._paths import inside, make_dirs, safe_join
+
+if TYPE_CHECKING:
+    from ..sync._select import Target
+
+_CHUNK = 8 << 20
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote."""
+
+    dest: str
+    experiments: int = 0
+    runs: int = 0
+    points: int = 0
+    artifacts: int = 0
+    #: Things not exported and why (symlinks, unreadable runs).
+    skipped: list[str] = field(default_factory=list)
+
+
+def export_mlflow(root: str, dest: str, targets: Sequence[Target]) -> ExportReport:
+    """Write ``targets`` (runs of the store at ``root``) to ``dest`` as an MLflow FileStore.
+
+    Raises:
+        InvalidInputError: ``dest`` holds an experiment of another name under the same id, or a path
+            would leave ``dest`` (``..``, symlinks out of the tree).
+    """
+    os.makedirs(dest, exist_ok=True)
+    base = os.path.realpath(dest)
+    report = ExportReport(base)
+    for name in (".trash", "models"):  # `mlflow server` tries to create both at start otherwise
+        make_dirs(base, safe_join(base, name))
+    done_experiments: set[str] = set()
+    for target in targets:
+        experiment_id = os.path.basename(os.path.dirname(target.run_dir))
+        if experiment_id not in done_experiments:
+            _write_experiment(root, base, experiment_id, target.experiment_name)
+            done_experiments.add(experiment_id)
+            report.experiments += 1
+        try:
+            view = load_run_view(root, target.run_dir, target.experiment_name)
+        except (OSError, ValueError) as exc:
+            report.skipped.append(f"run {os.path.basename(target.run_dir)}: unreadable ({exc})")
+            continue
+        _write_run(base, view, report)
+        report.runs += 1
+    return report
+
+
+def _write_experiment(root: str, base: str, experiment_id: str, name: str) -> None:
+    folder = safe_join(base, experiment_id)
+    meta_path = os.path.join(folder, "meta.yaml")
+    if os.path.exists(meta_path):
+        existing = read_meta(meta_path)
+        if existing.get("name") != name:
+            raise InvalidInputError(
+                f"{base} already holds experiment {experiment_id} named {existing.get('name')!r}, "
+                f"not {name!r}: export into an empty folder or one exported from this store"
+            )
+    make_dirs(base, folder)
+    try:
+        local = read_meta(os.path.join(root, experiment_id, "meta.yaml"))
+    except (OSError, ValueError):
+        local = {}
+    created = _ms(local.get("creation_time")) or now_ms()
+    meta = {
+        "artifact_location": "file://" + folder,
+        "creation_time": created,
+        "experiment_id": experiment_id,  # a string: MLflow compares it with the folder name
+        "last_update_time": _ms(local.get("last_update_time")) or created,
+        "lifecycle_stage": str(local.get("lifecycle_stage") or "active"),
+        "name": name,
+    }
+    _files.write_atomic(meta_path, _files.dump_yaml(meta))
+
+
+def _ms(value: Any) -> int | None:
+    from .._layout import ms_from_iso
+
+    if isinstance(value, int):
+        return value
+    try:
+        return ms_from_iso(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _write_run(base: str, view: Any, report: ExportReport) -> None:
+    rdir = safe_join(base, view.experiment_id, view.run_id)
+    for sub in ("metrics", "params", "tags", "artifacts"):
+        make_dirs(base, os.path.join(rdir, sub))
+    for key, text in view.params.items():
+        _write_text(base, os.path.join(rdir, "params"), key, text.encode())
+    tags = dict(view.tags)
+    if view.parent_run_id:
+        tags.setdefault("mlflow.parentRunId", view.parent_run_id)
+    for key, text in tags.items():
+        _write_text(base, os.path.join(rdir, "tags"), key, text.encode())
+    for key in view.metric_keys:
+        report.points += _write_metric(base, view.run_dir, rdir, key)
+    artifacts_dir = os.path.join(rdir, "artifacts")
+    for rel, src in iter_artifacts(view.run_dir):
+        dest = safe_join(base, os.path.relpath(artifacts_dir, base), rel)
+        make_dirs(base, os.path.dirname(dest))
+        tmp = f"{dest}.{TMP_MARK}.{os.getpid()}"
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+        report.artifacts += 1
+    _note_links(view.run_dir, report)
+    meta = {
+        "artifact_uri": "file://" + artifacts_dir,
+        "end_time": view.end_ms,
+        "entry_point_name": "",
+        "experiment_id": view.experiment_id,
+        "lifecycle_stage": view.lifecycle_stage,
+        "run_id": view.run_id,
+        "run_name": view.run_name,
+        "run_uuid": view.run_id,  # MLflow 2.x readers require it
+        "source_name": "",
+        "source_type": 4,
+        "source_version": "",
+        "start_time": view.start_ms,
+        "status": STATUS_NUMBERS[view.status],  # an integer: a string makes the server answer 500
+        "tags": [],
+        "user_id": view.user,
+    }
+    # meta.yaml last: a run folder without it is ignored by MLflow, so an interrupted export is invisible.
+    _files.write_atomic(os.path.join(rdir, "meta.yaml"), _files.dump_yaml(meta))
+
+
+def _write_text(base: str, folder: str, key: str, data: bytes) -> None:
+    path = safe_join(base, os.path.relpath(folder, base), key)
+    make_dirs(base, os.path.dirname(path))
+    _files.write_atomic(path, data)
+
+
+def _write_metric(base: str, run_dir: str, rdir: str, key: str) -> int:
+    src = os.path.join(run_dir, "metrics", key + METRIC_SUFFIX)
+    dest = safe_join(base, os.path.relpath(os.path.join(rdir, "metrics"), base), key)
+    make_dirs(base, os.path.dirname(dest))
+    tmp = f"{dest}.{TMP_MARK}.{os.getpid()}"
+    count = 0
+    with open(src, "rb") as f, open(tmp, "w", encoding="ascii") as out:
+        rest = b""
+        while True:
+            data = f.read(_CHUNK)
+            if not data:
+                break
+            data = rest + data
+            end = data.rfind(b"\n")
+            rest = data[end + 1 :]
+            history = parse_metric_lines(data[: end + 1], key)
+            out.write(
+                "".join(
+                    metric_line_text(t, v, s)
+                    for s, v, t in zip(history.steps, history.values, history.timestamps)
+                )
+            )
+            count += len(history)
+    os.replace(tmp, dest)  # a torn last line (rest) is left out: MLflow would fail on it
+    return count
+
+
+def _note_links(run_dir: str, report: ExportReport) -> None:
+    base = os.path.realpath(os.path.join(run_dir, "artifacts"))
+    for folder, dirs, files in os.walk(os.path.join(run_dir, "artifacts")):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            if os.path.islink(path):
+                where = "inside" if inside(base, path) else "outside"
+                report.skipped.append(f"artifact {path}: a symlink ({where} the run), not exported")

@@ -1,0 +1,142 @@
+"""Online mode: a daemon thread that syncs this process's live runs while they train.
+
+Started by ``Run`` when ``MINI_MLFLOW_SYNC_URL`` is set (and ``MINI_MLFLOW_OFFLINE`` is not). The thread
+only reads the run's files, which stay the source of truth: the training loop never waits for it, a
+failing server costs one warning per cause, and whatever was not sent when the process exits is sent by
+the next ``mini-mlflow sync``. At exit the thread gets a bounded time for a last pass (final statuses).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import warnings
+from typing import TYPE_CHECKING
+
+from ._select import Target
+
+if TYPE_CHECKING:
+    from .._run import Run
+    from ._agent import SyncAgent
+
+#: Seconds the exit hook waits for the last pass.
+EXIT_TIMEOUT = 10.0
+
+
+class _Background:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.targets: dict[tuple[str, str], dict[str, Target]] = {}  # (root, url) → run_dir → target
+        self.interval = 5.0
+        self.wake = threading.Event()
+        self.stop = threading.Event()
+        self.closing = False
+        self.thread: threading.Thread | None = None
+        self.agents: dict[tuple[str, str], SyncAgent] = {}
+        self.warned: set[str] = set()
+        self.hooked = False
+
+    def add(self, run: Run) -> None:
+        settings = run._settings
+        url = str(settings.sync_url)
+        root = os.path.dirname(os.path.dirname(run.run_dir))
+        name = _experiment_name(root, os.path.basename(os.path.dirname(run.run_dir)))
+        with self.lock:
+            self.targets.setdefault((root, url), {})[run.run_dir] = Target(run.run_dir, name)
+            self.interval = min(self.interval, settings.sync_interval) if self.thread else settings.sync_interval
+            if self.thread is None or not self.thread.is_alive():
+                self.closing = False
+                self.thread = threading.Thread(target=self._loop, name="mini-mlflow-sync", daemon=True)
+                self.thread.start()
+            if not self.hooked:
+                self.hooked = True
+                atexit.register(self._at_exit)
+
+    def _loop(self) -> None:
+        while True:
+            self.wake.wait(self.interval)
+            self.wake.clear()
+            final = self.closing
+            with self.lock:
+                work = {key: list(targets.values()) for key, targets in self.targets.items()}
+            for (root, url), targets in work.items():
+                self._pass(root, url, targets)
+            if final or self.stop.is_set():
+                return
+
+    def _pass(self, root: str, url: str, targets: list[Target]) -> None:
+        try:
+            agent = self.agents.get((root, url))
+            if agent is None:
+                from ._agent import SyncAgent
+                from ._client import MlflowRestClient
+
+                client = MlflowRestClient(url, max_retries=2, stop=self.stop)
+                agent = self.agents[(root, url)] = SyncAgent(root, client)
+            summary = agent.sync(targets)
+        except ImportError:
+            self._warn_once("httpx", "mini_mlflow: MINI_MLFLOW_SYNC_URL is set but httpx is missing: "
+                            "pip install 'mini-mlflow[sync]'")
+            return
+        except Exception as exc:  # the training process must never see this thread fail
+            self._warn_once(type(exc).__name__, f"mini_mlflow: background sync to {url} failed: {exc}")
+            return
+        for error in summary.errors:
+            self._warn_once(error, f"mini_mlflow: background sync to {summary.server}: {error}")
+        for report in summary.runs:
+            if not report.errors and report.status in ("FINISHED", "FAILED", "KILLED"):
+                with self.lock:  # ended and fully sent: nothing more to watch
+                    for target in targets:
+                        if os.path.basename(target.run_dir) == report.run_id:
+                            self.targets.get((root, url), {}).pop(target.run_dir, None)
+
+    def _warn_once(self, cause: str, message: str) -> None:
+        if cause not in self.warned:
+            self.warned.add(cause)
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+    def _at_exit(self) -> None:
+        thread = self.thread
+        if thread is None or not thread.is_alive():
+            return
+        # Runs still open are ended first (as the registry's own hook would), so the last pass sends
+        # their final status.
+        from .. import _registry
+
+        _registry.end_all(_registry._exit_status)
+        self.closing = True
+        self.wake.set()
+        thread.join(EXIT_TIMEOUT)
+        if thread.is_alive():
+            self.stop.set()
+            warnings.warn(
+                "mini_mlflow: background sync did not finish at exit; run `mini-mlflow sync` to complete it",
+                RuntimeWarning,
+                stacklevel=1,
+            )
+
+    def reset_after_fork(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+
+def _experiment_name(root: str, experiment_id: str) -> str:
+    from .._store import read_meta
+
+    try:
+        return str(read_meta(os.path.join(root, experiment_id, "meta.yaml")).get("name"))
+    except (OSError, ValueError):
+        return "Default"
+
+
+_BACKGROUND = _Background()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_BACKGROUND.reset_after_fork)
+
+
+def start_background(run: Run) -> None:
+    """Sync ``run`` to ``settings.sync_url`` from a daemon thread while it is live; never raises."""
+    try:
+        _BACKGROUND.add(run)
+    except Exception as exc:
+        _BACKGROUND._warn_once(type(exc).__name__, f"mini_mlflow: could not start background sync: {exc}")
