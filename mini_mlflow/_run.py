@@ -164,6 +164,10 @@ class Run:
         _registry.on_start(self)
         if tags:
             self.set_tags(tags)
+        if self._settings.sync_url and not self._settings.offline:
+            from .sync import start_background  # online mode; imported only when asked for
+
+            start_background(self)
 
     def __repr__(self) -> str:
         return f"<Run {self.run_id} name={self.name!r} experiment={self.experiment_id} {self.status}>"
