@@ -29,3 +29,8 @@ from ._sync_cmds import export_cmd, import_cmd, sync_cmd  # noqa: E402
 cli.add_command(sync_cmd)
 cli.add_command(export_cmd)
 cli.add_command(import_cmd)
+
+from ._run_cmds import doctor, run  # noqa: E402
+
+cli.add_command(run)
+cli.add_command(doctor)
