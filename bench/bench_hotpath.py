@@ -86,7 +86,11 @@ def bench_calls(root: str, quick: bool) -> list[tuple[str, str, str]]:
     mm.end_run()
     rows = [
         ("`list.append((key, value, step, time.time()))` (baseline)", f"{res['bare']:.0f} ns", "1.0×"),
-        ("`mm.log_metric(key, value, step=i)`", f"{res['fluent']:.0f} ns", f"{res['fluent'] / res['bare']:.2f}×"),
+        (
+            "`mm.log_metric(key, value, step=i)`",
+            f"{res['fluent']:.0f} ns",
+            f"{res['fluent'] / res['bare']:.2f}×",
+        ),
         ("`run.log_metric(key, value, i)`", f"{res['method']:.0f} ns", f"{res['method'] / res['bare']:.2f}×"),
         ("`mm.log_metrics({10 keys}, step=i)`", f"{m10 / 1000:.2f} µs", f"{m10 / res['bare']:.1f}×"),
     ]
@@ -109,7 +113,7 @@ def bench_overhead(root: str, quick: bool) -> tuple[float, float, float]:
         work(k)
     k = int(k * 0.001 / ((time.perf_counter() - t0) / 50))  # calibrate to ~1 ms per step
     block, blocks = 20, (40 if quick else 150)
-    run = mm.start_run(run_name="bench-overhead")
+    mm.start_run(run_name="bench-overhead")
     without, with_ = [], []
     step = 0
     for _ in range(blocks):  # alternate short blocks so machine noise hits both sides alike
@@ -257,9 +261,25 @@ def bench_peers(root: str, quick: bool) -> list[tuple[str, float | None, str]]:
         for i in range(n):
             r.log({"loss": 0.5}, step=i)
         r.finish()
-        out.append((f"W&B {wandb.__version__} offline (incl. finish)", (time.perf_counter() - t0) / n * 1e6, ""))
+        out.append(
+            (f"W&B {wandb.__version__} offline (incl. finish)", (time.perf_counter() - t0) / n * 1e6, "")
+        )
     except Exception as exc:
         out.append(("W&B offline", None, f"not measured: {type(exc).__name__}"))
+    try:
+        os.environ["TRACKIO_DIR"] = os.path.join(root, "trackio")
+        import trackio
+
+        trackio.init(project="bench")
+        t0 = time.perf_counter()
+        for i in range(n):
+            trackio.log({"loss": 0.5}, step=i)
+        trackio.finish()
+        out.append(
+            (f"trackio {trackio.__version__} (incl. finish)", (time.perf_counter() - t0) / n * 1e6, "")
+        )
+    except Exception as exc:
+        out.append(("trackio", None, f"not measured: {type(exc).__name__}"))
     return out
 
 
@@ -285,16 +305,24 @@ def main() -> None:
     print("| call | median per call | vs baseline | target |")
     print("|---|---|---|---|")
     targets = ["", "≤ 1 µs and ≤ 3×", "", "≤ 5 µs"]
-    for (name, cost, ratio), target in zip(calls, targets):
+    for (name, cost, ratio), target in zip(calls, targets, strict=True):
         print(f"| {name} | {cost} | {ratio} | {target} |")
     print()
     print("| measure | result | target |")
     print("|---|---|---|")
-    print(f"| training loop, ~1 ms pure-Python steps, 5 metrics/step | {base_ms:.3f} → {with_ms:.3f} ms/step: **{overhead:+.2f}%** | < 1% |")
+    print(
+        "| training loop, ~1 ms pure-Python steps, 5 metrics/step "
+        f"| {base_ms:.3f} → {with_ms:.3f} ms/step: **{overhead:+.2f}%** | < 1% |"
+    )
     print(f"| writer: drain of a full buffer to disk | **{drain_rate:,.0f} points/s** | ≥ 500,000 |")
     print(f"| log → flush, end to end (one thread) | {e2e:,.0f} points/s | |")
-    print(f"| log → visible to another process, 10 ms cadence | p50 {p50:.0f} ms, **p95 {p95:.0f} ms** | p95 ≤ 250 ms |")
-    mlflow_txt = f"; `import mlflow`: {mlflow_imp:,.0f} ms (**{mlflow_imp / imp:.0f}×**)" if mlflow_imp else ""
+    print(
+        "| log → visible to another process, 10 ms cadence "
+        f"| p50 {p50:.0f} ms, **p95 {p95:.0f} ms** | p95 ≤ 250 ms |"
+    )
+    mlflow_txt = (
+        f"; `import mlflow`: {mlflow_imp:,.0f} ms (**{mlflow_imp / imp:.0f}×**)" if mlflow_imp else ""
+    )
     print(f"| `import mini_mlflow` (wall, minus bare interpreter) | **{imp:.0f} ms**{mlflow_txt} | ≤ 50 ms |")
     print()
     print("Scalar logging, same loop (µs per call, including the final flush/close of each tracker):\n")

@@ -68,9 +68,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "FORMAT_VERSION",
     "ActiveRunExistsError",
     "ExperimentTracker",
-    "FORMAT_VERSION",
     "InitRun",
     "InvalidInputError",
     "InvalidValueError",

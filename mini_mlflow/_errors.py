@@ -8,7 +8,7 @@
     │   └── ParamConflictError                a param re-logged with a different value
     ├── NoActiveRunError (RuntimeError)       logging with no active run ("No active run")
     ├── ActiveRunExistsError (RuntimeError)   start_run while one is active ("already an active run")
-    ├── RunEndedError (ValueError)            logging to or ending an ended run ("Cannot log", "already ended")
+    ├── RunEndedError (ValueError)            logging to/ending an ended run ("Cannot log", "already ended")
     ├── NotFoundError (LookupError)           no such run, experiment or metric
     └── StorageError (OSError)                background I/O failed; raised at flush()/end_run()
 

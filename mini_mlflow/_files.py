@@ -134,9 +134,7 @@ def dump_yaml(data: dict[str, Any]) -> bytes:
     import yaml
 
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    text: str = yaml.dump(
-        data, Dumper=dumper, sort_keys=False, allow_unicode=True, default_flow_style=False
-    )
+    text: str = yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=True, default_flow_style=False)
     return text.encode("utf-8")
 
 

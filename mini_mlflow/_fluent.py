@@ -115,9 +115,7 @@ def log_metric(key: str, value: float, step: int | None = None, timestamp: int |
     _state.log_metric(key, value, step, timestamp)
 
 
-def log_metrics(
-    metrics: Mapping[str, float], step: int | None = None, timestamp: int | None = None
-) -> None:
+def log_metrics(metrics: Mapping[str, float], step: int | None = None, timestamp: int | None = None) -> None:
     """Log several metrics at one step to the active run."""
     _state.log_metrics(metrics, step, timestamp)
 
@@ -199,4 +197,3 @@ def get_metric_history(run_id: str, key: str) -> list[MetricPoint]:
 
     history = Store(get_tracking_dir()).get_metric_history(run_id, key)
     return history.points()
-

@@ -119,9 +119,7 @@ def _install_hooks() -> None:
                 pass
 
 
-def _excepthook(
-    exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
-) -> None:
+def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
     global _exit_status
     _exit_status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
     _previous_excepthook(exc_type, exc, tb)

@@ -131,9 +131,7 @@ class Run:
                 if name is not None:
                     changes["run_name"] = name
                 meta = _store.update_run_meta(rdir, **changes)
-                self.experiment_id: int | str = (
-                    experiment_id if exp == found_exp else found_exp
-                )
+                self.experiment_id: int | str = experiment_id if exp == found_exp else found_exp
             else:
                 _store.ensure_experiment(root, exp)
                 rdir, meta = _store.create_run(root, exp, run_id, name, parent_run_id, now_ms())
@@ -440,7 +438,9 @@ class Run:
         except StorageError as err:
             if exc_type is None:
                 raise
-            warnings.warn(f"mini_mlflow: could not end run {self.run_id}: {err}", RuntimeWarning)
+            warnings.warn(
+                f"mini_mlflow: could not end run {self.run_id}: {err}", RuntimeWarning, stacklevel=2
+            )
 
     # -- reading ---------------------------------------------------------------------------------
 

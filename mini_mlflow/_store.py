@@ -130,9 +130,7 @@ def get_or_create_experiment(root: str, name: str) -> str:
         ids = [int(e) for e, _ in iter_experiments(root)]
         experiment_id = str(max(ids, default=0) + 1)
         os.makedirs(os.path.join(root, experiment_id), exist_ok=True)
-        write_meta(
-            os.path.join(root, experiment_id, META_FILE), _experiment_meta(experiment_id, name)
-        )
+        write_meta(os.path.join(root, experiment_id, META_FILE), _experiment_meta(experiment_id, name))
         return experiment_id
 
 

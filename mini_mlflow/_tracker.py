@@ -73,9 +73,7 @@ class ExperimentTracker:
         """Run ids of the tracker's experiment (or ``experiment_id``), newest first."""
         from ._reader import Store
 
-        return Store(self.runs_dir).list_runs(
-            self.experiment_id if experiment_id is None else experiment_id
-        )
+        return Store(self.runs_dir).list_runs(self.experiment_id if experiment_id is None else experiment_id)
 
     def get_run(self, run_id: str, experiment_id: int | str | None = None) -> dict[str, Any]:
         """``{"metadata", "params", "tags", "metrics"}`` of a run (this tracker's own writes included)."""

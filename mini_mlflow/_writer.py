@@ -376,9 +376,7 @@ class Writer:
             self._buffers[id(buffer)] = buffer
             if self._thread is None or not self._thread.is_alive():
                 self._stop = threading.Event()
-                self._thread = threading.Thread(
-                    target=self._loop, name="mini-mlflow-writer", daemon=True
-                )
+                self._thread = threading.Thread(target=self._loop, name="mini-mlflow-writer", daemon=True)
                 self._thread.start()
 
     def unregister(self, buffer: PointBuffer) -> None:
@@ -408,7 +406,9 @@ class Writer:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
             if thread.is_alive():
-                warnings.warn("mini_mlflow: the writer thread did not stop in time", RuntimeWarning)
+                warnings.warn(
+                    "mini_mlflow: the writer thread did not stop in time", RuntimeWarning, stacklevel=2
+                )
 
     def reset_after_fork(self) -> None:
         _FDS.lock = threading.Lock()

@@ -60,7 +60,9 @@ def only_run_dir(root: Path, experiment_id: str = "0") -> Path:
     return runs[0]
 
 
-def python_child(code: str, cwd: Path, env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen[str]:
+def python_child(
+    code: str, cwd: Path, env: dict[str, str] | None = None, **kwargs: Any
+) -> subprocess.Popen[str]:
     """Start a Python child running ``code`` (dedented) with this checkout importable."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("MINI_MLFLOW_")}
     full_env["PYTHONPATH"] = str(ROOT)

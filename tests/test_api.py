@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 import mini_mlflow as mm
-from conftest import only_run_dir, read_jsonl
+
+from conftest import read_jsonl
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -153,7 +154,13 @@ def test_params_are_write_once(store: Path) -> None:
         assert isinstance(err.value, mm.ParamConflictError)
         mm.log_params({"config": {"layers": [1, 2], "act": "relu"}, "name": "x", "flag": True, "none": None})
     got = mm.get_run(run.run_id)["params"]
-    assert got == {"lr": 0.1, "config": {"act": "relu", "layers": [1, 2]}, "name": "x", "flag": True, "none": None}
+    assert got == {
+        "lr": 0.1,
+        "config": {"act": "relu", "layers": [1, 2]},
+        "name": "x",
+        "flag": True,
+        "none": None,
+    }
     # a resumed run (another process, later) still refuses a different value
     with mm.start_run(run_id=run.run_id):
         with pytest.raises(mm.ParamConflictError, match="0.1"):
@@ -173,11 +180,30 @@ def test_params_that_cannot_be_stored_raise_clearly(store: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "key", ["", "a//b", "/a", "a/", "./a", "a/../b", "..", "../x", "a\x00b", "tab\tkey", "semi;colon", "x" * 251, "m.json/x"]
+    "key",
+    [
+        "",
+        "a//b",
+        "/a",
+        "a/",
+        "./a",
+        "a/../b",
+        "..",
+        "../x",
+        "a\x00b",
+        "tab\tkey",
+        "semi;colon",
+        "x" * 251,
+        "m.json/x",
+    ],
 )
 def test_invalid_keys_raise_value_error_naming_the_key(store: Path, key: str) -> None:
     with mm.start_run():
-        for call in (lambda: mm.log_metric(key, 1.0), lambda: mm.log_param(key, 1), lambda: mm.set_tag(key, "v")):
+        for call in (
+            lambda: mm.log_metric(key, 1.0),
+            lambda: mm.log_param(key, 1),
+            lambda: mm.set_tag(key, "v"),
+        ):
             with pytest.raises(ValueError) as err:
                 call()
             assert repr(key)[:40] in str(err.value) or "characters long" in str(err.value)
@@ -199,7 +225,9 @@ def test_metric_step_and_timestamp_types(store: Path) -> None:
         with pytest.raises(TypeError, match="timestamp"):
             mm.log_metric("m", 1.0, timestamp="now")  # type: ignore[arg-type]
         mm.log_metric("m", 1.0, step=-5, timestamp=3)
-    assert read_jsonl(Path(run.run_dir) / "metrics" / "m.jsonl") == [{"step": -5, "value": 1.0, "timestamp": 3}]
+    assert read_jsonl(Path(run.run_dir) / "metrics" / "m.jsonl") == [
+        {"step": -5, "value": 1.0, "timestamp": 3}
+    ]
 
 
 def test_caller_mistakes_keep_the_original_messages(store: Path) -> None:
@@ -228,7 +256,7 @@ def test_exception_inside_with_marks_failed_and_reraises(store: Path) -> None:
     with pytest.raises(ZeroDivisionError):
         with mm.start_run() as run:
             mm.log_metric("m", 1.0)
-            1 / 0  # noqa: B018
+            1 / 0
     assert run.status == "FAILED"
     assert mm.get_run(run.run_id)["metadata"]["status"] == "FAILED"
     assert mm.active_run() is None

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import mini_mlflow as mm
+
 from conftest import read_jsonl
 
 
@@ -74,7 +75,11 @@ def test_four_processes_append_to_one_run(store: Path) -> None:
     points = 20_000
     import subprocess
 
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "MINI_MLFLOW_TRACKING_DIR": str(store)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        "MINI_MLFLOW_TRACKING_DIR": str(store),
+    }
     procs = [
         subprocess.Popen([sys.executable, "-c", CHILD_APPEND, str(rank), str(points), run.run_id], env=env)
         for rank in range(4)
@@ -126,5 +131,6 @@ def test_many_runs_in_one_process(store: Path) -> None:
         run.log_metric("m", float(i))
     for run in runs:
         run.end()
-    assert sorted(mm.Store(store).get_run(r.run_id)["metrics"]["m"] for r in runs) == [float(i) for i in range(200)]
-
+    assert sorted(mm.Store(store).get_run(r.run_id)["metrics"]["m"] for r in runs) == [
+        float(i) for i in range(200)
+    ]

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 import mini_mlflow as mm
-from conftest import python_child, wait_until
 from mini_mlflow._reader import parse_metric_lines
+
+from conftest import python_child, wait_until
 
 # A training loop that is pure Python and holds the GIL nearly all the time, logging 20 metrics.
 HOG = """

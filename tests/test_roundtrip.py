@@ -13,10 +13,14 @@ from hypothesis import strategies as st
 import mini_mlflow as mm
 from mini_mlflow._layout import validate_key
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 key_chars = st.characters(codec="utf-8", categories=["L", "N", "P", "S", "Zs", "Cc"])
-any_key = st.text(key_chars, min_size=0, max_size=40) | st.sampled_from(["a/b", "..", "a//b", "/x", "x/", "ü/ñ", "a:b c-d.e_f"])
+any_key = st.text(key_chars, min_size=0, max_size=40) | st.sampled_from(
+    ["a/b", "..", "a//b", "/x", "x/", "ü/ñ", "a:b c-d.e_f"]
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +52,21 @@ def test_metric_keys_and_values_round_trip_or_are_refused(run: mm.Run, key: str,
     assert _inside(path, os.path.join(run.run_dir, "metrics"))
     history = mm.Store(Path(run.run_dir).parent.parent).get_metric_history(run.run_id, key)
     got = history.values[-1]
-    assert (math.isnan(got) and math.isnan(value)) or (got == value and math.copysign(1, got) == math.copysign(1, value))
+    assert (math.isnan(got) and math.isnan(value)) or (
+        got == value and math.copysign(1, got) == math.copysign(1, value)
+    )
     assert history.steps[-1] == 7
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=10,
 )
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import mini_mlflow as mm
+
 from conftest import read_jsonl
 
 
@@ -81,7 +82,9 @@ def tiny_fs(tmp_path: Path) -> Iterator[Path]:
     mount.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
+    )
     if result.returncode != 0:
         pytest.skip(f"cannot mount tmpfs here: {result.stderr.decode().strip()}")
     try:
@@ -118,7 +121,9 @@ def test_disk_full_keeps_points_and_writes_them_when_space_returns(tiny_fs: Path
     assert mm.Store(tiny_fs / "mlruns").get_run(run.run_id)["metadata"]["status"] == "FINISHED"
 
 
-def test_points_beyond_the_bound_are_dropped_loudly_while_the_disk_fails(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_points_beyond_the_bound_are_dropped_loudly_while_the_disk_fails(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MINI_MLFLOW_MAX_BUFFER", "1000")
     run = mm.Run(runs_dir=store)
     metrics = Path(run.run_dir) / "metrics"
