@@ -77,6 +77,18 @@ def _to_timestamp(key: str, timestamp: Any) -> int:
     return int(timestamp)
 
 
+def status_for_exception(exc_type: type[BaseException] | None, exc: BaseException | None) -> str:
+    """The honest end status for a block left with this exception (None: left normally)."""
+    if exc_type is None:
+        return "FINISHED"
+    if issubclass(exc_type, KeyboardInterrupt):
+        return "KILLED"
+    if issubclass(exc_type, SystemExit):  # sys.exit(0) / sys.exit() is a normal end
+        code = exc.code if isinstance(exc, SystemExit) else None
+        return "FINISHED" if code is None or code == 0 else "FAILED"
+    return "FAILED"
+
+
 def _check_status(status: Any) -> str:
     if isinstance(status, str) and status.upper() in END_STATUSES:
         return status.upper()
@@ -427,12 +439,7 @@ class Run:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if self.status != "RUNNING":
             return
-        if exc_type is None:
-            status = "FINISHED"
-        elif issubclass(exc_type, KeyboardInterrupt):
-            status = "KILLED"
-        else:
-            status = "FAILED"
+        status = status_for_exception(exc_type, exc)
         try:
             self.end(status)
         except StorageError as err:

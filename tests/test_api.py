@@ -394,3 +394,11 @@ def test_tracking_dir_from_environment(tmp_path: Path, monkeypatch: pytest.Monke
     assert (tmp_path / "elsewhere" / "0" / run.run_id / "meta.yaml").exists()
     monkeypatch.delenv("MINI_MLFLOW_TRACKING_DIR")
     assert mm.get_tracking_dir() == "mlruns"
+
+
+@pytest.mark.parametrize(("code", "status"), [(0, "FINISHED"), (None, "FINISHED"), (3, "FAILED"), ("bye", "FAILED")])
+def test_sys_exit_inside_with_is_judged_by_its_code(store: Path, code: object, status: str) -> None:
+    with pytest.raises(SystemExit):
+        with mm.start_run() as run:
+            raise SystemExit(code)
+    assert mm.get_run(run.run_id)["metadata"]["status"] == status
