@@ -36,7 +36,7 @@ def _seconds_to_ms(timestamp: Any) -> int:
         raise InvalidValueError(
             f"log: timestamp {timestamp!r} must be seconds since the epoch (a number, as time.time() gives)"
         )
-    return int(timestamp * 1000)
+    return round(timestamp * 1000)
 
 
 class InitRun:
