@@ -358,3 +358,25 @@ def test_doctor_on_a_fresh_store_and_a_bad_setting(tmp_path: Path) -> None:
 
 def _run_in(root: Path) -> mm.Run:
     return mm.Run(runs_dir=root)
+
+
+def test_the_examples_run(tmp_path: Path) -> None:
+    root = tmp_path / "mlruns"
+    examples = ROOT / "examples"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINI_MLFLOW_")}
+    env.update({"PYTHONPATH": str(ROOT), "MINI_MLFLOW_TRACKING_DIR": str(root)})
+    for name in ("wandb_style.py", "run_context.py"):
+        done = subprocess.run(
+            [sys.executable, str(examples / name)], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+    code, out, err = finish(
+        cli(root, "run", "-e", "tracked", "-p", "lr=0.01", str(examples / "tracked_script.py"), cwd=tmp_path)
+    )
+    assert code == 0 and "with lr=0.01" in out, err
+    statuses = sorted(meta(d)["status"] for d in run_dirs(root))
+    assert statuses == ["FINISHED"] * 3
+    code, out, err = finish(
+        cli(root, "run", "-p", "lr=0.0001", str(examples / "tracked_script.py"), cwd=tmp_path)
+    )
+    assert code == 2 and "did not go down" in err
