@@ -54,6 +54,7 @@ class InitRun:
         #: Effective config: what was passed to ``init``, overridden by ``mini-mlflow run -p`` params.
         self.config = config
         self._step = 0
+        self._nested = False
         self._log_metrics = run.log_metrics
 
     # -- identity ---------------------------------------------------------------------------------
@@ -104,14 +105,18 @@ class InitRun:
         stamp = None if timestamp is None else _seconds_to_ms(timestamp)
         if data.__class__ is not dict and not isinstance(data, Mapping):
             raise InvalidInputError(f"log takes a dict of metric name → number, got {type(data).__name__}")
-        try:
-            self._log_metrics(data, use, stamp)
-        except InvalidValueError:
-            # Nested dicts are rare: they are only looked for once the plain dict was refused, so the
-            # common flat call pays nothing for them.
-            if not any(isinstance(v, Mapping) for v in data.values()):
-                raise
+        if self._nested:
             self._log_metrics(dict(_flatten(data)), use, stamp)
+        else:
+            try:
+                self._log_metrics(data, use, stamp)
+            except InvalidValueError:
+                # Nested dicts are looked for only once a plain dict was refused, so flat calls pay
+                # nothing for them; a run that logs one is flattened up front from then on.
+                if not any(isinstance(v, Mapping) for v in data.values()):
+                    raise
+                self._nested = True
+                self._log_metrics(dict(_flatten(data)), use, stamp)
         if use >= self._step:
             self._step = use + 1
 
