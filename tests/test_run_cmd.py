@@ -268,13 +268,15 @@ def test_secrets_reach_the_child_but_no_file_and_no_output(tmp_path: Path) -> No
         print(key, file=sys.stderr)
         """,
     )
-    code, out, err = finish(cli(root, "run", "-s", str(secrets), "-p", "x=1", "leaky.py", cwd=tmp_path))
+    args = ["-s", str(secrets), "-p", "x=1", "leaky.py", "--token", SECRET]  # even on the command line
+    code, out, err = finish(cli(root, "run", *args, cwd=tmp_path))
     assert code == 0, err
     assert SECRET not in out and SECRET not in err
     assert "key is ****" in out and "****\n" in out
     (run_dir,) = run_dirs(root)
     assert read_jsonl(run_dir / "metrics" / "key_length.jsonl")[0]["value"] == len(SECRET)
     assert "key is ****" in (run_dir / "artifacts" / "stdout.txt").read_text()
+    assert tags(run_dir)["mini_mlflow.command"] == "leaky.py --token ****"
     files = [p for p in root.rglob("*") if p.is_file()]
     assert len(files) > 10
     for path in files:

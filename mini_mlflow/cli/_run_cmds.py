@@ -23,6 +23,7 @@ import click
 
 from .._config import ATTACH_INPUTS, ATTACH_PARAMS, ATTACH_RUN_ID, ATTACH_SECRETS_FILES
 from .._errors import InvalidInputError, MiniMlflowError
+from .._layout import MAX_TAG_VALUE_LENGTH
 from ._doctor import doctor
 
 __all__ = ["doctor", "parse_param_value", "run"]
@@ -150,6 +151,20 @@ def _git_info(folder: str) -> tuple[str | None, bool | None]:
     return head.stdout.strip() or None, dirty
 
 
+def _source_name(script: str) -> str:
+    """The script relative to the working folder when inside it, else its base name (as meta.yaml has it)."""
+    full = os.path.abspath(script)
+    rel = os.path.relpath(full)
+    return rel if not rel.startswith("..") else os.path.basename(full)
+
+
+def _masked(text: str, secrets: list[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= MIN_MASKED_SECRET:
+            text = text.replace(secret, MASK.decode())
+    return text
+
+
 def _child_argv(command: tuple[str, ...]) -> list[str]:
     first = command[0]
     if first.endswith(".py"):
@@ -230,10 +245,10 @@ def run(
         raise click.ClickException(str(exc)) from None
     script_dir = os.path.dirname(os.path.abspath(argv[1])) if argv[0] == sys.executable else os.getcwd()
     commit, dirty = _git_info(script_dir)
-    source = os.path.basename(argv[1]) if argv[0] == sys.executable else command[0]
+    source = _source_name(argv[1]) if argv[0] == sys.executable else command[0]
     update_run_meta(tracked.run_dir, source={"name": source, "git_commit": commit})
     tags: dict[str, Any] = {
-        "mini_mlflow.command": shlex.join(command),
+        "mini_mlflow.command": _masked(shlex.join(command), secret_values)[:MAX_TAG_VALUE_LENGTH],
         "mini_mlflow.cwd": os.getcwd(),
         "mini_mlflow.python": platform.python_version(),
         "mini_mlflow.host": socket.gethostname(),
@@ -313,8 +328,11 @@ def _supervise(tracked: Any, argv: list[str], env: dict[str, str], secrets: list
                 # A grandchild may keep the pipe open after the child exits; don't wait on it forever.
                 thread.join(timeout=5)
             status = _status_for(returncode, state["interrupted"], state["forwarded"])
-            tracked.set_tag("mini_mlflow.exit_code", str(returncode))
-            tracked.end(status)
+            try:
+                tracked.set_tag("mini_mlflow.exit_code", str(returncode))
+                tracked.end(status)
+            except (MiniMlflowError, OSError) as exc:  # the child's exit code matters more: report, go on
+                click.echo(f"mini-mlflow run: could not end run {tracked.run_id}: {exc}", err=True)
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
