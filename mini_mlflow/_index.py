@@ -1,0 +1,462 @@
+"""Derived run index: per-experiment run records, checked against the files on every read.
+
+The files stay the source of truth. ``<root>/.index/`` only caches what is slow to recompute, keyed by
+file-system signatures (inode, size, mtime):
+
+* ``<experiment>.json`` — the listing of an experiment, column by column (fast to load): each run's
+  folder mtime, meta fields, params, tags and last metric values;
+* ``<experiment>/<run>.json`` — per run, the signatures of meta.yaml, the params/tags/metrics folders
+  and every metric file, with per-metric count/min/max and the byte offset read so far.
+
+On each read every run folder is ``lstat``-ed once. Replacing meta.yaml (status, lifecycle) or a
+heartbeat changes the folder's mtime, which triggers a re-check of that run. Runs that are not finished,
+or changed in the last ``SETTLED_S`` seconds, are checked deeply every time; a grown metric file is
+parsed only from where the last read stopped (metric files are append-only). An mtime within ``RACY_NS``
+of the moment it was read is not trusted (file-system clocks are coarse), so that part is re-read.
+
+Index files are written atomically and only when something changed; a missing, stale, garbage or
+foreign-version index is rebuilt, and deleting ``.index/`` is always safe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from typing import Any
+
+from ._files import write_atomic
+from ._layout import FORMAT_VERSION, META_FILE, METRIC_SUFFIX, TMP_MARK, VALUE_SUFFIX, iso_from_ms
+from ._meta import normalize_meta, read_bytes, read_meta_file
+from ._reader import heartbeat_state, parse_metric_lines
+from ._records import RunRecord
+
+INDEX_DIR = ".index"
+INDEX_VERSION = 2
+#: An mtime this close to the moment it was read may hide a later write in the same clock tick.
+RACY_NS = 2_000_000_000
+#: A finished run whose folder changed less than this long ago is still checked deeply (a second
+#: process sharing the run may still be flushing; its heartbeat touches the folder while it lives).
+SETTLED_S = 30
+TERMINAL = frozenset({"FINISHED", "FAILED", "KILLED"})
+META_COLUMNS = (
+    "run_id",
+    "run_name",
+    "status",
+    "start_time",
+    "end_time",
+    "user",
+    "lifecycle_stage",
+    "parent_run_id",
+    "format_version",
+)
+
+
+class ExperimentIndex:
+    """The validated records of one experiment (kept in memory between calls of a process)."""
+
+    def __init__(self) -> None:
+        self.info: dict[str, Any] = {"name": None, "lifecycle_stage": "active", "broken": None}
+        self.info_sig: list[int] | None = None
+        self.info_at = 0
+        self.d: dict[str, int] = {}  #: run folder mtime_ns when last checked
+        self.ok: dict[str, bool] = {}  #: True: finished and settled, trust it while ``d`` is unchanged
+        self.records: dict[str, RunRecord] = {}
+        self.broken: dict[str, str] = {}
+        self.stray: dict[str, str] = {}
+        self.details: dict[str, dict[str, Any]] = {}
+
+
+_MEMORY: dict[tuple[str, str], ExperimentIndex] = {}
+
+
+def _sig(path: str) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def _dir_sigs(folder: str, rels: list[str]) -> list[list[Any]]:
+    """mtimes of ``folder`` and its sub-folders (a new key shows up as a changed folder mtime)."""
+    out: list[list[Any]] = []
+    for rel in rels:
+        try:
+            out.append([rel, os.stat(folder if rel == "." else f"{folder}/{rel}").st_mtime_ns])
+        except OSError:
+            out.append([rel, -1])
+    return out
+
+
+def _walk(folder: str, suffix: str) -> tuple[list[str], list[str]]:
+    """Keys stored under ``folder`` as ``<key><suffix>`` files, and the folders walked ('.' first)."""
+    keys: list[str] = []
+    rels: list[str] = []
+    pending = ["."]
+    while pending:
+        rel = pending.pop()
+        rels.append(rel)
+        try:
+            entries = os.scandir(folder if rel == "." else f"{folder}/{rel}")
+        except OSError:
+            continue
+        with entries:
+            for e in entries:
+                if TMP_MARK in e.name:
+                    continue
+                sub = e.name if rel == "." else f"{rel}/{e.name}"
+                if e.is_dir(follow_symlinks=False):
+                    pending.append(sub)
+                elif e.name.endswith(suffix) and e.is_file(follow_symlinks=False):
+                    keys.append(sub[: -len(suffix)])
+    return sorted(keys), rels
+
+
+def _newest(sigs: list[list[Any]] | None) -> int:
+    return max((s[-1] for s in sigs or ()), default=0)
+
+
+def _read_values(folder: str, keys: list[str]) -> tuple[dict[str, Any], list[str]]:
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for key in keys:
+        path = f"{folder}/{key}{VALUE_SUFFIX}"
+        try:
+            values[key] = json.loads(read_bytes(path))
+        except (OSError, ValueError) as exc:
+            problems.append(f"{path}: unreadable ({type(exc).__name__})")
+    return values, problems
+
+
+def _update_metric(path: str, old: list[Any] | None) -> list[Any]:
+    """``[ino, size, mtime, offset, count, last, min, max, last_step, skipped]`` of a metric file."""
+    sig = _sig(path)
+    if sig is None:
+        return [0, 0, 0, 0, 0, None, None, None, None, 0]
+    if old is not None and old[:3] == sig:
+        return old
+    fresh = old is None or old[0] != sig[0] or sig[1] < old[3] or sig[1] == old[1]
+    agg: list[Any] = [*sig, 0, 0, None, None, None, None, 0] if fresh or old is None else [*sig, *old[3:]]
+    with open(path, "rb") as f:
+        f.seek(agg[3])
+        data = f.read()
+    end = data.rfind(b"\n")
+    if end < 0:
+        return agg
+    history = parse_metric_lines(data[: end + 1] if end + 1 < len(data) else data)
+    agg[3] += end + 1
+    agg[9] += history.skipped_lines
+    values = history.values
+    if values:
+        agg[4] += len(values)
+        agg[5] = values[-1]
+        agg[8] = history.steps[-1]
+        finite = [v for v in values if v == v]
+        if finite:
+            low, high = min(finite), max(finite)
+            agg[6] = low if agg[6] is None else min(agg[6], low)
+            agg[7] = high if agg[7] is None else max(agg[7], high)
+    return agg
+
+
+def _build(
+    rdir: str, name: str, exp_id: str, old: dict[str, Any] | None, now_ns: int
+) -> tuple[RunRecord | None, str | None, dict[str, Any]]:
+    """Re-read what changed in one run folder: ``(record, broken reason, detail)``."""
+    settled = (old or {}).get("at", 0) - RACY_NS
+
+    def reusable(key: str, sig: Any) -> bool:
+        return old is not None and old.get(key) == sig and _newest([[sig[-1]]] if sig else None) < settled
+
+    detail: dict[str, Any] = {"at": now_ns}
+    meta_sig = _sig(f"{rdir}/{META_FILE}")
+    if meta_sig is not None and old is not None and reusable("ms", meta_sig) and old.get("m"):
+        meta = old["m"]
+    else:
+        raw, broken = read_meta_file(f"{rdir}/{META_FILE}")
+        if raw is None:
+            return None, broken, {"at": now_ns}
+        meta = normalize_meta(raw, name)
+    detail["ms"], detail["m"] = meta_sig, meta
+    problems: list[str] = []
+    values: dict[str, dict[str, Any]] = {}
+    for kind in ("params", "tags"):
+        folder = f"{rdir}/{kind}"
+        old_sigs = (old or {}).get(kind[0] + "s")
+        sigs = _dir_sigs(folder, [s[0] for s in old_sigs]) if old_sigs else None
+        if old is not None and sigs == old_sigs and _newest(sigs) < settled and kind in old:
+            detail[kind[0] + "s"], values[kind] = old_sigs, old[kind]
+            problems += [p for p in old.get("w", []) if f"/{kind}/" in p]
+        else:
+            keys, rels = _walk(folder, VALUE_SUFFIX)
+            detail[kind[0] + "s"] = _dir_sigs(folder, rels)
+            values[kind], bad = _read_values(folder, keys)
+            problems += bad
+        detail[kind] = values[kind]
+    folder = f"{rdir}/metrics"
+    old_sigs = (old or {}).get("xs")
+    sigs = _dir_sigs(folder, [s[0] for s in old_sigs]) if old_sigs else None
+    if old is not None and sigs == old_sigs and _newest(sigs) < settled and "x" in old:
+        keys = list(old["x"])
+    else:
+        keys, rels = _walk(folder, METRIC_SUFFIX)
+        sigs = _dir_sigs(folder, rels)
+    detail["xs"] = sigs
+    old_x = (old or {}).get("x", {})
+    aggs: dict[str, list[Any]] = {}
+    for key in keys:
+        path = f"{folder}/{key}{METRIC_SUFFIX}"
+        try:
+            aggs[key] = agg = _update_metric(path, old_x.get(key))
+        except OSError as exc:
+            problems.append(f"{path}: unreadable ({exc.strerror or exc})")
+            continue
+        if agg[9]:
+            problems.append(f"{path}: {agg[9]} unreadable line(s) skipped")
+    detail["x"], detail["w"] = aggs, problems
+    newest = max(_newest(detail["ps"]), _newest(detail["ts"]), _newest(sigs), (meta_sig or [0])[-1])
+    newest = max([newest, *(a[2] for a in aggs.values())])
+    detail["r"] = newest >= now_ns - RACY_NS  # something may still change unseen: check again next time
+    record = RunRecord(
+        name,
+        meta["run_name"],
+        exp_id,
+        meta["status"],
+        meta["start_time"],
+        meta["end_time"],
+        meta["lifecycle_stage"],
+        meta["user"],
+        meta["parent_run_id"],
+        values["params"],
+        values["tags"],
+        {k: a[5] for k, a in aggs.items() if a[4]},
+        rdir,
+        meta["status"],
+        _newer(meta),
+        problems,
+    )
+    return record, None, detail
+
+
+def _newer(meta: dict[str, Any]) -> int | None:
+    version = meta.get("format_version")
+    return version if isinstance(version, int) and version > FORMAT_VERSION else None
+
+
+def _load_detail(root: str, exp_id: str, name: str) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(read_bytes(os.path.join(root, INDEX_DIR, exp_id, name + ".json")))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("v") == INDEX_VERSION else None
+
+
+def _load(root: str, exp_id: str) -> ExperimentIndex:
+    index = ExperimentIndex()
+    try:
+        doc = json.loads(read_bytes(os.path.join(root, INDEX_DIR, exp_id + ".json")))
+        if not isinstance(doc, dict) or doc.get("v") != INDEX_VERSION:
+            return index
+        exp_dir = os.path.join(root, exp_id)
+        names = doc["names"]
+        cols = doc["m"]
+        p_cols, t_cols, x_cols = doc["p"], doc["t"], doc["x"]
+        params: list[dict[str, Any]] = [{} for _ in names]
+        tags: list[dict[str, Any]] = [{} for _ in names]
+        metrics: list[dict[str, float]] = [{} for _ in names]
+        for target, sparse in ((params, p_cols), (tags, t_cols), (metrics, x_cols)):
+            for key, (rows, vals) in sparse.items():
+                for i, v in zip(rows, vals, strict=False):
+                    target[i][key] = v
+        warnings = doc["w"]
+        for i, name in enumerate(names):
+            m = [cols[c][i] for c in META_COLUMNS]
+            index.records[name] = RunRecord(
+                name,
+                m[1],
+                exp_id,
+                m[2],
+                m[3],
+                m[4],
+                m[6],
+                m[5],
+                m[7],
+                params[i],
+                tags[i],
+                metrics[i],
+                f"{exp_dir}/{name}",
+                m[2],
+                _newer({"format_version": m[8]}),
+                warnings.get(name, []),
+            )
+            index.d[name] = doc["d"][i]
+            index.ok[name] = bool(doc["ok"][i])
+        index.broken, index.stray = dict(doc["b"]), dict(doc["stray"])
+        index.info, index.info_sig, index.info_at = doc["e"], doc["es"], doc["eat"]
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return ExperimentIndex()  # garbage or foreign: start over
+    return index
+
+
+def _save(root: str, exp_id: str, index: ExperimentIndex, dirty_details: list[str]) -> None:
+    folder = os.path.join(root, INDEX_DIR)
+    try:
+        if os.path.islink(folder) or os.path.islink(os.path.join(folder, exp_id)):
+            return  # never follow a link out of the store
+        os.makedirs(os.path.join(folder, exp_id), exist_ok=True)
+        for name in dirty_details:
+            detail = index.details.get(name)
+            path = os.path.join(folder, exp_id, name + ".json")
+            if detail is None:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+                continue
+            write_atomic(path, json.dumps({"v": INDEX_VERSION, **detail}, separators=(",", ":")).encode())
+        names = list(index.records)
+        recs = [index.records[n] for n in names]
+        sparse: dict[str, dict[str, list[list[Any]]]] = {"p": {}, "t": {}, "x": {}}
+        for i, r in enumerate(recs):
+            for short, values in (("p", r.params), ("t", r.tags), ("x", r.metrics)):
+                for key, v in values.items():
+                    col = sparse[short].setdefault(key, [[], []])
+                    col[0].append(i)
+                    col[1].append(v)
+        m_cols = {
+            c: [getattr(r, "stored_status" if c == "status" else c) for r in recs] for c in META_COLUMNS[:-1]
+        }
+        m_cols["run_id"] = names
+        m_cols["format_version"] = [r.newer_format or FORMAT_VERSION for r in recs]
+        doc = {
+            "v": INDEX_VERSION,
+            "e": index.info,
+            "es": index.info_sig,
+            "eat": index.info_at,
+            "names": names,
+            "d": [index.d[n] for n in names],
+            "ok": [int(index.ok[n]) for n in names],
+            "m": m_cols,
+            **sparse,
+            "w": {n: r.warnings for n, r in zip(names, recs, strict=True) if r.warnings},
+            "b": index.broken,
+            "stray": index.stray,
+        }
+        write_atomic(os.path.join(folder, exp_id + ".json"), json.dumps(doc, separators=(",", ":")).encode())
+    except OSError:
+        pass  # a read-only store still lists fine, just without a cache
+
+
+def _check_info(root: str, exp_id: str, index: ExperimentIndex, now_ns: int) -> bool:
+    path = os.path.join(root, exp_id, META_FILE)
+    sig = _sig(path)
+    if sig is not None and sig == index.info_sig and sig[2] < index.info_at - RACY_NS:
+        return False
+    raw, broken = read_meta_file(path)
+    index.info = {
+        "name": None if raw is None or raw.get("name") is None else str(raw["name"]),
+        "lifecycle_stage": str((raw or {}).get("lifecycle_stage") or "active"),
+        "broken": broken,
+    }
+    index.info_sig, index.info_at = sig, now_ns
+    return True
+
+
+def load_experiment(root: str, exp_id: str, save: bool = True, only: str | None = None) -> ExperimentIndex:
+    """The validated index of one experiment (``only``: check just that run folder)."""
+    key = (os.path.abspath(root), exp_id)
+    index = _MEMORY.get(key) or _load(root, exp_id)
+    now_ns = time.time_ns()
+    dirty = _check_info(root, exp_id, index, now_ns)
+    exp_dir = os.path.join(root, exp_id)
+    try:
+        names = os.listdir(exp_dir)
+    except OSError:
+        names = []
+    if only is not None:
+        names = [only] if only in names else []
+    seen: set[str] = set()
+    stray: dict[str, str] = {}
+    dirty_details: list[str] = []
+    settled_before = now_ns - SETTLED_S * 1_000_000_000
+    for name in names:
+        if name == META_FILE or name.startswith(".") or TMP_MARK in name:
+            continue
+        path = f"{exp_dir}/{name}"
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            stray[name] = f"{path}: a symbolic link (not followed: nothing outside the store is read)"
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            stray[name] = f"{path}: a stray file in the experiment folder (not a run)"
+            continue
+        seen.add(name)
+        mtime = st.st_mtime_ns
+        if index.d.get(name) == mtime and index.ok.get(name) and mtime < settled_before:
+            continue
+        old = index.details.get(name)
+        if old is None and name in index.d:
+            old = _load_detail(root, exp_id, name)
+        try:
+            record, broken, detail = _build(path, name, exp_id, old, now_ns)
+        except OSError as exc:  # vanished or unreadable while we looked: report it, keep listing
+            record, broken, detail = None, f"{path}: {exc}", {"at": now_ns}
+        before = (index.records.get(name), index.broken.get(name))
+        index.d[name] = mtime
+        index.ok[name] = record is not None and record.stored_status in TERMINAL and not detail.get("r")
+        index.details[name] = detail
+        if record is None:
+            index.records.pop(name, None)
+            index.broken[name] = str(broken)
+        else:
+            index.broken.pop(name, None)
+            index.records[name] = record
+        if (
+            before != (index.records.get(name), index.broken.get(name))
+            or old is None
+            or old.get("x") != detail.get("x")
+        ):
+            dirty = True
+            dirty_details.append(name)
+    if only is None:
+        for name in [n for n in index.d if n not in seen]:
+            for table in (index.d, index.ok, index.records, index.broken, index.details):
+                table.pop(name, None)  # type: ignore[attr-defined]
+            dirty_details.append(name)
+            dirty = True
+        if stray != index.stray:
+            index.stray, dirty = stray, True
+    _MEMORY[key] = index
+    if dirty and save:
+        _save(root, exp_id, index, dirty_details)
+    return index
+
+
+def experiment_ids(root: str) -> list[str]:
+    """Experiment folders of a store (digit names), in numeric order."""
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return []
+    return sorted((n for n in names if n.isdigit() and os.path.isdir(os.path.join(root, n))), key=int)
+
+
+def current_status(record: RunRecord) -> str:
+    """The status to show: the stored one, or CRASHED for a RUNNING run whose writers are gone."""
+    if record.stored_status == "RUNNING":
+        raw = {"start_time": iso_from_ms(record.start_time)}
+        if heartbeat_state(record.run_dir, raw) == "crashed":
+            return "CRASHED"
+    return record.stored_status
+
+
+def metric_summary(root: str, exp_id: str, name: str) -> dict[str, list[Any]]:
+    """Per metric ``[ino, size, mtime, offset, count, last, min, max, last_step, skipped]`` of one run."""
+    index = load_experiment(root, exp_id, only=name)
+    detail = index.details.get(name) or {}
+    return dict(detail.get("x", {}))

@@ -1,0 +1,121 @@
+"""Run records: what search_runs returns (a snapshot of a run), and the broken folders it met."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import InvalidInputError
+from ._layout import iso_from_ms
+
+
+@dataclass(slots=True)
+class RunRecord:
+    """One run as found by :func:`search_runs` (a snapshot; the files stay the source of truth)."""
+
+    #: The run's id (its folder name).
+    run_id: str
+    #: The run's name, if any.
+    run_name: str | None
+    #: Id of its experiment.
+    experiment_id: str
+    #: RUNNING, FINISHED, FAILED, KILLED, or CRASHED for a RUNNING run whose writers are all gone.
+    status: str
+    #: Start and end, in ms since the epoch (end is None while running).
+    start_time: int | None
+    end_time: int | None
+    #: ``active`` or ``deleted``.
+    lifecycle_stage: str
+    user: str | None
+    parent_run_id: str | None
+    #: Params as logged (JSON values), tags, and each metric's last logged value.
+    params: dict[str, Any]
+    tags: dict[str, Any]
+    metrics: dict[str, float]
+    #: The run's folder.
+    run_dir: str
+    #: The status as written in meta.yaml (``status`` shows CRASHED instead of a dead RUNNING).
+    stored_status: str = ""
+    #: Set when the run was written by a newer format_version than this reader knows.
+    newer_format: int | None = None
+    #: Problems found while reading (unreadable value files, skipped metric lines).
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.start_time is None or self.end_time is None:
+            return None
+        return self.end_time - self.start_time
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (times as ISO 8601 UTC)."""
+        return {
+            "run_id": self.run_id,
+            "run_name": self.run_name,
+            "experiment_id": self.experiment_id,
+            "status": self.status,
+            "start_time": iso_from_ms(self.start_time),
+            "end_time": iso_from_ms(self.end_time),
+            "lifecycle_stage": self.lifecycle_stage,
+            "user": self.user,
+            "parent_run_id": self.parent_run_id,
+            "params": dict(self.params),
+            "tags": dict(self.tags),
+            "metrics": dict(self.metrics),
+            "path": self.run_dir,
+            "newer_format": self.newer_format,
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass(frozen=True)
+class BrokenRun:
+    """A run folder that could not be read, and why."""
+
+    experiment_id: str
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"experiment_id": self.experiment_id, "path": self.path, "broken": self.reason}
+
+
+class SearchResult(list[RunRecord]):
+    """The matching runs (a list), plus ``broken``: run folders that could not be read at all."""
+
+    def __init__(self, records: Iterable[RunRecord] = (), broken: list[BrokenRun] | None = None) -> None:
+        super().__init__(records)
+        self.broken: list[BrokenRun] = broken or []
+
+    def to_pandas(self) -> Any:
+        """A pandas DataFrame with MLflow's columns (``metrics.<key>``, ``params.<key>``, ``tags.<key>``)."""
+        try:
+            import pandas as pd  # type: ignore[import-untyped,unused-ignore]
+        except ImportError:
+            raise InvalidInputError("to_pandas() needs pandas: pip install 'mini-mlflow[pandas]'") from None
+        rows = []
+        for r in self:
+            row: dict[str, Any] = {
+                "run_id": r.run_id,
+                "experiment_id": r.experiment_id,
+                "status": r.status,
+                "start_time": pd.to_datetime(r.start_time, unit="ms", utc=True),
+                "end_time": pd.to_datetime(r.end_time, unit="ms", utc=True),
+                "run_name": r.run_name,
+                "lifecycle_stage": r.lifecycle_stage,
+            }
+            row.update({f"metrics.{k}": v for k, v in r.metrics.items()})
+            row.update({f"params.{k}": as_text(v) for k, v in r.params.items()})
+            row.update({f"tags.{k}": v for k, v in r.tags.items()})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+
+def as_text(value: Any) -> str:
+    """How a param value reads as text: the string itself, or its JSON form (``0.01``, ``true``)."""
+    if isinstance(value, str):
+        return value
+    import json
+
+    return json.dumps(value, sort_keys=True)

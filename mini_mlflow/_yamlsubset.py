@@ -1,0 +1,85 @@
+"""Fast reading of meta.yaml: the plain YAML subset the store writes, else the safe YAML loader.
+
+Listing 10,000 runs would spend most of its time in a YAML parser. The files we write are flat
+``key: value`` lines (plus one nested mapping) with null, integers, single-quoted strings and plain
+words, so those are read here; anything outside that subset (comments, flow collections, block scalars,
+double quotes, numbers with dots, dates, YAML 1.1 booleans ...) makes :func:`load_meta_bytes` hand the
+whole file to ``_files.load_yaml``, so the result is always exactly what the safe loader would give.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ._files import load_yaml
+
+_LINE = re.compile(r"^( {0,2})([A-Za-z_][A-Za-z0-9_]*):(?: (.*))?$")
+_INT = re.compile(r"^-?(?:0|[1-9][0-9]*)$")
+# A plain word that YAML 1.1 reads as a string: starts with a letter, no characters with a meaning.
+_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-./]*$")
+# Starts with a digit: only letters and digits, so it can be neither a number, a date nor a time.
+_HEX_WORD = re.compile(r"^[0-9][0-9A-Za-z]*[A-Za-z][0-9A-Za-z]*$")
+_SPECIAL_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
+_MISS = object()
+
+
+def _scalar(text: str) -> Any:
+    if text in ("null", "~"):
+        return None
+    if text.startswith("'"):
+        if len(text) < 2 or not text.endswith("'") or "'" in text[1:-1].replace("''", ""):
+            return _MISS
+        return text[1:-1].replace("''", "'")
+    if _INT.match(text):
+        return int(text)
+    if _WORD.match(text) and text.lower() not in _SPECIAL_WORDS:
+        return text
+    if _HEX_WORD.match(text) and not text.lower().startswith(("0x", "0b", "0o")):
+        return text
+    return _MISS
+
+
+def parse_subset(data: bytes) -> dict[str, Any] | None:
+    """Parse ``data`` if it is entirely in the subset; None means "use the full YAML loader"."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    out: dict[str, Any] = {}
+    parent: dict[str, Any] | None = None
+    for line in text.split("\n"):
+        if not line:
+            continue
+        match = _LINE.match(line)
+        if match is None:
+            return None
+        indent, key, raw = match.groups()
+        if indent == "  ":
+            if parent is None or key in parent:
+                return None
+            target = parent
+        elif indent:
+            return None
+        else:
+            target, parent = out, None
+            if key in out:
+                return None
+        if raw is None or raw == "":
+            if indent:
+                return None
+            parent = out[key] = {}
+            continue
+        value = _scalar(raw)
+        if value is _MISS:
+            return None
+        target[key] = value
+    return out if out else None
+
+
+def load_meta_bytes(data: bytes) -> Any:
+    """The content of a meta.yaml, exactly as the safe YAML loader reads it (the subset is just faster)."""
+    fast = parse_subset(data)
+    if fast is not None and all(v != {} for v in fast.values()):
+        return fast
+    return load_yaml(data)
