@@ -253,7 +253,8 @@ class SyncAgent:
     def _remote_experiment(self, name: str) -> str:
         if name in self._experiments:
             return self._experiments[name]
-        for _ in range(3):
+        attempt = 0
+        while True:
             try:
                 exp = self.client.get("experiments/get-by-name", {"experiment_name": name})["experiment"]
                 if exp.get("lifecycle_stage") == "deleted":
@@ -263,14 +264,17 @@ class SyncAgent:
             except ServerError as exc:
                 if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                     raise
-            try:
+            try:  # not retried blindly: a create that timed out may have happened, so look again first
                 created = self.client.post("experiments/create", {"name": name}, retry=False)
                 self._experiments[name] = str(created["experiment_id"])
                 return self._experiments[name]
-            except ServerError as exc:
-                if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # a race with another agent: re-read
+            except (UnreachableError, ServerError) as exc:
+                lost_race = isinstance(exc, ServerError) and exc.error_code == "RESOURCE_ALREADY_EXISTS"
+                if not (lost_race or _transient(exc)) or attempt >= self.client.max_retries:
                     raise
-        raise SyncError(f"could not find or create experiment {name!r} on {self.url}")
+                if not lost_race:
+                    self.client._backoff(attempt, None)
+                attempt += 1
 
     def _find_remote_run(self, experiment_id: str, local_run_id: str) -> str | None:
         found = self.client.post(
@@ -305,8 +309,7 @@ class SyncAgent:
                 run_id = str(self.client.post("runs/create", body, retry=False)["run"]["info"]["run_id"])
                 break
             except (UnreachableError, ServerError) as exc:
-                transient = isinstance(exc, UnreachableError) or exc.status >= 500 or exc.status == 429
-                if not transient or attempt >= self.client.max_retries:
+                if not _transient(exc) or attempt >= self.client.max_retries:
                     raise
                 self.client._backoff(attempt, None)
                 attempt += 1
@@ -492,6 +495,12 @@ class SyncAgent:
             self._fault_left -= 1
             if self._fault_left <= 0:
                 os._exit(70)
+
+
+def _transient(exc: SyncError) -> bool:
+    return isinstance(exc, UnreachableError) or (
+        isinstance(exc, ServerError) and (exc.status >= 500 or exc.status == 429)
+    )
 
 
 def _metric_files(run_dir: str) -> list[tuple[str, str]]:
