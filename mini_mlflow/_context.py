@@ -306,6 +306,7 @@ def get_or_create_ctx(
     project: str | None = None,
     tracking_dir: str | os.PathLike[str] | None = None,
     secrets_files: Sequence[str | os.PathLike[str]] = (),
+    **settings: Any,
 ) -> RunContext:
     """The run context called ``name``: the same object again while its run is open, else a new one.
 
@@ -317,6 +318,7 @@ def get_or_create_ctx(
         project: Experiment name for a new run; default the fluent API's current experiment.
         tracking_dir: Store root; default as for ``start_run``.
         secrets_files: ``KEY=value`` files for ``get_secret``, read after those of ``mini-mlflow run -s``.
+        **settings: Settings of a new run by name (``fsync="flush"``, ...); see ``mini_mlflow.Settings``.
     """
     from ._fluent import _experiment_id, get_tracking_dir
 
@@ -331,6 +333,7 @@ def get_or_create_ctx(
         ctx = RunContext(active, name, owns_run=False, secrets_files=files)
     else:
         root = os.fspath(tracking_dir) if tracking_dir is not None else get_tracking_dir()
+        resolved = _config.resolve(**{**settings, "tracking_dir": root})  # before claiming: may raise
         attached = _config.claim_attached_run_id() if active is None else None
         run_name: str | None = name
         if attached:
@@ -343,7 +346,13 @@ def get_or_create_ctx(
             experiment_id = _store.get_or_create_experiment(os.path.abspath(root), project)
         else:
             experiment_id = _experiment_id if _experiment_id is not None else 0
-        run = Run(run_id=attached or None, experiment_id=experiment_id, name=run_name, runs_dir=root)
+        run = Run(
+            run_id=attached or None,
+            experiment_id=experiment_id,
+            name=run_name,
+            runs_dir=root,
+            settings=resolved,
+        )
         if active is None:
             _registry.push(run)
         ctx = RunContext(run, name, owns_run=True, secrets_files=files)

@@ -174,6 +174,7 @@ def init(
     *,
     dir: str | os.PathLike[str] | None = None,  # W&B's name for it
     offline: bool | None = None,
+    **settings: Any,
 ) -> InitRun:
     """Start a run in experiment ``project`` (created if missing) and return its handle.
 
@@ -190,6 +191,8 @@ def init(
         dir: Store root; default as for ``start_run`` (``set_tracking_dir``, ``MINI_MLFLOW_TRACKING_DIR``,
             ``./mlruns``).
         offline: Never contact a server, whatever ``MINI_MLFLOW_SYNC_URL`` says.
+        **settings: Any other setting by its name (``flush_interval=0.5``, ``fsync="flush"``, ...);
+            see ``mini_mlflow.Settings``. Each beats its ``MINI_MLFLOW_*`` variable.
     """
     from ._fluent import get_tracking_dir
 
@@ -197,7 +200,7 @@ def init(
     if config is not None and not isinstance(config, Mapping):
         raise InvalidInputError(f"init: config must be a dict, got {type(config).__name__}")
     root = os.fspath(dir) if dir is not None else get_tracking_dir()
-    settings = _config.resolve(tracking_dir=root, offline=offline)
+    resolved = _config.resolve(**{**settings, "tracking_dir": root, "offline": offline})
     attached = run_id is None and _registry.active() is None and _config.claim_attached_run_id()
     if attached:
         run_id = attached
@@ -207,7 +210,7 @@ def init(
             name = None  # `mini-mlflow run -n` named it; the command line wins
     else:
         experiment_id = _store.get_or_create_experiment(os.path.abspath(root), project)
-    run = Run(run_id=run_id, experiment_id=experiment_id, name=name, runs_dir=root, settings=settings)
+    run = Run(run_id=run_id, experiment_id=experiment_id, name=name, runs_dir=root, settings=resolved)
     try:
         effective = dict(config or {})
         effective.update(_config.injected(_config.ATTACH_PARAMS, run.run_id))

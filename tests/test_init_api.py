@@ -227,3 +227,17 @@ def test_init_refuses_bad_arguments(store: Path) -> None:
         mm.init("")
     with pytest.raises(mm.InvalidInputError, match="config must be a dict"):
         mm.init("x", config=[1, 2])  # type: ignore[arg-type]
+
+
+def test_every_setting_is_also_an_argument(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MINI_MLFLOW_FSYNC", "never")
+    run = mm.init("args", fsync="flush", heartbeat_interval=3)  # arguments beat variables
+    assert run.run._settings.fsync == "flush" and run.run._settings.heartbeat_interval == 3.0
+    run.finish()
+    ctx = mm.get_or_create_ctx("args-ctx", flush_interval=0.5)
+    assert ctx.run._settings.flush_interval == 0.5 and ctx.run._settings.fsync == "never"
+    ctx.end()
+    with pytest.raises(mm.InvalidInputError, match="unknown setting"):
+        mm.init("args", flush_every=1)
+    with pytest.raises(mm.InvalidInputError, match="argument max_buffer"):
+        mm.init("args", max_buffer=0)
