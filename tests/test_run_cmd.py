@@ -234,6 +234,33 @@ def test_ctrl_c_to_the_process_group_gives_killed(tmp_path: Path) -> None:
     assert read_jsonl(run_dir / "metrics" / "tick.jsonl")  # what was logged before Ctrl-C is kept
 
 
+def test_a_child_that_ignores_ctrl_c_is_killed_at_the_third(tmp_path: Path) -> None:
+    root = tmp_path / "mlruns"
+    script(
+        tmp_path,
+        "stubborn.py",
+        "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nprint('ready', flush=True)\n"
+        "time.sleep(60)\n",
+    )
+    proc = cli(root, "run", "stubborn.py", cwd=tmp_path, start_new_session=True)
+    stdout = wait_until(lambda: next(iter(root.glob("*/*/artifacts/stdout.txt")), None), timeout=30)
+    wait_until(lambda: "ready" in stdout.read_text(), timeout=30)
+
+    def interrupt() -> bool:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    wait_until(interrupt, timeout=30)
+    code, _out, err = finish(proc)
+    assert code == 128 + signal.SIGKILL, err
+    (run_dir,) = run_dirs(root)
+    assert meta(run_dir)["status"] == "KILLED"
+
+
 def test_sigterm_to_the_parent_is_forwarded_and_gives_killed(tmp_path: Path) -> None:
     root = tmp_path / "mlruns"
     script(tmp_path, "wait.py", "import time\nprint('ready', flush=True)\ntime.sleep(60)\n")

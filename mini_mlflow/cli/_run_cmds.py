@@ -24,6 +24,7 @@ import click
 from .._config import ATTACH_INPUTS, ATTACH_PARAMS, ATTACH_RUN_ID, ATTACH_SECRETS_FILES
 from .._errors import InvalidInputError, MiniMlflowError
 from .._layout import MAX_TAG_VALUE_LENGTH
+from .._run import Run
 from ._doctor import doctor
 
 __all__ = ["doctor", "parse_param_value", "run"]
@@ -31,6 +32,8 @@ __all__ = ["doctor", "parse_param_value", "run"]
 #: Secrets shorter than this are not masked in the child's output (masking "1" would mangle every line).
 MIN_MASKED_SECRET = 3
 MASK = b"****"
+#: Ctrl-C presses after which a child that is still running is killed.
+INTERRUPTS_BEFORE_KILL = 3
 
 
 def parse_param_value(text: str) -> Any:
@@ -221,7 +224,6 @@ def run(
     Example: mini-mlflow run -e mnist -p lr=0.01 -p layers=[64,32] -- train.py --epochs 3
     """
     from .._context import parse_secrets_file
-    from .._run import Run
     from .._store import ensure_experiment, get_or_create_experiment, update_run_meta
 
     typed = _assignments(params, "-p/--param", typed=True)
@@ -277,11 +279,11 @@ def run(
     sys.exit(returncode)
 
 
-def _supervise(tracked: Any, argv: list[str], env: dict[str, str], secrets: list[str]) -> int:
+def _supervise(tracked: Run, argv: list[str], env: dict[str, str], secrets: list[str]) -> int:
     """Run the child to its end, then end the run with the status its ending deserves."""
     from .._store import artifact_dest
 
-    state = {"interrupted": False, "forwarded": False}
+    state = {"interrupted": 0, "forwarded": 0}
     logs = [open(artifact_dest(tracked.run_dir, None, n), "wb") for n in ("stdout.txt", "stderr.txt")]  # noqa: SIM115
     try:
         try:
@@ -294,11 +296,17 @@ def _supervise(tracked: Any, argv: list[str], env: dict[str, str], secrets: list
 
         def on_interrupt(signum: int, frame: Any) -> None:
             # Ctrl-C reaches the child through the terminal's process group; the parent only notes it
-            # and keeps waiting, so the child can end its own run cleanly first.
-            state["interrupted"] = True
+            # and keeps waiting, so the child can end its own run cleanly first. A child that ignores
+            # three of them is stuck: it is killed so the command can return.
+            state["interrupted"] += 1
+            if state["interrupted"] >= INTERRUPTS_BEFORE_KILL:
+                try:
+                    proc.kill()
+                except OSError:
+                    pass
 
         def on_terminate(signum: int, frame: Any) -> None:
-            state["forwarded"] = True
+            state["forwarded"] += 1
             try:
                 proc.send_signal(signum)
             except OSError:
@@ -327,7 +335,7 @@ def _supervise(tracked: Any, argv: list[str], env: dict[str, str], secrets: list
             for thread in pumps:
                 # A grandchild may keep the pipe open after the child exits; don't wait on it forever.
                 thread.join(timeout=5)
-            status = _status_for(returncode, state["interrupted"], state["forwarded"])
+            status = _status_for(returncode, state["interrupted"] > 0, state["forwarded"] > 0)
             try:
                 tracked.set_tag("mini_mlflow.exit_code", str(returncode))
                 tracked.end(status)
