@@ -111,35 +111,36 @@ def _import_run(base: str, root: str, src: str, experiment_id: str, report: Impo
     shutil.rmtree(tmp, ignore_errors=True)
     for sub in _store.RUN_SUBDIRS:
         make_dirs(root, os.path.join(tmp, sub))
+    status = meta.get("status")
+    status = STATUS_NAMES.get(status, status) if isinstance(status, int) else str(status or "")
+    status = {"SCHEDULED": "RUNNING"}.get(status.upper(), status.upper())
+    if status not in RUN_STATUSES:
+        status = "FAILED"
+    run_meta: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "run_id": run_id,
+        "run_name": meta.get("run_name") or tags.get("mlflow.runName"),
+        "experiment_id": experiment_id,
+        "status": status,
+        "start_time": iso_from_ms(_int(meta.get("start_time"))),
+        "end_time": iso_from_ms(_int(meta.get("end_time"))),
+        "user": str(meta.get("user_id") or tags.get("mlflow.user") or "unknown"),
+        "source": {
+            "name": tags.get("mlflow.source.name", meta.get("source_name") or ""),
+            "git_commit": tags.get("mlflow.source.git.commit") or meta.get("source_version") or None,
+        },
+        "lifecycle_stage": str(meta.get("lifecycle_stage") or "active"),
+        "parent_run_id": tags.get("mlflow.parentRunId"),
+    }
     try:
+        # meta.yaml first: the folder is hidden (temporary name) until renamed into place.
+        _store.write_meta(os.path.join(tmp, "meta.yaml"), run_meta)
         for key, text in params.items():
             _store.write_param(tmp, key, _store.param_json(key, text))
         for key, text in tags.items():
             _store.write_tag(tmp, key, json.dumps(text, ensure_ascii=False))
         report.points += _import_metrics(base, src, tmp, report)
         report.artifacts += _import_artifacts(base, src, meta, tmp, root, report)
-        status = meta.get("status")
-        status = STATUS_NAMES.get(status, status) if isinstance(status, int) else str(status or "")
-        status = {"SCHEDULED": "RUNNING"}.get(status.upper(), status.upper())
-        if status not in RUN_STATUSES:
-            status = "FAILED"
-        run_meta: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
-            "run_id": run_id,
-            "run_name": meta.get("run_name") or tags.get("mlflow.runName"),
-            "experiment_id": experiment_id,
-            "status": status,
-            "start_time": iso_from_ms(_int(meta.get("start_time"))),
-            "end_time": iso_from_ms(_int(meta.get("end_time"))),
-            "user": str(meta.get("user_id") or tags.get("mlflow.user") or "unknown"),
-            "source": {
-                "name": tags.get("mlflow.source.name", meta.get("source_name") or ""),
-                "git_commit": tags.get("mlflow.source.git.commit") or meta.get("source_version") or None,
-            },
-            "lifecycle_stage": str(meta.get("lifecycle_stage") or "active"),
-            "parent_run_id": tags.get("mlflow.parentRunId"),
-        }
-        _store.write_meta(os.path.join(tmp, "meta.yaml"), run_meta)
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
