@@ -397,8 +397,8 @@ def load_experiment(root: str, exp_id: str, save: bool = True, only: str | None 
             continue
         seen.add(name)
         mtime = st.st_mtime_ns
-        if index.d.get(name) == mtime and index.ok.get(name) and mtime < settled_before:
-            continue
+        if only is None and index.d.get(name) == mtime and index.ok.get(name) and mtime < settled_before:
+            continue  # finished, settled and untouched: trusted without opening anything
         old = index.details.get(name)
         if old is None and name in index.d:
             old = _load_detail(root, exp_id, name)

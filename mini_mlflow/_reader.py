@@ -60,7 +60,9 @@ class MetricHistory:
         return len(self.values)
 
     def points(self) -> list[MetricPoint]:
-        return [MetricPoint(s, v, t) for s, v, t in zip(self.steps, self.values, self.timestamps)]
+        return [
+            MetricPoint(s, v, t) for s, v, t in zip(self.steps, self.values, self.timestamps, strict=True)
+        ]
 
 
 def _value(raw: Any) -> float:
@@ -295,3 +297,41 @@ class Store:
         except FileNotFoundError:
             raise NotFoundError(f"run {run_id} has no metric {key!r}") from None
         return parse_metric_lines(data, key)
+
+
+def resolve_run(root: str, ref: str) -> tuple[str, str]:
+    """``(experiment_id, run_dir)`` of the run whose id is ``ref`` or starts with it (like git).
+
+    Raises:
+        InvalidInputError: ``ref`` is not a run-id prefix, or it matches several runs.
+        NotFoundError: no run id starts with ``ref``.
+    """
+    if not isinstance(ref, str) or not ref or not all(c.isalnum() or c in "_-" for c in ref):
+        raise InvalidInputError(f"invalid run id {ref!r}: expected a run id or a unique prefix of one")
+    matches: list[tuple[str, str]] = []
+    try:
+        experiments = sorted((n for n in os.listdir(root) if n.isdigit()), key=int)
+    except OSError:
+        experiments = []
+    for experiment_id in experiments:
+        exp_dir = os.path.join(root, experiment_id)
+        if os.path.isdir(os.path.join(exp_dir, ref)) and not os.path.islink(os.path.join(exp_dir, ref)):
+            return experiment_id, os.path.join(exp_dir, ref)
+        try:
+            names = os.listdir(exp_dir)
+        except OSError:
+            continue
+        for name in names:
+            if name.startswith(ref) and TMP_MARK not in name and os.path.isdir(os.path.join(exp_dir, name)):
+                matches.append((experiment_id, name))
+    if not matches:
+        raise NotFoundError(f"no run id starts with {ref!r} in {root}")
+    if len(matches) > 1:
+        shown = ", ".join(name for _, name in sorted(matches)[:5])
+        more = f" and {len(matches) - 5} more" if len(matches) > 5 else ""
+        raise InvalidInputError(
+            f"run id prefix {ref!r} is ambiguous: it matches {len(matches)} runs ({shown}{more}); "
+            "type more characters"
+        )
+    experiment_id, name = matches[0]
+    return experiment_id, os.path.join(root, experiment_id, name)

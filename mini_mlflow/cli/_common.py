@@ -1,0 +1,64 @@
+"""Shared plumbing of the read commands: store root, run and experiment lookup, error exits."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from .._errors import InvalidInputError, MiniMlflowError, NotFoundError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def root_of(ctx: click.Context) -> str:
+    obj = ctx.find_root().obj or {}
+    return str(obj.get("root") or os.environ.get("MINI_MLFLOW_TRACKING_DIR") or "mlruns")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    from ._render import clean
+
+    click.echo(f"error: {clean(message)}", err=True)
+    sys.exit(code)
+
+
+def exits_cleanly(fn: F) -> F:
+    """Turn our errors into a one-line message and exit code 1 (not found, ambiguous, broken)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (NotFoundError, InvalidInputError, MiniMlflowError) as exc:
+            fail(str(exc))
+        except BrokenPipeError:  # `mini-mlflow ls | head`: the reader left, that is fine
+            sys.stderr.close()
+            sys.exit(0)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def experiment_names(root: str) -> dict[str, str | None]:
+    """``{experiment_id: name}`` of every experiment (from the index, so without parsing YAML)."""
+    from .. import _index
+
+    return {e: _index.load_experiment(root, e).info.get("name") for e in _index.experiment_ids(root)}
+
+
+def resolve_experiment(root: str, ref: str) -> str:
+    """An experiment id from an id or a name; exit 1 with the known names when there is none."""
+    names = experiment_names(root)
+    if ref in names:
+        return ref
+    if ref.isdigit() and str(int(ref)) in names:
+        return str(int(ref))
+    for exp_id, name in names.items():
+        if name == ref:
+            return exp_id
+    known = ", ".join(f"{name} ({exp_id})" for exp_id, name in names.items()) or "none"
+    raise NotFoundError(f"no experiment named or numbered {ref!r} in {root} (known: {known})")

@@ -1,0 +1,328 @@
+"""``mini-mlflow ls`` and ``experiments``: runs and experiments as tables, JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from .._errors import InvalidInputError
+from .._layout import iso_from_ms
+from .._records import RunRecord, SearchResult
+from ._common import exits_cleanly, experiment_names, resolve_experiment, root_of
+
+DEFAULT_LIMIT = 50
+
+
+def _default_experiment(root: str) -> list[str]:
+    """The experiment named by MINI_MLFLOW_EXPERIMENT_NAME/ID, else the one with the newest run."""
+    from .. import _index
+
+    for var in ("MINI_MLFLOW_EXPERIMENT_ID", "MINI_MLFLOW_EXPERIMENT_NAME"):
+        if os.environ.get(var):
+            return [resolve_experiment(root, os.environ[var])]
+    ids = _index.experiment_ids(root)
+    if len(ids) <= 1:
+        return ids
+    newest: tuple[int, str] | None = None
+    for exp_id in ids:
+        for record in _index.load_experiment(root, exp_id).records.values():
+            if record.start_time is not None and (newest is None or record.start_time > newest[0]):
+                newest = (record.start_time, exp_id)
+    return [newest[1] if newest else ids[0]]
+
+
+def _varying(records: list[RunRecord], attr: str) -> list[str]:
+    """Keys whose values differ across ``records`` (or that only some runs have)."""
+    seen: dict[str, set[str]] = {}
+    counts: dict[str, int] = {}
+    for r in records:
+        for key, value in getattr(r, attr).items():
+            seen.setdefault(key, set()).add(json.dumps(value, sort_keys=True, default=str))
+            counts[key] = counts.get(key, 0) + 1
+    if len(records) <= 1:
+        return sorted(seen)
+    return sorted(k for k, values in seen.items() if len(values) > 1 or counts[k] < len(records))
+
+
+@click.command("ls")
+@click.option(
+    "-e", "--experiment", "experiments", multiple=True, metavar="NAME|ID", help="Experiment(s) to list."
+)
+@click.option("--all", "all_experiments", is_flag=True, help="List every experiment.")
+@click.option(
+    "--filter",
+    "filter_string",
+    default="",
+    metavar="FILTER",
+    help="e.g. \"metrics.acc > 0.9 AND params.lr = '0.01'\".",
+)
+@click.option(
+    "--order-by",
+    "order_by",
+    multiple=True,
+    metavar="KEY [ASC|DESC]",
+    help="e.g. 'metrics.acc DESC' (repeatable).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 50_000),
+    default=DEFAULT_LIMIT,
+    show_default=True,
+    help="Most runs to show.",
+)
+@click.option("--deleted", is_flag=True, help="List deleted runs instead of active ones.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with every param and metric.")
+@click.pass_context
+@exits_cleanly
+def ls_cmd(
+    ctx: click.Context,
+    experiments: tuple[str, ...],
+    all_experiments: bool,
+    filter_string: str,
+    order_by: tuple[str, ...],
+    limit: int,
+    deleted: bool,
+    as_json: bool,
+    as_csv: bool,
+) -> None:
+    """List runs: id, name, status (crashed runs shown as such), start, duration, and the params and
+    metrics that vary across the listed runs. Broken run folders are listed after the table."""
+    from .._search import search_runs
+
+    root = root_of(ctx)
+    if as_json and as_csv:
+        raise click.UsageError("choose one of --json and --csv")
+    if all_experiments and experiments:
+        raise click.UsageError("--all and -e/--experiment exclude each other")
+    if not os.path.isdir(root):
+        raise click.UsageError(f"no store at {root!r} (use --root or MINI_MLFLOW_TRACKING_DIR)")
+    if all_experiments:
+        exp_ids = None
+    elif experiments:
+        exp_ids = [resolve_experiment(root, e) for e in experiments]
+    else:
+        exp_ids = _default_experiment(root)
+    try:
+        found = search_runs(
+            exp_ids if exp_ids is not None else None,
+            filter_string,
+            list(order_by) or None,
+            max_results=50_000,
+            run_view="deleted" if deleted else "active",
+            root=root,
+        )
+    except InvalidInputError as exc:
+        raise click.UsageError(str(exc)) from None
+    total = len(found)
+    shown = SearchResult(found[:limit], found.broken)
+    if as_json:
+        doc = {
+            "runs": [r.to_dict() for r in shown],
+            "total": total,
+            "broken": [b.to_dict() for b in shown.broken],
+        }
+        click.echo(json.dumps(doc, indent=2, default=str))
+        return
+    if as_csv:
+        _write_csv(shown)
+        return
+    _print_table(root, shown, total, exp_ids, deleted)
+
+
+def _write_csv(records: SearchResult) -> None:
+    from ._render import fmt_param
+
+    params = sorted({k for r in records for k in r.params})
+    metrics = sorted({k for r in records for k in r.metrics})
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow(
+        ["run_id", "run_name", "experiment_id", "status", "start_time", "end_time", "duration_s"]
+        + [f"params.{k}" for k in params]
+        + [f"metrics.{k}" for k in metrics]
+    )
+    for r in records:
+        duration = "" if r.duration_ms is None else f"{r.duration_ms / 1000:.3f}"
+        out.writerow(
+            [
+                r.run_id,
+                r.run_name or "",
+                r.experiment_id,
+                r.status,
+                iso_from_ms(r.start_time) or "",
+                iso_from_ms(r.end_time) or "",
+                duration,
+            ]
+            + [fmt_param(r.params[k]) if k in r.params else "" for k in params]
+            + [repr(r.metrics[k]) if k in r.metrics else "" for k in metrics]
+        )
+
+
+def _print_table(
+    root: str, records: SearchResult, total: int, exp_ids: list[str] | None, deleted: bool
+) -> None:
+    from rich.table import Table
+
+    from ._render import (
+        clean,
+        fmt_duration,
+        fmt_number,
+        fmt_param,
+        fmt_time,
+        make_console,
+        plain,
+        short_id,
+        status_text,
+    )
+
+    console = make_console()
+    names = experiment_names(root)
+    many = exp_ids is None or len(exp_ids) > 1
+    if exp_ids is not None:
+        label = ", ".join(f"{clean(names.get(e) or '?')} ({e})" for e in exp_ids)
+        console.print(plain(f"Experiment: {label}" + ("  [deleted runs]" if deleted else "")), style="bold")
+    rows = list(records)
+    params = _varying(rows, "params")
+    metrics = _varying(rows, "metrics")
+    table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
+    table.add_column("id", no_wrap=True, style="dim")
+    table.add_column("name", no_wrap=True, overflow="ellipsis", max_width=24)
+    table.add_column("status", no_wrap=True)
+    table.add_column("start (UTC)", no_wrap=True)
+    table.add_column("duration", no_wrap=True, justify="right")
+    if many:
+        table.add_column("exp", no_wrap=True, overflow="ellipsis", max_width=14)
+    budget = console.width - 8 - 18 - 9 - 17 - 9 - (15 if many else 0)
+    hidden = 0
+    keys: list[tuple[str, str]] = []
+    for kind, key in [("params", k) for k in params] + [("metrics", k) for k in metrics]:
+        width = min(max(len(key), 6), 18) + 2
+        if width > budget:
+            hidden += 1
+            continue
+        budget -= width
+        keys.append((kind, key))
+        table.add_column(
+            plain(key),
+            no_wrap=True,
+            overflow="ellipsis",
+            max_width=18,
+            justify="right" if kind == "metrics" else "left",
+            header_style="bold" if kind == "metrics" else "bold blue",
+        )
+    for r in rows:
+        status = status_text(r.status)
+        if r.newer_format:
+            status.append(" !", style="yellow")
+        cells: list[Any] = [
+            short_id(r.run_id),
+            plain(r.run_name or ""),
+            status,
+            fmt_time(r.start_time),
+            fmt_duration(r.start_time, r.end_time, running=r.status == "RUNNING"),
+        ]
+        if many:
+            cells.append(plain(names.get(r.experiment_id) or r.experiment_id))
+        for kind, key in keys:
+            value = getattr(r, kind).get(key)
+            text = "" if value is None else fmt_number(value) if kind == "metrics" else fmt_param(value)
+            cells.append(plain(text))
+        table.add_row(*cells)
+    if rows:
+        console.print(table)
+    else:
+        console.print("no runs" + (" match the filter" if total == 0 and exp_ids is not None else ""))
+    notes = []
+    if total > len(rows):
+        notes.append(f"showing {len(rows)} of {total} runs (--limit to see more)")
+    if hidden:
+        notes.append(f"{hidden} more varying column(s) do not fit; see `show`, `compare` or --json")
+    if not params and not metrics and len(rows) > 1:
+        notes.append("params and metrics are the same in every listed run")
+    if any(r.newer_format for r in rows):
+        notes.append("! written by a newer format version: shown as far as this version understands it")
+    for note in notes:
+        console.print(plain(note), style="dim")
+    if records.broken:
+        console.print(
+            plain(f"{len(records.broken)} broken run folder(s), not listed above:"), style="bold red"
+        )
+        for b in records.broken:
+            console.print(plain(f"  {b.reason}"))
+
+
+@click.command("experiments")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON.")
+@click.pass_context
+@exits_cleanly
+def experiments_cmd(ctx: click.Context, as_json: bool) -> None:
+    """List experiments with their run counts."""
+    from .. import _index
+
+    root = root_of(ctx)
+    if not os.path.isdir(root):
+        raise click.UsageError(f"no store at {root!r} (use --root or MINI_MLFLOW_TRACKING_DIR)")
+    rows: list[dict[str, Any]] = []
+    for exp_id in _index.experiment_ids(root):
+        index = _index.load_experiment(root, exp_id)
+        records = list(index.records.values())
+        active = [r for r in records if r.lifecycle_stage != "deleted"]
+        starts = [r.start_time for r in records if r.start_time is not None]
+        rows.append(
+            {
+                "experiment_id": exp_id,
+                "name": index.info.get("name"),
+                "lifecycle_stage": index.info.get("lifecycle_stage"),
+                "runs": len(active),
+                "deleted_runs": len(records) - len(active),
+                "running": sum(
+                    1
+                    for r in active
+                    if r.stored_status == "RUNNING" and _index.current_status(r) == "RUNNING"
+                ),
+                "broken_runs": len(index.broken),
+                "last_start": iso_from_ms(max(starts)) if starts else None,
+                "broken": index.info.get("broken"),
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.table import Table
+
+    from ._render import make_console, plain
+
+    console = make_console()
+    table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
+    for name, justify in (
+        ("id", "right"),
+        ("name", "left"),
+        ("runs", "right"),
+        ("running", "right"),
+        ("deleted", "right"),
+        ("broken", "right"),
+        ("last start (UTC)", "left"),
+    ):
+        table.add_column(name, justify=justify, no_wrap=name != "name")  # type: ignore[arg-type]
+    for row in rows:
+        name = row["name"] if row["name"] is not None else "(unreadable meta.yaml)"
+        if row["lifecycle_stage"] == "deleted":
+            name += " (deleted)"
+        table.add_row(
+            row["experiment_id"],
+            plain(name),
+            str(row["runs"]),
+            str(row["running"] or ""),
+            str(row["deleted_runs"] or ""),
+            str(row["broken_runs"] or ""),
+            (row["last_start"] or "")[:16].replace("T", " "),
+        )
+    if rows:
+        console.print(table)
+    else:
+        console.print(plain(f"no experiments in {root}"))
