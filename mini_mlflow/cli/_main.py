@@ -34,3 +34,10 @@ from ._run_cmds import doctor, run  # noqa: E402
 
 cli.add_command(run)
 cli.add_command(doctor)
+
+from ._lifecycle_cmds import delete_cmd, gc_cmd, restore_cmd  # noqa: E402
+from ._read_cmds import experiments_cmd, ls_cmd  # noqa: E402
+from ._show_cmds import compare_cmd, show_cmd, tail_cmd  # noqa: E402
+
+for _command in (ls_cmd, show_cmd, experiments_cmd, compare_cmd, tail_cmd, delete_cmd, restore_cmd, gc_cmd):
+    cli.add_command(_command)
