@@ -49,11 +49,14 @@ from ._tracker import ExperimentTracker
 
 if TYPE_CHECKING:
     from ._reader import MetricHistory, MetricPoint, Store
+    from ._records import RunRecord, SearchResult
+    from ._search import search_runs
 
 __version__ = "0.1.0"
 
 # The read side (and its imports) loads on first use: a training process that only logs never pays.
 _LAZY = {"MetricHistory": "._reader", "MetricPoint": "._reader", "Store": "._reader"}
+_LAZY.update(RunRecord="._records", SearchResult="._records", search_runs="._search")
 
 
 def __getattr__(name: str) -> Any:
@@ -83,6 +86,8 @@ __all__ = [
     "Run",
     "RunContext",
     "RunEndedError",
+    "RunRecord",
+    "SearchResult",
     "Settings",
     "StorageError",
     "Store",
@@ -105,6 +110,7 @@ __all__ = [
     "log_param",
     "log_params",
     "log_text",
+    "search_runs",
     "set_experiment",
     "set_tag",
     "set_tags",
