@@ -73,6 +73,24 @@ def _value(raw: Any) -> float:
     return _SPECIAL[raw]
 
 
+_orjson_loads: Any = None
+
+
+def _array_loads(size: int) -> Any:
+    """``orjson.loads`` for big inputs when it is installed (about 2x faster here), else ``json.loads``."""
+    global _orjson_loads
+    if size < 65536:
+        return json.loads
+    if _orjson_loads is None:
+        try:
+            import orjson
+
+            _orjson_loads = orjson.loads
+        except ImportError:
+            _orjson_loads = json.loads
+    return _orjson_loads
+
+
 def parse_metric_lines(data: bytes, key: str = "") -> MetricHistory:
     """Parse the bytes of a metrics/<key>.jsonl file (tolerating a torn tail and garbage lines)."""
     history = MetricHistory(key)
@@ -84,7 +102,7 @@ def parse_metric_lines(data: bytes, key: str = "") -> MetricHistory:
         history.skipped_lines += 1  # a torn last line: the writer died mid-write
     body = data[: end + 1]
     try:  # fast path: the whole file as one JSON array
-        rows = json.loads(b"[" + body[:-1].replace(b"\n", b",") + b"]")
+        rows = _array_loads(len(body))(b"[" + body[:-1].replace(b"\n", b",") + b"]")
         steps = [r["step"] for r in rows]
         values = [_value(r["value"]) for r in rows]
         stamps = [r["timestamp"] for r in rows]
