@@ -189,7 +189,12 @@ def _status_for(returncode: int, interrupted: bool, forwarded: bool) -> str:
     "run",
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
 )
-@click.option("-e", "--experiment", help="Experiment name (created if missing). Default: experiment 0.")
+@click.option(
+    "-e",
+    "--experiment",
+    envvar="MINI_MLFLOW_EXPERIMENT_NAME",
+    help="Experiment name (created if missing; also MINI_MLFLOW_EXPERIMENT_NAME). Default: experiment 0.",
+)
 @click.option("-n", "--name", help="Run name.")
 @click.option(
     "-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="A param, typed from its text."
