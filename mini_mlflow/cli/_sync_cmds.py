@@ -116,7 +116,9 @@ def sync_cmd(
     stop = client.stop
     with client:
         if watch:
-            summary = _watch(client, root, run_ids, experiments, all_runs, interval, coalesce, stop, watch_loop)
+            summary = _watch(
+                client, root, run_ids, experiments, all_runs, interval, coalesce, stop, watch_loop
+            )
         else:
             summary = _one_pass(client, root, targets, coalesce, dry_run, as_json)
     _print_summary(summary, as_json, dry_run)
@@ -124,7 +126,9 @@ def sync_cmd(
     sys.exit(1 if run_errors or (summary.fatal and summary.fatal_kind != "interrupted") else 0)
 
 
-def _one_pass(client: Any, root: str, targets: list[Any], coalesce: bool, dry_run: bool, as_json: bool) -> Any:
+def _one_pass(
+    client: Any, root: str, targets: list[Any], coalesce: bool, dry_run: bool, as_json: bool
+) -> Any:
     from ..sync import SyncAgent
 
     agent = SyncAgent(root, client, coalesce=coalesce, dry_run=dry_run)

@@ -80,7 +80,7 @@ def load_run_view(root: str, run_dir: str, experiment_name: str) -> RunView:
     end_ms = ms_from_iso(meta.get("end_time")) if meta.get("end_time") else None
     if status != "RUNNING" and end_ms is None:
         end_ms = _last_activity_ms(run_dir) or start_ms
-    source = meta.get("source") if isinstance(meta.get("source"), dict) else {}
+    source: dict[str, Any] = meta["source"] if isinstance(meta.get("source"), dict) else {}
     view = RunView(
         run_id=str(meta.get("run_id") or os.path.basename(run_dir)),
         experiment_id=os.path.basename(os.path.dirname(run_dir)),

@@ -182,7 +182,7 @@ def _write_metric(base: str, run_dir: str, rdir: str, key: str) -> int:
             out.write(
                 "".join(
                     metric_line_text(t, v, s)
-                    for s, v, t in zip(history.steps, history.values, history.timestamps)
+                    for s, v, t in zip(history.steps, history.values, history.timestamps, strict=False)
                 )
             )
             count += len(history)

@@ -111,9 +111,9 @@ def _import_run(base: str, root: str, src: str, experiment_id: str, report: Impo
     shutil.rmtree(tmp, ignore_errors=True)
     for sub in _store.RUN_SUBDIRS:
         make_dirs(root, os.path.join(tmp, sub))
-    status = meta.get("status")
-    status = STATUS_NAMES.get(status, status) if isinstance(status, int) else str(status or "")
-    status = {"SCHEDULED": "RUNNING"}.get(status.upper(), status.upper())
+    raw = meta.get("status")
+    status = str(STATUS_NAMES.get(raw, raw) if isinstance(raw, int) else raw or "").upper()
+    status = {"SCHEDULED": "RUNNING"}.get(status, status)
     if status not in RUN_STATUSES:
         status = "FAILED"
     run_meta: dict[str, Any] = {
@@ -154,7 +154,7 @@ def _int(value: Any) -> int | None:
 
 def _files_under(base: str, folder: str, report: ImportReport) -> list[tuple[str, str]]:
     """``(key, path)`` of the regular files below ``folder``; symlinks are reported, never read."""
-    out = []
+    out: list[tuple[str, str]] = []
     if not os.path.isdir(folder) or os.path.islink(folder):
         return out
     for current, dirs, files in os.walk(folder):

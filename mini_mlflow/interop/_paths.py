@@ -33,7 +33,7 @@ def safe_join(base_real: str, *parts: str) -> str:
 
 
 def make_dirs(base_real: str, path: str) -> None:
-    """``os.makedirs`` that refuses to create anything where an existing part resolves outside ``base_real``."""
+    """``os.makedirs``, refused when the deepest existing part of ``path`` resolves outside ``base_real``."""
     probe = path
     while not os.path.lexists(probe) and os.path.dirname(probe) != probe:
         probe = os.path.dirname(probe)

@@ -9,7 +9,7 @@ import os
 import threading
 from collections.abc import Sequence
 
-from ._agent import FAULT_ENV, RunReport, SyncAgent, SyncSummary
+from ._agent import FAULT_ENV, SyncAgent
 from ._background import start_background
 from ._client import (
     AuthError,
@@ -21,6 +21,7 @@ from ._client import (
     UnreachableError,
 )
 from ._select import Target, select_runs
+from ._summary import RunReport, SyncSummary
 
 __all__ = [
     "FAULT_ENV",
@@ -102,4 +103,3 @@ def watch(
         stop.wait(interval)
     total.runs = list(by_run.values())
     return total
-

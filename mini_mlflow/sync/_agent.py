@@ -14,11 +14,9 @@ at the n-th time it reaches ``after_create_run`` (remote run created, id not yet
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _store
@@ -33,79 +31,16 @@ from ._client import (
     UnreachableError,
 )
 from ._cursor import Cursor, fingerprint
+from ._lines import metric_files, read_points, size_of
 from ._select import Target
+from ._summary import RunReport, SyncSummary
 
 FAULT_ENV = "_MINI_MLFLOW_SYNC_FAULT"
 #: The server's per-request limits (log-batch answers 400 beyond them).
 MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100
-READ_CHUNK = 4 << 20
 #: Seconds between cursor saves during a long upload (a crash resends at most this much; replays are
 #: stored once by the server).
 SAVE_EVERY = 1.0
-_SPECIAL = ("NaN", "Infinity", "-Infinity")
-
-
-@dataclass
-class RunReport:
-    """What one pass did for one run."""
-
-    run_id: str
-    experiment: str = ""
-    remote_run_id: str | None = None
-    points: int = 0
-    params: int = 0
-    tags: int = 0
-    artifacts: int = 0
-    status: str | None = None
-    #: True when nothing was pending (no request was made).
-    up_to_date: bool = False
-    skipped: str | None = None
-    skipped_lines: int = 0
-    errors: list[str] = field(default_factory=list)
-    #: Dry runs: what would be sent (points as bytes of metric lines).
-    pending: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class SyncSummary:
-    """The outcome of one or more passes."""
-
-    server: str
-    runs: list[RunReport] = field(default_factory=list)
-    #: An error that stopped the pass (bad credentials, server unreachable).
-    fatal: str | None = None
-    #: "auth", "unreachable" or "interrupted" when ``fatal`` is set.
-    fatal_kind: str | None = None
-    bytes_sent: int = 0
-    requests: int = 0
-    retries: int = 0
-
-    @property
-    def errors(self) -> list[str]:
-        out = [f"run {r.run_id}: {e}" for r in self.runs for e in r.errors]
-        return out + ([self.fatal] if self.fatal else [])
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def total(self, name: str) -> int:
-        return sum(int(getattr(r, name)) for r in self.runs)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "server": self.server,
-            "runs": len(self.runs),
-            "points": self.total("points"),
-            "params": self.total("params"),
-            "tags": self.total("tags"),
-            "artifacts": self.total("artifacts"),
-            "bytes_sent": self.bytes_sent,
-            "requests": self.requests,
-            "retries": self.retries,
-            "errors": self.errors,
-            "run_reports": [vars(r) for r in self.runs],
-        }
 
 
 class SyncAgent:
@@ -175,8 +110,8 @@ class SyncAgent:
         total = 0
         for target in targets:
             cursor = _cursor.load(target.run_dir, self.url)
-            for key, path in _metric_files(target.run_dir):
-                total += max(0, _size(path) - cursor.metrics.get(key, 0))
+            for key, path in metric_files(target.run_dir):
+                total += max(0, size_of(path) - cursor.metrics.get(key, 0))
         return total
 
     def sync_run(self, target: Target, report: RunReport) -> None:
@@ -209,8 +144,8 @@ class SyncAgent:
         tags = {k: v for k, v in view.tags.items() if cursor.tags.get(k) != fingerprint(v)}
         metrics = [
             (key, path, cursor.metrics.get(key, 0), size)
-            for key, path in _metric_files(view.run_dir)
-            if (size := _size(path)) != cursor.metrics.get(key, 0)
+            for key, path in metric_files(view.run_dir)
+            if (size := size_of(path)) != cursor.metrics.get(key, 0)
         ]
         artifacts = [
             (rel, path, sig)
@@ -440,7 +375,7 @@ class SyncAgent:
             if size < offset:  # replaced or truncated: resend it all (the server stores replays once)
                 report.errors.append(f"metric {key!r}: file shrank below the synced offset; resending it")
                 cursor.metrics[key] = offset = 0
-            for points in self._read_points(key, path, offset, report):
+            for points in read_points(key, path, offset, report, self.coalesce):
                 for point, end in points:
                     batch.append(point)
                     ends.append((key, end))
@@ -448,27 +383,6 @@ class SyncAgent:
                         send()
         if batch:
             send()
-
-    def _read_points(
-        self, key: str, path: str, offset: int, report: RunReport
-    ) -> Iterable[list[tuple[dict[str, Any], int]]]:
-        """Chunks of ``(point, end offset of its line)`` after ``offset``; only whole lines."""
-        with open(path, "rb") as f:
-            f.seek(offset)
-            while True:
-                data = f.read(READ_CHUNK)
-                end = data.rfind(b"\n")
-                if end < 0:
-                    return  # nothing, or a line still being written: the next pass takes it
-                body = data[: end + 1]
-                points = _parse_lines(key, body, offset, report)
-                if self.coalesce:
-                    points = _coalesce(points, offset, offset + end + 1)
-                yield points
-                offset += end + 1
-                f.seek(offset)
-
-    # -- artifacts -------------------------------------------------------------------------------
 
     def _send_artifacts(
         self, run_id: str, files: list[tuple[str, str, list[int]]], cursor: Cursor, report: RunReport
@@ -503,66 +417,6 @@ def _transient(exc: SyncError) -> bool:
     )
 
 
-def _metric_files(run_dir: str) -> list[tuple[str, str]]:
-    from .._layout import METRIC_SUFFIX
-    from .._reader import _walk_keys
-
-    folder = os.path.join(run_dir, "metrics")
-    out = []
-    for key in _walk_keys(folder, METRIC_SUFFIX):
-        path = os.path.join(folder, key + METRIC_SUFFIX)
-        if not os.path.islink(path):
-            out.append((key, path))
-    return out
-
-
-def _size(path: str) -> int:
-    try:
-        return os.lstat(path).st_size
-    except OSError:
-        return 0
-
-
 def _signature(path: str) -> list[int]:
     st = os.stat(path)
     return [st.st_size, st.st_mtime_ns]
-
-
-def _parse_lines(key: str, body: bytes, offset: int, report: RunReport) -> list[tuple[dict[str, Any], int]]:
-    lines = body.split(b"\n")[:-1]
-    out: list[tuple[dict[str, Any], int]] = []
-    pos = offset
-    try:  # fast path: the chunk as one JSON array
-        rows = json.loads(b"[" + b",".join(lines) + b"]")
-        for line, row in zip(lines, rows):
-            pos += len(line) + 1
-            out.append((_point(key, row), pos))
-        return out
-    except (ValueError, KeyError, TypeError):
-        out, pos = [], offset
-    for line in lines:
-        pos += len(line) + 1
-        try:
-            out.append((_point(key, json.loads(line)), pos))
-        except (ValueError, KeyError, TypeError):
-            if line.strip():
-                report.skipped_lines += 1
-    return out
-
-
-def _point(key: str, row: dict[str, Any]) -> dict[str, Any]:
-    value, step, stamp = row["value"], row["step"], row["timestamp"]
-    if step.__class__ is not int or stamp.__class__ is not int:
-        raise TypeError
-    if value.__class__ not in (float, int) and value not in _SPECIAL:
-        raise TypeError
-    return {"key": key, "value": value, "timestamp": stamp, "step": step}
-
-
-def _coalesce(
-    points: list[tuple[dict[str, Any], int]], start: int, end: int
-) -> list[tuple[dict[str, Any], int]]:
-    """Keep the last value at each step; the cursor moves past the chunk only with its last point."""
-    last = {point["step"]: i for i, (point, _) in enumerate(points)}
-    kept = [points[i][0] for i in sorted(last.values())]
-    return [(point, end if i == len(kept) - 1 else start) for i, point in enumerate(kept)]

@@ -44,7 +44,9 @@ class _Background:
         name = _experiment_name(root, os.path.basename(os.path.dirname(run.run_dir)))
         with self.lock:
             self.targets.setdefault((root, url), {})[run.run_dir] = Target(run.run_dir, name)
-            self.interval = min(self.interval, settings.sync_interval) if self.thread else settings.sync_interval
+            self.interval = (
+                min(self.interval, settings.sync_interval) if self.thread else settings.sync_interval
+            )
             if self.thread is None or not self.thread.is_alive():
                 self.closing = False
                 self.thread = threading.Thread(target=self._loop, name="mini-mlflow-sync", daemon=True)
@@ -76,8 +78,11 @@ class _Background:
                 agent = self.agents[(root, url)] = SyncAgent(root, client)
             summary = agent.sync(targets)
         except ImportError:
-            self._warn_once("httpx", "mini_mlflow: MINI_MLFLOW_SYNC_URL is set but httpx is missing: "
-                            "pip install 'mini-mlflow[sync]'")
+            self._warn_once(
+                "httpx",
+                "mini_mlflow: MINI_MLFLOW_SYNC_URL is set but httpx is missing: "
+                "pip install 'mini-mlflow[sync]'",
+            )
             return
         except Exception as exc:  # the training process must never see this thread fail
             self._warn_once(type(exc).__name__, f"mini_mlflow: background sync to {url} failed: {exc}")

@@ -140,7 +140,9 @@ class MlflowRestClient:
 
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise SyncError(f"invalid server URL {display_url(url)!r}: must be http:// or https://HOST[:PORT]")
+            raise SyncError(
+                f"invalid server URL {display_url(url)!r}: must be http:// or https://HOST[:PORT]"
+            )
         self.url = display_url(url)
         self._origin = (parts.scheme, parts.hostname.lower(), parts.port)
         self.credentials = credentials or Credentials.from_env(url)
@@ -315,7 +317,9 @@ class MlflowRestClient:
                 + " (check MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD)",
                 f"{self.url}{path}",
             )
-        return ServerError(response.status_code, code or "HTTP_ERROR", message or response.reason_phrase, path)
+        return ServerError(
+            response.status_code, code or "HTTP_ERROR", message or response.reason_phrase, path
+        )
 
 
 def _parse_retry_after(value: str | None) -> float | None:

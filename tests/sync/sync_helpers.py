@@ -153,7 +153,9 @@ class FaultProxy:
                     self._answer(status, headers, b'{"error_code": "INTERNAL_ERROR", "message": "injected"}')
                     return
                 conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "authorization")}
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() not in ("host", "authorization")
+                }
                 conn.request(self.command, self.path, body=body, headers=headers)
                 response = conn.getresponse()
                 data = response.read()
@@ -221,7 +223,9 @@ def _experiment_id(root: Path, name: str) -> str:
 
 def local_history(root: Path, run_id: str, key: str) -> list[tuple[int, int, float]]:
     history = mm.Store(root).get_metric_history(run_id, key)
-    return sorted((t, s, _server_value(v)) for s, v, t in zip(history.steps, history.values, history.timestamps))
+    return sorted(
+        (t, s, _server_value(v)) for s, v, t in zip(history.steps, history.values, history.timestamps)
+    )
 
 
 def _server_value(value: float) -> float:
@@ -261,7 +265,9 @@ def assert_run_equal(client: Any, root: Path, experiment: str, run: mm.Run) -> A
     for key in mm.Store(root).metric_keys(run.run_id):
         local = local_history(root, run.run_id, key)
         server = remote_history(client, remote.info.run_id, key)
-        assert same_points(server, local), f"metric {key}: {len(server)} points on the server, {len(local)} local"
+        assert same_points(server, local), (
+            f"metric {key}: {len(server)} points on the server, {len(local)} local"
+        )
     return remote
 
 

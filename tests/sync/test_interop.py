@@ -65,7 +65,9 @@ def test_export_is_read_back_by_mlflow_as_the_source(tmp_path: Path, file_client
         assert remote.info.start_time == mm._layout.ms_from_iso(meta["start_time"])
         assert remote.info.end_time == mm._layout.ms_from_iso(meta["end_time"])
         assert remote.info.user_id == meta["user"]
-        assert remote.data.params == {k: v if isinstance(v, str) else str(v) for k, v in local["params"].items()}
+        assert remote.data.params == {
+            k: v if isinstance(v, str) else str(v) for k, v in local["params"].items()
+        }
         assert {k: v for k, v in remote.data.tags.items() if k in local["tags"]} == local["tags"]
         for key in store.metric_keys(run.run_id):
             mine = store.get_metric_history(run.run_id, key)
@@ -130,15 +132,21 @@ def _write_with_mlflow(src: Path, file_client: Any) -> tuple[Any, dict[str, Any]
     return client, expected
 
 
-def test_import_of_a_store_written_by_mlflow_equals_what_mlflow_reports(tmp_path: Path, file_client: Any) -> None:
+def test_import_of_a_store_written_by_mlflow_equals_what_mlflow_reports(
+    tmp_path: Path, file_client: Any
+) -> None:
     src, root = tmp_path / "mlflow-store", tmp_path / "mlruns"
     _, expected = _write_with_mlflow(src, file_client)
     rid = expected["run_id"]
     # MLflow's quirks: a legacy integer experiment id, no run_uuid, a torn last metric line.
     exp_meta = src / expected["experiment"] / "meta.yaml"
-    exp_meta.write_text(exp_meta.read_text().replace(f"experiment_id: '{expected['experiment']}'", "experiment_id: 1"))
+    exp_meta.write_text(
+        exp_meta.read_text().replace(f"experiment_id: '{expected['experiment']}'", "experiment_id: 1")
+    )
     run_meta = src / expected["experiment"] / rid / "meta.yaml"
-    run_meta.write_text("".join(l for l in run_meta.read_text().splitlines(True) if not l.startswith("run_uuid")))
+    run_meta.write_text(
+        "".join(x for x in run_meta.read_text().splitlines(True) if not x.startswith("run_uuid"))
+    )
     with open(src / expected["experiment"] / rid / "metrics" / "loss", "a") as f:
         f.write("17639")
 
@@ -158,7 +166,10 @@ def test_import_of_a_store_written_by_mlflow_equals_what_mlflow_reports(tmp_path
         history = store.get_metric_history(rid, key)
         mine = list(zip(history.timestamps, history.steps, history.values))
         assert len(mine) == len(points)
-        assert all(a[:2] == b[:2] and (a[2] == b[2] or (math.isnan(a[2]) and math.isnan(b[2]))) for a, b in zip(mine, points))
+        assert all(
+            a[:2] == b[:2] and (a[2] == b[2] or (math.isnan(a[2]) and math.isnan(b[2])))
+            for a, b in zip(mine, points)
+        )
     artifact = Path(store.find_run(rid)) / "artifacts" / "sub" / "art.txt"
     assert artifact.read_text() == "artifact body"
     assert store.get_run(expected["child"])["metadata"]["parent_run_id"] == rid
@@ -208,7 +219,9 @@ def test_export_skips_symlinked_artifacts(tmp_path: Path) -> None:
     result = run_cli("--root", str(root), "export", "--format", "mlflow", str(dest), "--all")
     assert result.exit_code == 0
     assert "symlink" in result.output
-    assert not any("do not copy" in p.read_text() for p in dest.rglob("*") if p.is_file() and not p.is_symlink())
+    assert not any(
+        "do not copy" in p.read_text() for p in dest.rglob("*") if p.is_file() and not p.is_symlink()
+    )
 
 
 def test_import_refuses_paths_leading_out_of_the_source(tmp_path: Path, file_client: Any) -> None:

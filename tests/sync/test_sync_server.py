@@ -52,7 +52,9 @@ def test_round_trip_verified_by_mlflow_client(tmp_path: Path, mlflow_server: Any
     parent.log_metric("odd", -0.0, step=3, timestamp=1_763_900_000_003)
     parent.log_text("hello artifacts", "notes/readme.txt")
     parent.log_dict({"a": 1}, "config.json")
-    child = mm.Run(experiment_id=parent.experiment_id, name="child", runs_dir=root, parent_run_id=parent.run_id)
+    child = mm.Run(
+        experiment_id=parent.experiment_id, name="child", runs_dir=root, parent_run_id=parent.run_id
+    )
     child.log_metric("x", 2.0, step=5, timestamp=1_763_900_000_500)
     child.end("FAILED")
     parent.end("FINISHED")
@@ -176,7 +178,9 @@ def test_a_4xx_for_one_run_does_not_stop_the_others(
     assert_run_equal(mlflow_client, root, "gone", later)
 
 
-def test_coalesce_sends_the_last_value_per_step(tmp_path: Path, mlflow_server: Any, mlflow_client: Any) -> None:
+def test_coalesce_sends_the_last_value_per_step(
+    tmp_path: Path, mlflow_server: Any, mlflow_client: Any
+) -> None:
     root = tmp_path / "mlruns"
     run = mm.Run(experiment_id=mm._store.get_or_create_experiment(str(root), "coal"), runs_dir=root)
     for step in range(10):
@@ -205,8 +209,20 @@ def test_watch_shows_a_point_on_the_server_within_5_s(
     root = tmp_path / "mlruns"
     run = make_run(root, "watched", "watched", points=1, end=None)
     watcher = subprocess.Popen(
-        [sys.executable, "-m", "mini_mlflow", "--root", str(root), "sync", "--watch", "--all"]
-        + ["--to", mlflow_server.url, "--interval", "0.5"],
+        [
+            sys.executable,
+            "-m",
+            "mini_mlflow",
+            "--root",
+            str(root),
+            "sync",
+            "--watch",
+            "--all",
+            "--to",
+            mlflow_server.url,
+            "--interval",
+            "0.5",
+        ],
         env=clean_env(PYTHONPATH=str(ROOT)),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
