@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from typing import Any
 
 from ._errors import StorageError
@@ -76,6 +77,99 @@ def create_once(path: str, data: bytes) -> bytes | None:
 def open_append(path: str) -> int:
     """Open ``path`` for appending (created if missing; a symlink in its place is refused)."""
     return os.open(path, _APPEND_FLAGS | _NOFOLLOW, 0o644)
+
+
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+class SymlinkRefusedError(OSError):
+    """A folder or file below the store root is a symlink: following it could leave the store."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(errno.ELOOP, "is a symbolic link; refusing to follow it out of the store", path)
+
+
+def _open_dir_nofollow(name: str, dir_fd: int, shown: str) -> int:
+    try:
+        return os.open(name, _DIR_FLAGS | _NOFOLLOW, dir_fd=dir_fd)
+    except OSError as exc:
+        # O_DIRECTORY | O_NOFOLLOW on a symlink fails with ENOTDIR (Linux) or ELOOP: tell them apart.
+        if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+            try:
+                if stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                    raise SymlinkRefusedError(shown) from None
+            except FileNotFoundError:
+                pass
+        raise
+
+
+def open_append_beneath(root: str, rel: str, fixed: int, guard: str | None = None) -> int:
+    """Open ``root/rel`` for appending without following any symlink below ``root``.
+
+    ``os.open(..., O_NOFOLLOW)`` only guards the last component; a planted ``metrics -> /elsewhere``
+    would still be followed. Here every folder below ``root`` is opened relative to its parent with
+    ``O_NOFOLLOW``, so the file is reached only through real folders (race-free: no check-then-open).
+
+    Args:
+        root: Trusted folder (the store root; it may itself be a symlink the user chose).
+        rel: ``/``-separated path below ``root``; its last part is the file.
+        fixed: How many leading folders of ``rel`` must exist (never created: e.g. the run folder).
+        guard: A file that must exist in the last fixed folder before anything is created below it
+            (the run's meta.yaml: a run folder deleted under a live run is not re-created piecemeal).
+    """
+    parts = rel.split("/")
+    fd = os.open(root, _DIR_FLAGS)
+    try:
+        for i, part in enumerate(parts[:-1]):
+            shown = os.path.join(root, *parts[: i + 1])
+            try:
+                sub = _open_dir_nofollow(part, fd, shown)
+            except FileNotFoundError:
+                if i < fixed:
+                    raise
+                if guard is not None and i == fixed:
+                    os.stat(guard, dir_fd=fd, follow_symlinks=False)  # FileNotFoundError if gone
+                try:
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass
+                sub = _open_dir_nofollow(part, fd, shown)
+            os.close(fd)
+            fd = sub
+        try:
+            return os.open(parts[-1], _APPEND_FLAGS | _NOFOLLOW, 0o644, dir_fd=fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise SymlinkRefusedError(os.path.join(root, rel)) from None
+            raise
+    finally:
+        os.close(fd)
+
+
+def opened_path(fd: int) -> str | None:
+    """The path the kernel resolved for an open descriptor (Linux ``/proc``), or None if unknown."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
+
+
+def check_inside(base: str, path: str) -> None:
+    """Raise ``SymlinkRefusedError`` unless the folder of ``path`` resolves inside ``base``.
+
+    For the rare writes (params, tags, artifacts): a planted symlink in place of ``params/`` or a key's
+    folder must not send the file elsewhere. ``base`` itself must not be a symlink either.
+    """
+    if os.path.islink(base):
+        raise SymlinkRefusedError(base)
+    real_base = os.path.realpath(base)
+    folder = os.path.dirname(path)
+    real = os.path.realpath(folder)
+    if real != real_base and not real.startswith(real_base + os.sep):
+        probe = folder  # name the component that is the symlink, for a clear message
+        while probe != base and len(probe) > len(base) and not os.path.islink(probe):
+            probe = os.path.dirname(probe)
+        raise SymlinkRefusedError(probe if os.path.islink(probe) else folder)
 
 
 def append_fd(fd: int, data: bytes) -> int:

@@ -52,7 +52,8 @@ def validate_key(key: object, kind: str = "key") -> str:
         raise InvalidInputError(
             f"invalid {kind} {key!r}: must be 1 to {MAX_KEY_LENGTH} characters long (got {len(key)})"
         )
-    if not _KEY_RE.match(key):
+    # fullmatch, not match: '$' also matches before a trailing newline, so "loss\n" slipped through.
+    if not _KEY_RE.fullmatch(key):
         raise InvalidInputError(
             f"invalid {kind} {key!r}: may only contain letters, digits, '_', '-', '.', ' ', ':' and '/'"
         )
@@ -72,7 +73,7 @@ def validate_key(key: object, kind: str = "key") -> str:
 
 def validate_run_id(run_id: object) -> str:
     """Return ``run_id`` if it matches MLflow's run-id rule, else raise ``InvalidInputError``."""
-    if not isinstance(run_id, str) or not _RUN_ID_RE.match(run_id):
+    if not isinstance(run_id, str) or not _RUN_ID_RE.fullmatch(run_id):  # no trailing newline
         raise InvalidInputError(
             f"invalid run id {run_id!r}: must match ^[a-zA-Z0-9][\\w\\-]{{0,255}}$ "
             "(a letter or digit, then up to 255 letters, digits, '_' or '-')"
@@ -86,7 +87,7 @@ def normalize_experiment_id(experiment_id: object) -> str:
         raise InvalidInputError(f"invalid experiment id {experiment_id!r}: must be an int or digits")
     if isinstance(experiment_id, int) and experiment_id >= 0:
         experiment_id = str(experiment_id)
-    if isinstance(experiment_id, str) and _EXPERIMENT_ID_RE.match(experiment_id):
+    if isinstance(experiment_id, str) and _EXPERIMENT_ID_RE.fullmatch(experiment_id):
         return str(int(experiment_id))  # "007" and "7" are the same experiment
     raise InvalidInputError(
         f"invalid experiment id {experiment_id!r}: must be a non-negative integer or a string of digits "

@@ -26,6 +26,7 @@ from ._errors import (
 from ._files import storage_error
 from ._layout import (
     END_STATUSES,
+    check_text,
     iso_from_ms,
     ms_from_iso,
     normalize_experiment_id,
@@ -126,6 +127,10 @@ class Run:
         exp = normalize_experiment_id(experiment_id)
         if name is not None and not isinstance(name, str):
             raise InvalidInputError(f"run name must be a str, got {type(name).__name__}")
+        if name is not None:
+            # Checked before anything is created: a lone surrogate used to fail half-way (in the
+            # YAML dump), leaving a run folder without meta.yaml; NUL is refused as in experiment names.
+            check_text(name, "run name")
         found = None
         if run_id is not None:
             validate_run_id(run_id)
@@ -376,7 +381,14 @@ class Run:
     def flush(self, *, _lock_timeout: float = -1) -> None:
         """Write everything logged so far to disk; raise ``StorageError`` if some of it could not be."""
         self._retry_values()
-        self._buffer.flush(_lock_timeout)
+        buffer = self._buffer
+        buffer.drain(_lock_timeout)
+        if buffer.error is not None and not (self._pending_values or buffer.pending_points or buffer.dropped):
+            # A param/tag write that failed earlier has now been retried successfully and no metric
+            # point is held: the error is resolved. (Only metric writes cleared it before, so a
+            # symlinked tags/ folder, once fixed, still made every flush()/end() raise.)
+            buffer.error = None
+        buffer.raise_error()
         if self._pending_values:
             kinds = sorted({f"{kind} {key!r}" for kind, key in self._pending_values})
             raise StorageError(0, f"run {self.run_id}: not yet written: {', '.join(kinds)}")

@@ -7,6 +7,7 @@ processes sharing a run never lose each other's updates and readers never see ha
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -49,7 +50,12 @@ def locked(folder: str, timeout: float = 60) -> Iterator[None]:
 
 def read_meta(path: str) -> dict[str, Any]:
     with open(path, "rb") as f:
-        data = _files.load_yaml(f.read())
+        raw = f.read()
+    try:
+        data = _files.load_yaml(raw)
+    except Exception as exc:  # yaml errors (e.g. a !!python/object tag) mean a broken file, never code
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StorageError(errno.EINVAL, f"{path} is not a valid meta.yaml: {first}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path} is not a YAML mapping")
     return data
@@ -185,6 +191,8 @@ def update_run_meta(
 ) -> dict[str, Any]:
     """Apply ``changes`` to a run's meta.yaml (read-modify-replace under the run's lock)."""
     meta_path = os.path.join(rdir, META_FILE)
+    # A run folder swapped for a symlink: its lock and meta.yaml would be written outside the store.
+    _files.check_inside(rdir, meta_path)
     with locked(rdir, lock_timeout):
         try:
             meta = read_meta(meta_path)
@@ -265,6 +273,12 @@ def _json_default(value: Any) -> Any:
 
 def param_json(key: str, value: Any) -> str:
     """The canonical JSON text a param is stored as; raises if it cannot be stored."""
+    if isinstance(value, str) and len(value) > MAX_PARAM_VALUE_LENGTH:
+        # Refuse before json.dumps: a 100 MB string must not be copied (escaped, bigger) to be refused.
+        raise InvalidInputError(
+            f"param {key!r}: value is {len(value)} characters; at most {MAX_PARAM_VALUE_LENGTH} "
+            "are allowed (MLflow's limit); log large values with log_dict or log_text instead"
+        )
     try:
         text = json.dumps(value, allow_nan=False, sort_keys=True, default=_json_default)
     except (TypeError, ValueError) as exc:
@@ -295,9 +309,11 @@ def write_param(rdir: str, key: str, text: str) -> None:
     path = param_path(rdir, key)
     data = (text + "\n").encode("utf-8")
     try:
+        _files.check_inside(rdir, path)  # params/ or a key's folder planted as a symlink: refuse
         existing = _files.create_once(path, data)
     except FileNotFoundError:
         _make_parent(rdir, path)
+        _files.check_inside(rdir, path)
         existing = _files.create_once(path, data)
     if existing is not None and existing.strip() != data.strip():
         old = existing.decode("utf-8", "replace").strip()
@@ -321,9 +337,11 @@ def write_tag(rdir: str, key: str, text: str) -> None:
     path = tag_path(rdir, key)
     data = (text + "\n").encode("utf-8")
     try:
+        _files.check_inside(rdir, path)  # tags/ or a key's folder planted as a symlink: refuse
         _files.write_atomic(path, data)
     except FileNotFoundError:
         _make_parent(rdir, path)
+        _files.check_inside(rdir, path)
         _files.write_atomic(path, data)
 
 
@@ -335,6 +353,11 @@ def artifact_dest(rdir: str, artifact_path: str | None, name: str) -> str:
     name = validate_artifact_path(name)
     if not name:
         raise InvalidInputError("artifact file name must not be empty")
+    # artifacts/ itself planted as a symlink would move the whole base outside the run: refuse it.
+    try:
+        _files.check_inside(rdir, os.path.join(rdir, "artifacts", "x"))
+    except OSError as exc:
+        raise _files.storage_error("store artifact", exc.filename or rdir, exc) from None
     base = os.path.realpath(os.path.join(rdir, "artifacts"))
     dest = os.path.join(base, rel, name) if rel else os.path.join(base, name)
     parent = os.path.realpath(os.path.dirname(dest))

@@ -51,6 +51,9 @@ class _FdBudget:
 
 _FDS = _FdBudget()
 
+#: Re-opening an existing metric file: no O_CREAT (a new file goes through the checked walk).
+_REOPEN_FLAGS = os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+
 Point = tuple[str, float, int, Any]  # key, value, step, timestamp (float seconds or int ms)
 
 
@@ -75,6 +78,10 @@ class PointBuffer:
     def __init__(self, run_dir: str, run_id: str, settings: Settings) -> None:
         self.run_dir = run_dir
         self.run_id = run_id
+        # Metric files are opened beneath the store root without following symlinks (see _open).
+        self._root = os.path.dirname(os.path.dirname(run_dir))
+        self._run_rel = os.path.relpath(run_dir, self._root).replace(os.sep, "/")
+        self._real_run_dir = os.path.realpath(run_dir)
         self.queue: deque[Point] = deque()
         self.interval = settings.flush_interval
         self.max_points = settings.max_buffer
@@ -89,7 +96,6 @@ class PointBuffer:
         self._held: dict[str, bytes] = {}
         self._held_count: dict[str, int] = {}
         self._touched: set[str] = set()
-        self._meta_path = os.path.join(run_dir, META_FILE)
         self._fds: dict[str, int] = {}  # path -> open descriptor, in least-recently-used order
         self._metrics_folder: tuple[int, int] | None = None
         self._fds_checked = 0.0
@@ -224,8 +230,9 @@ class PointBuffer:
     def _check_open_files(self) -> None:
         """Drop descriptors of files deleted or replaced under us, so nothing is written into the void.
 
-        One stat of the metrics folder per drain catches a deleted run or metrics folder; each open
-        file's link count is checked about once a second, for single files deleted by hand.
+        One stat of the metrics folder per drain catches a deleted run or metrics folder; where each
+        open file really is (or, without /proc, its link count) is checked about once a second, for
+        single files or key folders deleted or moved by hand.
         """
         try:
             st = os.stat(os.path.join(self.run_dir, "metrics"))
@@ -241,8 +248,15 @@ class PointBuffer:
             return
         self._fds_checked = now
         for path, fd in list(self._fds.items()):
+            # Still the file at its path? /proc tells deleted, renamed and moved-away alike (a key's
+            # folder moved out of the run would otherwise keep receiving its points).
+            where = _files.opened_path(fd)
+            if where is not None:
+                alive = where == os.path.join(self._real_run_dir, path[len(self.run_dir) + 1 :])
+                if alive:
+                    continue
             try:
-                alive = os.fstat(fd).st_nlink > 0
+                alive = where is None and os.fstat(fd).st_nlink > 0
             except OSError:
                 alive = False
             if not alive:
@@ -251,13 +265,17 @@ class PointBuffer:
                 _FDS.add(-1)
 
     def _open(self, path: str) -> int:
-        try:
-            fd = _files.open_append(path)
-        except FileNotFoundError:
-            if not os.path.exists(self._meta_path):
+        rel = path[len(self.run_dir) + 1 :]  # metrics/<key>.jsonl
+        fd = self._reopen(path, rel)
+        if fd is None:
+            # A symlink planted anywhere below the store root (metrics/, a key's folder, the file)
+            # is refused, never followed: the writer cannot be steered outside the store.
+            try:
+                fd = _files.open_append_beneath(
+                    self._root, f"{self._run_rel}/{rel}", fixed=2, guard=META_FILE
+                )
+            except FileNotFoundError:
                 raise FileNotFoundError(2, "the run folder was deleted") from None
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = _files.open_append(path)
         _FDS.add(1)
         if not self._fds:
             try:
@@ -266,6 +284,22 @@ class PointBuffer:
             except OSError:
                 self._metrics_folder = None
         return fd
+
+    def _reopen(self, path: str, rel: str) -> int | None:
+        """Fast path for a file that exists: one open, then ask the kernel where it really is.
+
+        Files are re-opened often (only ``_FDS_PER_RUN`` stay open), and each syscall costs a GIL
+        hand-over against a busy training loop, so this avoids the folder-by-folder walk unless the
+        file is new or did not resolve to where it should (then the walk decides, refusing symlinks).
+        """
+        try:
+            fd = os.open(path, _REOPEN_FLAGS)
+        except OSError:
+            return None
+        if _files.opened_path(fd) == os.path.join(self._real_run_dir, rel):
+            return fd
+        os.close(fd)
+        return None
 
     def close_files(self) -> None:
         """Close the metric files kept open between drains."""
@@ -301,9 +335,12 @@ class PointBuffer:
         }
         path = self._heartbeat_path()
         try:
+            if os.path.islink(self.run_dir):  # a run folder swapped for a symlink: never write there
+                raise _files.SymlinkRefusedError(self.run_dir)
             _files.write_atomic(path, json.dumps(beat).encode())
         except OSError as exc:
-            self._warn_once(("heartbeat", exc.errno), f"mini_mlflow: heartbeat of {path} failed: {exc}")
+            # Keyed by errno like metric writes: a read-only or full store is one cause, one warning.
+            self._warn_once(exc.errno, f"mini_mlflow: heartbeat of {path} failed: {exc}")
 
     # -- end of life -----------------------------------------------------------------------------
 
@@ -394,7 +431,12 @@ class Writer:
             period = min((b.interval for b in buffers), default=0.2) / 2
             if stop.wait(period):
                 return
+            now = _time()
             for buffer in buffers:
+                # Skip idle buffers without taking their lock: with thousands of runs open in one
+                # process, a full drain of each on every pass held the GIL for milliseconds.
+                if not buffer.queue and not buffer._held and now < buffer._heartbeat_due:
+                    continue
                 try:
                     buffer.drain()
                 except Exception as exc:  # never let the writer die: the data stays queued
