@@ -355,13 +355,14 @@ def _check_info(root: str, exp_id: str, index: ExperimentIndex, now_ns: int) -> 
     if sig is not None and sig == index.info_sig and sig[2] < index.info_at - RACY_NS:
         return False
     raw, broken = read_meta_file(path)
-    index.info = {
+    info = {
         "name": None if raw is None or raw.get("name") is None else str(raw["name"]),
         "lifecycle_stage": str((raw or {}).get("lifecycle_stage") or "active"),
         "broken": broken,
     }
-    index.info_sig, index.info_at = sig, now_ns
-    return True
+    changed = info != index.info or sig != index.info_sig
+    index.info, index.info_sig, index.info_at = info, sig, now_ns
+    return changed
 
 
 def load_experiment(root: str, exp_id: str, save: bool = True, only: str | None = None) -> ExperimentIndex:

@@ -74,12 +74,14 @@ def parse_subset(data: bytes) -> dict[str, Any] | None:
         if value is _MISS:
             return None
         target[key] = value
-    return out if out else None
+    if not out or any(v == {} for v in out.values()):
+        return None  # "key:" with nothing under it is null in YAML: leave that to the loader
+    return out
 
 
 def load_meta_bytes(data: bytes) -> Any:
     """The content of a meta.yaml, exactly as the safe YAML loader reads it (the subset is just faster)."""
     fast = parse_subset(data)
-    if fast is not None and all(v != {} for v in fast.values()):
+    if fast is not None:
         return fast
     return load_yaml(data)

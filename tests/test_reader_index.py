@@ -1,0 +1,268 @@
+"""The derived index: always agrees with the files (live writes, crashes, garbage, deletion), and the
+read side never lets one broken run hide the others."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import mini_mlflow as mm
+from mini_mlflow import _index, _store
+from mini_mlflow._files import dump_yaml, load_yaml
+from mini_mlflow._yamlsubset import load_meta_bytes, parse_subset
+
+from conftest import python_child, wait_until
+
+
+def fresh_search(root: Path, **kwargs: object) -> mm.SearchResult:
+    """A search as a new process would do it: nothing cached in memory, only the files."""
+    _index._MEMORY.clear()
+    return mm.search_runs(root=root, **kwargs)  # type: ignore[arg-type]
+
+
+def by_name(result: list[mm.RunRecord]) -> dict[str, mm.RunRecord]:
+    return {r.run_name or "": r for r in result}
+
+
+def make_run(name: str, **metrics: float) -> mm.Run:
+    with mm.start_run(run_name=name) as run:
+        mm.log_param("p", name)
+        for key, value in metrics.items():
+            mm.log_metric(key, value)
+    return run
+
+
+def test_index_is_written_and_reused_then_rebuilt_when_deleted(store: Path) -> None:
+    make_run("a", acc=0.5)
+    assert by_name(fresh_search(store))["a"].metrics == {"acc": 0.5}
+    index_file = store / ".index" / "0.json"
+    assert index_file.exists()
+    before = index_file.stat().st_mtime_ns
+    assert by_name(fresh_search(store))["a"].params == {"p": "a"}
+    assert index_file.stat().st_mtime_ns == before  # nothing changed: not rewritten
+    for path in sorted((store / ".index").rglob("*"), reverse=True):
+        path.rmdir() if path.is_dir() else path.unlink()
+    assert by_name(fresh_search(store))["a"].metrics == {"acc": 0.5}
+
+
+@pytest.mark.parametrize("garbage", [b"", b"{not json", b'{"v": 2, "names": 5}', b'{"v": 999}', b"[1,2,3]"])
+def test_garbage_index_is_ignored(store: Path, garbage: bytes) -> None:
+    make_run("a", acc=0.5)
+    fresh_search(store)
+    (store / ".index" / "0.json").write_bytes(garbage)
+    detail = next((store / ".index" / "0").iterdir())
+    detail.write_bytes(garbage)
+    assert by_name(fresh_search(store))["a"].metrics == {"acc": 0.5}
+
+
+def test_index_follows_every_kind_of_change(store: Path) -> None:
+    run = mm.start_run(run_name="live")
+    mm.log_metric("loss", 1.0)
+    mm.flush()
+    assert by_name(fresh_search(store))["live"].metrics == {"loss": 1.0}
+    for value in (0.5, 0.25):  # appends, read incrementally, in this process and from the files
+        mm.log_metric("loss", value)
+        mm.flush()
+        assert by_name(mm.search_runs(root=store))["live"].metrics == {"loss": value}
+        assert by_name(fresh_search(store))["live"].metrics == {"loss": value}
+    mm.log_param("late", 1)
+    mm.set_tag("t", "x")
+    mm.log_metric("nested/key", 3.0)
+    mm.flush()
+    got = by_name(mm.search_runs(root=store))["live"]
+    assert got.params == {"late": 1} and got.tags == {"t": "x"} and got.metrics["nested/key"] == 3.0
+    mm.end_run()
+    assert by_name(mm.search_runs(root=store))["live"].status == "FINISHED"
+    summary = _index.metric_summary(str(store), "0", run.run_id)
+    assert summary["loss"][4:8] == [3, 0.25, 0.25, 1.0]  # count, last, min, max
+    # A finished run changed right after it was indexed (same clock tick) is still seen.
+    path = Path(run.run_dir) / "metrics" / "loss.jsonl"
+    with open(path, "a") as f:
+        f.write('{"step":9,"value":0.125,"timestamp":1}\n')
+    assert by_name(mm.search_runs(root=store))["live"].metrics["loss"] == 0.125
+    assert by_name(fresh_search(store))["live"].metrics["loss"] == 0.125
+    # New runs appear, removed runs disappear.
+    make_run("second")
+    assert set(by_name(mm.search_runs(root=store))) == {"live", "second"}
+    import shutil
+
+    shutil.rmtree(run.run_dir)
+    assert set(by_name(mm.search_runs(root=store))) == {"second"}
+    assert not (store / ".index" / "0" / f"{run.run_id}.json").exists()
+
+
+def test_settled_runs_are_trusted_on_their_folder_mtime(store: Path) -> None:
+    run = make_run("old", acc=0.5)
+    hour_ago = time.time() - 3600
+    for path in Path(run.run_dir).rglob("*"):
+        os.utime(path, (hour_ago, hour_ago))
+    os.utime(run.run_dir, (hour_ago, hour_ago))
+    fresh_search(store)
+    fresh_search(store)  # now settled: the next reads open nothing in the run folder
+    # Overwrite meta.yaml in place (no rename, so the folder mtime stays): a settled run is not re-read.
+    meta = Path(run.run_dir) / "meta.yaml"
+    original = meta.read_bytes()
+    meta.write_bytes(b"#" * len(original))
+    os.utime(run.run_dir, (hour_ago, hour_ago))
+    assert by_name(fresh_search(store))["old"].metrics == {"acc": 0.5}
+    os.utime(run.run_dir)  # the folder changed: the run is re-read, and now it is broken
+    assert "meta.yaml" in fresh_search(store).broken[0].reason
+    meta.write_bytes(original)
+    _store.update_run_meta(run.run_dir, run_name="renamed")  # replacing meta.yaml touches the folder
+    assert "renamed" in by_name(fresh_search(store))
+
+
+def test_torn_tail_is_not_counted_until_completed(store: Path) -> None:
+    run = make_run("torn", m=1.0)
+    path = Path(run.run_dir) / "metrics" / "m.jsonl"
+    with open(path, "ab") as f:
+        f.write(b'{"step":1,"value":2.0,"time')
+    assert by_name(fresh_search(store))["torn"].metrics == {"m": 1.0}
+    with open(path, "ab") as f:
+        f.write(b'stamp":5}\n{"step":2,"value":-3.0,"timestamp":6}\n')
+    assert by_name(mm.search_runs(root=store))["torn"].metrics == {"m": -3.0}
+    assert _index.metric_summary(str(store), "0", run.run_id)["m"][4:8] == [3, -3.0, -3.0, 2.0]
+
+
+def test_broken_runs_never_hide_the_others(store: Path, tmp_path: Path) -> None:
+    good = make_run("good", acc=0.9)
+    exp = store / "0"
+    empty = exp / "empty0000"
+    (empty / "metrics").mkdir(parents=True)
+    (empty / "meta.yaml").write_bytes(b"")
+    garbage = exp / "garbage00"
+    garbage.mkdir()
+    (garbage / "meta.yaml").write_bytes(b"run_id: [unclosed\n\x00\xff")
+    scalar = exp / "scalar000"
+    scalar.mkdir()
+    (scalar / "meta.yaml").write_text("just a string\n")
+    (exp / "stray_folder").mkdir()
+    (exp / "notes.txt").write_text("a stray file")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (exp / "linked0000").symlink_to(outside)
+    torn = make_run("torn", acc=0.1)
+    with open(Path(torn.run_dir) / "metrics" / "acc.jsonl", "ab") as f:
+        f.write(b"garbage line\n")
+    (Path(torn.run_dir) / "params" / "bad.json").write_bytes(b"{nope")
+    result = fresh_search(store)
+    assert set(by_name(result)) == {"good", "torn"}
+    assert by_name(result)["good"].metrics == {"acc": 0.9}
+    torn_rec = by_name(result)["torn"]
+    assert torn_rec.metrics == {"acc": 0.1}
+    assert any("1 unreadable line" in w for w in torn_rec.warnings)
+    assert any("bad.json" in w for w in torn_rec.warnings)
+    reasons = {Path(b.path).name: b.reason for b in result.broken}
+    assert "meta.yaml is empty" in reasons["empty0000"]
+    assert "not valid YAML" in reasons["garbage00"]
+    assert "not a YAML mapping" in reasons["scalar000"]
+    assert "meta.yaml is missing" in reasons["stray_folder"]
+    assert "stray file" in reasons["notes.txt"]
+    assert "symbolic link" in reasons["linked0000"]
+    assert all(str(exp) in b.reason for b in result.broken)
+    assert good.run_id not in reasons
+
+
+def test_newer_format_version_is_read_and_flagged(store: Path) -> None:
+    run = make_run("future", acc=0.7)
+    _store.update_run_meta(run.run_dir, format_version=mm.FORMAT_VERSION + 1, hologram={"x": [1, 2]})
+    rec = by_name(fresh_search(store))["future"]
+    assert rec.newer_format == mm.FORMAT_VERSION + 1 and rec.metrics == {"acc": 0.7}
+    assert by_name(fresh_search(store))["future"].newer_format == mm.FORMAT_VERSION + 1  # from the index
+
+
+def test_killed_writer_shows_as_crashed(store: Path, tmp_path: Path) -> None:
+    child = python_child(
+        """
+        import time, mini_mlflow as mm
+        run = mm.start_run(run_name="doomed")
+        mm.log_metric("loss", 0.5)
+        mm.flush()
+        print(run.run_id, flush=True)
+        time.sleep(60)
+        """,
+        tmp_path,
+        env={"MINI_MLFLOW_TRACKING_DIR": str(store), "MINI_MLFLOW_HEARTBEAT": "0.2"},
+    )
+    assert child.stdout is not None
+    child.stdout.readline()
+    assert by_name(fresh_search(store))["doomed"].status == "RUNNING"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    wait_until(lambda: by_name(fresh_search(store))["doomed"].status == "CRASHED")
+    rec = by_name(mm.search_runs(root=store, filter_string="attributes.status = 'CRASHED'"))["doomed"]
+    assert rec.stored_status == "RUNNING" and rec.metrics == {"loss": 0.5}
+
+
+def test_index_never_leaves_the_store_through_a_symlink(store: Path, tmp_path: Path) -> None:
+    make_run("a")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (store / ".index").symlink_to(elsewhere)
+    assert set(by_name(fresh_search(store))) == {"a"}
+    assert list(elsewhere.iterdir()) == []
+
+
+# -- the fast meta.yaml reader gives exactly what the safe YAML loader gives ------------------------
+
+_scalars = st.one_of(
+    st.none(),
+    st.integers(min_value=-(10**12), max_value=10**12),
+    st.text(min_size=0, max_size=20),
+    st.sampled_from(
+        ["yes", "No", "on", "null", "~", "1.5", "1e3", "0x1f", "007", "2025-11-20", "1:20", "-", "a b"]
+    ),
+    st.floats(allow_nan=False),
+    st.booleans(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.from_regex(r"[a-z_][a-z0-9_]{0,10}", fullmatch=True),
+        st.one_of(
+            _scalars, st.dictionaries(st.from_regex(r"[a-z_]{1,8}", fullmatch=True), _scalars, max_size=3)
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_meta_subset_reader_matches_the_yaml_loader(doc: dict[str, object]) -> None:
+    data = dump_yaml(doc)
+    assert load_meta_bytes(data) == load_yaml(data)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"a: yes\n",
+        b"a: 1.5\n",
+        b"a: 2025-11-20\n",
+        b"a: 0o17\n",
+        b"a: [1, 2]\n",
+        b"a: 'x' # c\n",
+        b'a: "x"\n',
+        b"a: |\n  x\n",
+        b"a:\n",
+        b"a: 1\na: 2\n",
+        b"   a: 1\n",
+        b"a: !!python/object x\n",
+    ],
+)
+def test_meta_subset_declines_anything_unusual(text: bytes) -> None:
+    assert parse_subset(text) is None
+
+
+def test_real_meta_files_take_the_fast_path(store: Path) -> None:
+    run = make_run("fast")
+    data = (Path(run.run_dir) / "meta.yaml").read_bytes()
+    assert parse_subset(data) == load_yaml(data)
+    assert json.loads(json.dumps(parse_subset(data)))["run_name"] == "fast"
