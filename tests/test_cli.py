@@ -1,0 +1,255 @@
+"""The read and lifecycle commands through click's runner, asserting on what a user would read."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+import mini_mlflow as mm
+from mini_mlflow import _store
+from mini_mlflow.cli._main import cli
+
+
+def invoke(root: Path, *args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(cli, ["--root", str(root), *args], input=input, env={"COLUMNS": "200"})
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.fixture
+def sample(store: Path) -> dict[str, str]:
+    """Four runs: two finished, one failed, one crashed (RUNNING with a dead writer)."""
+    ids = {}
+    for name, lr, opt, acc in (("alpha", 0.1, "adam", 0.91), ("beta", 0.01, "adam", 0.95)):
+        with mm.start_run(run_name=name) as run:
+            mm.log_params({"lr": lr, "optimizer": opt, "epochs": 10})
+            mm.set_tag("team", "vision")
+            for step in range(20):
+                mm.log_metric("acc", round(acc * (step + 1) / 20, 6), step=step)
+                mm.log_metric("train/loss", 1 / (step + 1), step=step)
+            mm.log_text("hello", "notes/readme.txt")
+        ids[name] = run.run_id
+    with pytest.raises(RuntimeError), mm.start_run(run_name="gamma") as run:
+        mm.log_params({"lr": 1.0, "optimizer": "sgd", "epochs": 10})
+        mm.log_metric("acc", 0.1)
+        raise RuntimeError("diverged")
+    ids["gamma"] = run.run_id
+    with mm.start_run(run_name="delta") as run:
+        mm.log_params({"lr": 0.01, "optimizer": "sgd", "epochs": 10})
+        mm.log_metric("acc", 0.5)
+    _store.update_run_meta(run.run_dir, status="RUNNING", end_time=None)
+    pid = dead_pid()
+    beat = {"time": 0, "interval": 10, "pid": pid, "host": os.uname().nodename}
+    (Path(run.run_dir) / f".heartbeat-{pid}@{beat['host']}").write_text(json.dumps(beat))
+    ids["delta"] = run.run_id
+    return ids
+
+
+def test_ls_shows_runs_statuses_and_what_varies(store: Path, sample: dict[str, str]) -> None:
+    result = invoke(store, "ls")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "Experiment: Default (0)"
+    header = lines[1].split()
+    assert header[:5] == ["id", "name", "status", "start", "(UTC)"]
+    assert {"lr", "optimizer", "acc", "train/loss"} <= set(header)
+    assert "epochs" not in header  # the same everywhere: not a column
+    rows = {line.split()[1]: line for line in lines[2:6]}
+    assert set(rows) == {"alpha", "beta", "gamma", "delta"}
+    assert rows["alpha"].split()[0] == sample["alpha"][:8]
+    assert " finished " in rows["alpha"] and " failed " in rows["gamma"] and " crashed " in rows["delta"]
+    assert "0.95" in rows["beta"] and "0.1" in rows["alpha"]
+    assert "\x1b" not in result.output  # not a terminal: no colour codes
+
+
+def test_ls_filter_order_limit(store: Path, sample: dict[str, str]) -> None:
+    result = invoke(store, "ls", "--filter", "params.optimizer = 'adam'", "--order-by", "metrics.acc DESC")
+    assert result.exit_code == 0, result.output
+    names = [line.split()[1] for line in result.output.splitlines()[2:]]
+    assert names == ["beta", "alpha"]
+    result = invoke(
+        store, "ls", "--order-by", "params.lr", "--order-by", "attributes.run_name DESC", "--limit", "2"
+    )
+    assert [line.split()[1] for line in result.output.splitlines()[2:4]] == ["delta", "beta"]
+    assert "showing 2 of 4 runs" in result.output
+    result = invoke(store, "ls", "--filter", "metrics.acc > 2")
+    assert result.exit_code == 0 and "no runs" in result.output
+
+
+def test_ls_json_and_csv(store: Path, sample: dict[str, str]) -> None:
+    result = invoke(store, "ls", "--json", "--order-by", "attributes.run_name")
+    doc = json.loads(result.output)
+    assert doc["total"] == 4 and doc["broken"] == []
+    assert [r["run_name"] for r in doc["runs"]] == ["alpha", "beta", "delta", "gamma"]
+    alpha = doc["runs"][0]
+    assert alpha["run_id"] == sample["alpha"] and alpha["status"] == "FINISHED"
+    assert alpha["params"] == {"lr": 0.1, "optimizer": "adam", "epochs": 10}
+    assert alpha["metrics"] == {"acc": 0.91, "train/loss": 0.05}
+    assert doc["runs"][2]["status"] == "CRASHED"
+    result = invoke(store, "ls", "--csv", "--order-by", "attributes.run_name")
+    lines = result.output.splitlines()
+    assert lines[0].startswith(
+        "run_id,run_name,experiment_id,status,start_time,end_time,duration_s,params.epochs"
+    )
+    assert lines[0].endswith("metrics.acc,metrics.train/loss")
+    assert lines[1].startswith(f"{sample['alpha']},alpha,0,FINISHED,") and lines[1].endswith(",0.91,0.05")
+    assert len(lines) == 5
+
+
+def test_ls_experiments_by_name_and_errors(store: Path, sample: dict[str, str]) -> None:
+    mm.set_experiment("nlp")
+    with mm.start_run(run_name="bert"):
+        mm.log_param("lr", 3e-5)
+    assert "bert" in invoke(store, "ls").output  # default: the experiment with the newest run
+    out = invoke(store, "ls", "-e", "Default").output
+    assert "alpha" in out and "bert" not in out
+    out = invoke(store, "ls", "-e", "1").output
+    assert out.startswith("Experiment: nlp (1)") and "bert" in out
+    out = invoke(store, "ls", "--all").output
+    assert "bert" in out and "alpha" in out and " exp " in out
+    result = invoke(store, "ls", "-e", "vision")
+    assert result.exit_code == 1
+    assert "no experiment named or numbered 'vision'" in result.output and "Default (0)" in result.output
+    result = invoke(store, "ls", "--filter", "metrics.acc >> 1")
+    assert result.exit_code == 2
+    assert "invalid filter at position 13" in result.output and "              ^" in result.output
+    assert invoke(store, "ls", "--all", "-e", "nlp").exit_code == 2
+    assert invoke(store, "ls", "--json", "--csv").exit_code == 2
+    assert invoke(store.parent / "missing", "ls").exit_code == 2
+
+
+def test_show(store: Path, sample: dict[str, str]) -> None:
+    result = invoke(store, "show", sample["alpha"][:6])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert out.splitlines()[0] == f"Run {sample['alpha']}  alpha"
+    assert "status      finished" in out and "experiment  Default (0)" in out
+    assert "optimizer  adam" in out and "team  vision" in out
+    metrics = {line.split()[0]: line.split()[1:] for line in out.split("Metrics\n")[1].splitlines()[1:3]}
+    assert metrics["acc"] == ["0.91", "0.0455", "0.91", "20", "19"]
+    assert metrics["train/loss"] == ["0.05", "0.05", "1", "20", "19"]
+    assert "acc  (20 points, higher is better)" in out and "train/loss  (20 points, lower is better)" in out
+    assert any(0x2800 < ord(c) <= 0x28FF for c in out)  # the braille chart
+    assert "notes/readme.txt  (5 B)" in out
+    crashed = invoke(store, "show", sample["delta"]).output
+    assert "status      crashed (RUNNING in meta.yaml, but no writer is alive)" in crashed
+    doc = json.loads(invoke(store, "show", sample["alpha"], "--json").output)
+    assert doc["metrics"]["acc"] == {"last": 0.91, "min": 0.0455, "max": 0.91, "count": 20, "last_step": 19}
+    assert doc["artifacts"] == [{"path": "notes/readme.txt", "size": 5}]
+    assert doc["params"]["lr"] == 0.1
+
+
+def test_run_ids_by_prefix(store: Path) -> None:
+    for run_id in ("abc123" + "0" * 26, "abc456" + "0" * 26):
+        mm.Run(run_id=run_id, runs_dir=store).end()
+    result = invoke(store, "show", "abc")
+    assert result.exit_code == 1
+    assert "run id prefix 'abc' is ambiguous: it matches 2 runs" in result.output
+    assert invoke(store, "show", "abc4").exit_code == 0
+    result = invoke(store, "show", "fff")
+    assert result.exit_code == 1 and "no run id starts with 'fff'" in result.output
+    result = invoke(store, "show", "../etc")
+    assert result.exit_code == 1 and "invalid run id" in result.output
+    assert invoke(store, "show").exit_code == 2
+
+
+def test_broken_runs_in_ls_and_show(store: Path, sample: dict[str, str]) -> None:
+    broken = store / "0" / "deadbeef0000"
+    broken.mkdir()
+    (broken / "meta.yaml").write_text("status: [FINISHED\n")
+    result = invoke(store, "ls")
+    assert result.exit_code == 0 and "alpha" in result.output
+    assert "1 broken run folder(s), not listed above:" in result.output
+    assert f"{broken}/meta.yaml: meta.yaml is not valid YAML" in result.output
+    result = invoke(store, "show", "deadbeef")
+    assert result.exit_code == 1 and "cannot be read" in result.output and "not valid YAML" in result.output
+
+
+def test_store_text_is_printed_literally(store: Path) -> None:
+    with mm.start_run(run_name="[red]boom[/red]") as run:
+        mm.log_param("cmd", "\x1b[2J\x1b]0;pwned\x07 rm -rf")
+        mm.set_tag("note", "[bold]not bold[/bold]")
+        mm.log_metric("acc", 1.0)
+    for args in (("ls",), ("show", run.run_id), ("compare", run.run_id, run.run_id)):
+        out = invoke(store, *args).output
+        assert "\x1b" not in out and "\x07" not in out
+        assert "\\x1b[2J" in out or args[0] == "ls"
+    out = invoke(store, "show", run.run_id).output
+    assert "[red]boom[/red]" in out and "[bold]not bold[/bold]" in out
+
+
+def test_experiments(store: Path, sample: dict[str, str]) -> None:
+    mm.set_experiment("empty")
+    result = invoke(store, "experiments")
+    lines = result.output.splitlines()
+    assert lines[0].split() == [
+        "id",
+        "name",
+        "runs",
+        "running",
+        "deleted",
+        "broken",
+        "last",
+        "start",
+        "(UTC)",
+    ]
+    assert lines[1].split()[:3] == ["0", "Default", "4"]
+    assert lines[2].split() == ["1", "empty", "0"]
+    doc = json.loads(invoke(store, "experiments", "--json").output)
+    assert doc[0]["runs"] == 4 and doc[0]["running"] == 0 and doc[1]["name"] == "empty"
+
+
+def test_compare(store: Path, sample: dict[str, str]) -> None:
+    result = invoke(store, "compare", sample["alpha"][:8], sample["beta"][:8], sample["gamma"][:8])
+    assert result.exit_code == 0, result.output
+    lines = {
+        line.split()[0] if not line.startswith("≠") else line.split()[1]: line
+        for line in result.output.splitlines()
+    }
+    assert lines["lr"].startswith("≠ lr") and "0.1" in lines["lr"] and "0.01" in lines["lr"]
+    assert lines["epochs"].startswith("  epochs")
+    assert "0.95 / 0.95 ★" in lines["acc"] and "0.91 / 0.91" in lines["acc"] and lines["acc"].count("★") == 1
+    assert "(min)" in lines["train/loss"] and "—" in lines["train/loss"]
+    doc = json.loads(invoke(store, "compare", sample["alpha"], sample["beta"], "--json").output)
+    assert doc["params"]["lr"] == [0.1, 0.01] and doc["metrics"]["acc"][1]["last"] == 0.95
+    assert invoke(store, "compare", sample["alpha"]).exit_code == 2
+
+
+def test_tail(store: Path, sample: dict[str, str]) -> None:
+    result = invoke(store, "tail", sample["alpha"], "-n", "2", "-m", "acc")
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert len(lines) == 2 and lines[0].split()[1:] == ["acc", "step", "18", "0.8645"]
+    assert lines[1].split()[1:] == ["acc", "step", "19", "0.91"]
+    assert len(invoke(store, "tail", sample["alpha"]).output.splitlines()) == 20
+
+
+def test_delete_restore_gc(store: Path, sample: dict[str, str]) -> None:
+    result = invoke(store, "delete", sample["alpha"][:8], sample["gamma"][:8])
+    assert result.exit_code == 0 and f"deleted {sample['alpha']} (alpha)" in result.output
+    out = invoke(store, "ls").output
+    assert "alpha" not in out and "gamma" not in out and "beta" in out
+    assert "alpha" in invoke(store, "ls", "--deleted").output
+    assert "restored" in invoke(store, "restore", sample["gamma"]).output
+    assert "gamma" in invoke(store, "ls").output
+    result = invoke(store, "gc", input="n\n")
+    assert "1 deleted run(s)" in result.output and "nothing removed" in result.output
+    assert Path(store / "0" / sample["alpha"]).is_dir()
+    result = invoke(store, "gc", "--yes")
+    assert result.exit_code == 0 and "removed 1 run(s)" in result.output
+    assert not (store / "0" / sample["alpha"]).exists()
+    assert sorted(p.name for p in (store / "0").iterdir() if p.is_dir()) == sorted(
+        [sample["beta"], sample["gamma"], sample["delta"]]
+    )
+    assert "nothing to remove" in invoke(store, "gc", "--yes").output
+    assert invoke(store, "delete", "nope").exit_code == 1
