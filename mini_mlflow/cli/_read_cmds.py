@@ -36,8 +36,8 @@ def _default_experiment(root: str) -> list[str]:
     return [newest[1] if newest else ids[0]]
 
 
-def _varying(records: list[RunRecord], attr: str) -> list[str]:
-    """Keys whose values differ across ``records`` (or that only some runs have)."""
+def _varying(records: list[RunRecord], attr: str) -> tuple[list[str], list[str]]:
+    """Keys whose values differ among the runs that have them, and keys only some runs have."""
     seen: dict[str, set[str]] = {}
     counts: dict[str, int] = {}
     for r in records:
@@ -45,8 +45,10 @@ def _varying(records: list[RunRecord], attr: str) -> list[str]:
             seen.setdefault(key, set()).add(json.dumps(value, sort_keys=True, default=str))
             counts[key] = counts.get(key, 0) + 1
     if len(records) <= 1:
-        return sorted(seen)
-    return sorted(k for k, values in seen.items() if len(values) > 1 or counts[k] < len(records))
+        return sorted(seen), []
+    differ = sorted(k for k, values in seen.items() if len(values) > 1)
+    partial = sorted(k for k, values in seen.items() if len(values) == 1 and counts[k] < len(records))
+    return differ, partial
 
 
 @click.command("ls")
@@ -187,21 +189,32 @@ def _print_table(
         label = ", ".join(f"{clean(names.get(e) or '?')} ({e})" for e in exp_ids)
         console.print(plain(f"Experiment: {label}" + ("  [deleted runs]" if deleted else "")), style="bold")
     rows = list(records)
-    params = _varying(rows, "params")
-    metrics = _varying(rows, "metrics")
+    params, partial_params = _varying(rows, "params")
+    metrics, partial_metrics = _varying(rows, "metrics")
     table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
-    table.add_column("id", no_wrap=True, style="dim")
-    table.add_column("name", no_wrap=True, overflow="ellipsis", max_width=24)
-    table.add_column("status", no_wrap=True)
-    table.add_column("start (UTC)", no_wrap=True)
-    table.add_column("duration", no_wrap=True, justify="right")
+    name_width = min(24, max([4, *(len(clean(r.run_name or "")) for r in rows)]))
+    exp_width = min(14, max([3, *(len(clean(names.get(r.experiment_id) or "")) for r in rows)]))
+    table.add_column("id", no_wrap=True, style="dim", min_width=8)
+    table.add_column("name", no_wrap=True, overflow="ellipsis", max_width=24, min_width=min(name_width, 12))
+    table.add_column("status", no_wrap=True, min_width=8)
+    table.add_column("start (UTC)", no_wrap=True, min_width=16)
+    table.add_column("duration", no_wrap=True, justify="right", min_width=8)
     if many:
-        table.add_column("exp", no_wrap=True, overflow="ellipsis", max_width=14)
-    budget = console.width - 8 - 18 - 9 - 17 - 9 - (15 if many else 0)
+        table.add_column("exp", no_wrap=True, overflow="ellipsis", max_width=14, min_width=min(exp_width, 8))
+    # Each column takes its width plus one space of padding on either side.
+    budget = console.width - (10 + name_width + 2 + 10 + 18 + 10 + (exp_width + 2 if many else 0))
     hidden = 0
     keys: list[tuple[str, str]] = []
-    for kind, key in [("params", k) for k in params] + [("metrics", k) for k in metrics]:
+    # Params that differ first (but leave room for metrics), then metrics, then keys only some runs have.
+    param_budget = budget * 3 // 5 if metrics else budget
+    candidates = [("params", k) for k in params] + [("metrics", k) for k in metrics]
+    candidates += [("params", k) for k in partial_params] + [("metrics", k) for k in partial_metrics]
+    for kind, key in candidates:
         width = min(max(len(key), 6), 18) + 2
+        if kind == "params" and key in params and width > param_budget:
+            hidden += 1
+            continue
+        param_budget -= width if kind == "params" else 0
         if width > budget:
             hidden += 1
             continue
@@ -242,7 +255,7 @@ def _print_table(
         notes.append(f"showing {len(rows)} of {total} runs (--limit to see more)")
     if hidden:
         notes.append(f"{hidden} more varying column(s) do not fit; see `show`, `compare` or --json")
-    if not params and not metrics and len(rows) > 1:
+    if not (params or metrics or partial_params or partial_metrics) and len(rows) > 1:
         notes.append("params and metrics are the same in every listed run")
     if any(r.newer_format for r in rows):
         notes.append("! written by a newer format version: shown as far as this version understands it")
