@@ -114,7 +114,8 @@ class FaultProxy:
 
     ``fault(n, method, path)`` gets the 1-based number of each request and returns None (forward it)
     or ``(status, headers)`` to answer with. With ``token`` set, requests without
-    ``Authorization: Bearer <token>`` get 401 as MLflow's auth would answer.
+    ``Authorization: Bearer <token>`` get 401 as MLflow's auth would answer. With ``tls`` (certificate and
+    key files) it speaks HTTPS.
     """
 
     def __init__(
@@ -122,6 +123,7 @@ class FaultProxy:
         upstream: str,
         fault: Callable[[int, str, str], tuple[int, dict[str, str]] | None] | None = None,
         token: str | None = None,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         self.upstream_port = int(upstream.rsplit(":", 1)[1])
         self.fault = fault
@@ -180,7 +182,15 @@ class FaultProxy:
             do_GET = do_POST = do_PUT = _handle
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        scheme = "http"
+        if tls is not None:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -285,3 +295,40 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def self_signed_cert(folder: Path) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 signed by itself, and its key (PEM files in ``folder``)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return str(cert_path), str(key_path)

@@ -23,6 +23,7 @@ from sync_helpers import (
     make_run,
     remote_history,
     remote_run,
+    self_signed_cert,
     wait_until,
 )
 
@@ -222,3 +223,40 @@ def test_unreachable_server_exit_1_without_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "Connect" in err and "Traceback" not in err
     assert os.path.isdir(root)
+
+
+def test_basic_auth_from_mlflow_variables(tmp_path: Path, mlflow_client: Any, make_proxy: Any) -> None:
+    import base64
+
+    proxy = make_proxy()
+    root = tmp_path / "mlruns"
+    run = make_run(root, "basic", "basic", points=3)
+    env = {"MLFLOW_TRACKING_USERNAME": "alice", "MLFLOW_TRACKING_PASSWORD": "pa55-w0rd-xyz"}
+    proc = sync_cli(root, proxy.url, env=env)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert set(proxy.auth_headers) == {"Basic " + base64.b64encode(b"alice:pa55-w0rd-xyz").decode()}
+    assert "pa55-w0rd-xyz" not in out + err
+    assert_run_equal(mlflow_client, root, "basic", run)
+
+
+def test_tls_verification_ca_bundle_and_insecure_mode(
+    tmp_path: Path, mlflow_client: Any, make_proxy: Any
+) -> None:
+    proxy = make_proxy(tls=self_signed_cert(tmp_path))
+    assert proxy.url.startswith("https://")
+    root = tmp_path / "mlruns"
+    run = make_run(root, "tls", "tls", points=3)
+    refused = sync_cli(root, proxy.url, "--retries", "0")
+    _, err = refused.communicate(timeout=60)
+    assert refused.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in err
+    trusted = sync_cli(root, proxy.url, env={"MLFLOW_TRACKING_SERVER_CERT_PATH": str(tmp_path / "cert.pem")})
+    _, err = trusted.communicate(timeout=60)
+    assert trusted.returncode == 0, err
+    assert_run_equal(mlflow_client, root, "tls", run)
+    second = make_run(root, "tls", "second", points=4)  # new work, sent without verifying the certificate
+    insecure = sync_cli(root, proxy.url, "--json", env={"MLFLOW_TRACKING_INSECURE_TLS": "true"})
+    out, err = insecure.communicate(timeout=60)
+    assert insecure.returncode == 0, err
+    assert json.loads(out)["points"] == 4
+    assert_run_equal(mlflow_client, root, "tls", second)
