@@ -39,5 +39,17 @@ $(BENCH_VENV)/.installed: pyproject.toml bench/requirements.txt
 bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/run.py --markdown bench/README.md
 
+# The soak takes minutes and is not part of `make bench` or CI: 200 random SIGKILLs, processes ×
+# threads at full speed for SOAK_MINUTES (ls in a loop), 10,000 runs and 100,000 keys in one process.
+# The report is printed and kept in bench/SOAK.md.
+SOAK_MINUTES ?= 10
+soak: $(BENCH_VENV)/.installed
+	status=0; rm -f bench/SOAK.md.new; \
+	$(BENCH_VENV)/bin/python bench/soak_kill.py >> bench/SOAK.md.new || status=1; echo >> bench/SOAK.md.new; \
+	$(BENCH_VENV)/bin/python bench/soak.py --minutes $(SOAK_MINUTES) >> bench/SOAK.md.new || status=1; \
+	echo >> bench/SOAK.md.new; \
+	$(BENCH_VENV)/bin/python bench/soak_scale.py >> bench/SOAK.md.new || status=1; \
+	mv bench/SOAK.md.new bench/SOAK.md; cat bench/SOAK.md; exit $$status
+
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) mlruns .pytest_cache .mypy_cache .ruff_cache

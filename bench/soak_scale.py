@@ -1,0 +1,153 @@
+"""Soak: scale limits of one process: 10,000 runs open at once, and 100,000 metric keys in one run.
+
+Measures what many open runs cost (creation and end time per run, memory per run, descriptors, the
+background writer's CPU while they sit idle, the logging rate of a busy run among them) and what many
+keys in one run cost (time, peak open descriptors, memory).
+
+    python bench/soak_scale.py [--runs 10000] [--keys 100000] [--quick]
+
+Run by ``make soak`` (not ``make bench``); prints one Markdown section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import mini_mlflow as mm  # noqa: E402
+from mini_mlflow._writer import WRITER  # noqa: E402
+
+
+def _rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _thread_cpu(native_id: int) -> float:
+    """CPU seconds (user + system) a thread of this process has used, from /proc."""
+    fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _log_rate(run: mm.Run, seconds: float = 1.0) -> float:
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(10_000):
+            run.log_metric("x", 1.0, step=n)
+            n += 1
+    return n / (time.perf_counter() - t0)
+
+
+def many_runs(root: Path, n: int) -> list[str]:
+    busy = mm.Run(runs_dir=root, name="busy")
+    rate_alone = _log_rate(busy)
+    rss0, fds0 = _rss_kb(), _fds()
+    t0 = time.perf_counter()
+    runs = [mm.Run(runs_dir=root, name=f"idle-{i}") for i in range(n)]
+    create = time.perf_counter() - t0
+    rss, fds = _rss_kb(), _fds()
+    writer = WRITER._thread
+    assert writer is not None and writer.native_id is not None
+    c0 = _thread_cpu(writer.native_id)
+    time.sleep(5.0)  # every run idle: what does the writer spend on them?
+    idle_cpu = (_thread_cpu(writer.native_id) - c0) / 5.0
+    buffers = WRITER.buffers()
+    t1 = time.perf_counter()
+    for b in buffers:  # a full drain of every buffer: what each writer pass cost before idle skipping
+        b.drain()
+    full_pass = time.perf_counter() - t1
+    rate_among = _log_rate(busy)
+    t2 = time.perf_counter()
+    for r in runs:
+        r.end()
+    end = time.perf_counter() - t2
+    busy.end()
+    fsync = os.environ.get("MINI_MLFLOW_FSYNC", "end")
+    return [
+        f"| {n:,} runs open in one process: creation | {create:.1f} s ({create / n * 1000:.2f} ms per run) |",
+        f"| memory per open run | {(rss - rss0) / n:.1f} kB ({(rss - rss0) / 1024:.0f} MB in all) |",
+        f"| open descriptors before → with {n:,} runs open | {fds0} → {fds} |",
+        f"| writer thread CPU while they are idle (skips idle runs) | {idle_cpu * 100:.1f} % of a core |",
+        f"| one full drain of every buffer (each pass, before idle skipping) | {full_pass * 1000:.1f} ms |",
+        f"| logging rate of a busy run: alone / among {n:,} open runs | "
+        f"{rate_alone / 1e6:.2f} / {rate_among / 1e6:.2f} M points/s ({rate_among / rate_alone:.2f}×) |",
+        f"| ending them (fsync={fsync}) | {end:.1f} s ({end / n * 1000:.2f} ms per run) |",
+    ]
+
+
+def many_keys(root: Path, n: int) -> list[str]:
+    run = mm.Run(runs_dir=root, name="many-keys")
+    fds0, rss0 = _fds(), _rss_kb()
+    peak = fds0
+    stop = threading.Event()
+
+    def sample() -> None:  # descriptors are also counted while the writer thread works
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, _fds())
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    t0 = time.perf_counter()
+    for i in range(n):
+        run.log_metric(f"g{i % 100:02d}/k{i:06d}", float(i), step=i)
+    run.flush()
+    logged = time.perf_counter() - t0
+    rss = _rss_kb()
+    run.end()
+    took = time.perf_counter() - t0
+    stop.set()
+    sampler.join()
+    after = _fds()
+    files = sum(1 for _ in Path(run.run_dir, "metrics").rglob("*.jsonl"))
+    return [
+        f"| {n:,} distinct metric keys in one run: logged and flushed / ended | "
+        f"{logged:.1f} s / {took:.1f} s |",
+        f"| open descriptors: before / peak while writing / after end | {fds0} / {peak} / {after} |",
+        f"| memory held for {n:,} keys | {(rss - rss0) / 1024:.0f} MB |",
+        f"| metric files on disk | {files:,} |",
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--keys", type=int, default=100_000)
+    parser.add_argument("--quick", action="store_true", help="1,000 runs and 10,000 keys")
+    args = parser.parse_args()
+    runs, keys = (1000, 10_000) if args.quick else (args.runs, args.keys)
+    work = Path(tempfile.mkdtemp(prefix="mm-soak-scale-"))
+    try:
+        print(f"{runs} runs ...", file=sys.stderr, flush=True)
+        rows = many_runs(work / "runs", runs)
+        print(f"{keys} keys ...", file=sys.stderr, flush=True)
+        rows += many_keys(work / "keys", keys)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("## Soak: many runs and many keys in one process\n")
+    print(f"`python bench/soak_scale.py --runs {runs} --keys {keys}`\n")
+    print("| measure | value |")
+    print("|---|---|")
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
