@@ -212,7 +212,8 @@ def export_cmd(
     else:
         click.echo(
             f"exported {report.runs} runs of {report.experiments} experiments "
-            f"({report.points:,} points, {report.artifacts} artifacts) to {report.dest}"
+            f"({report.points:,} points, {report.artifacts} artifacts; {report.duplicates} repeated "
+            f"identical points written once) to {report.dest}"
         )
         for line in report.skipped:
             click.echo(f"  skipped: {line}", err=True)

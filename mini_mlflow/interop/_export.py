@@ -5,7 +5,7 @@ Layout written (see MLflow's ``mlflow/store/tracking/file_store.py``)::
     DEST/.trash/  DEST/models/
     DEST/<exp_id>/meta.yaml                  experiment_id (a string), name, artifact_location, ...
     DEST/<exp_id>/<run_id>/meta.yaml         status as MLflow's integer, times in ms, run_id and run_uuid
-    DEST/<exp_id>/<run_id>/metrics/<key>     "<timestamp_ms> <value> <step>" lines
+    DEST/<exp_id>/<run_id>/metrics/<key>     "<timestamp_ms> <value> <step>" lines, each point once
     DEST/<exp_id>/<run_id>/params/<key>      raw text;  tags/<key> raw text;  artifacts/ (always present)
 
 Every file is written under a temporary name and renamed into place, so an interrupted export never
@@ -43,6 +43,8 @@ class ExportReport:
     runs: int = 0
     points: int = 0
     artifacts: int = 0
+    #: Identical points (same step, timestamp and value) written once instead of repeatedly.
+    duplicates: int = 0
     #: Things not exported and why (symlinks, unreadable runs).
     skipped: list[str] = field(default_factory=list)
 
@@ -126,7 +128,9 @@ def _write_run(base: str, view: Any, report: ExportReport) -> None:
     for key, text in tags.items():
         _write_text(base, os.path.join(rdir, "tags"), key, text.encode())
     for key in view.metric_keys:
-        report.points += _write_metric(base, view.run_dir, rdir, key)
+        points, duplicates = _write_metric(base, view.run_dir, rdir, key)
+        report.points += points
+        report.duplicates += duplicates
     artifacts_dir = os.path.join(rdir, "artifacts")
     for rel, src in iter_artifacts(view.run_dir):
         dest = safe_join(base, os.path.relpath(artifacts_dir, base), rel)
@@ -163,12 +167,15 @@ def _write_text(base: str, folder: str, key: str, data: bytes) -> None:
     _files.write_atomic(path, data)
 
 
-def _write_metric(base: str, run_dir: str, rdir: str, key: str) -> int:
+def _write_metric(base: str, run_dir: str, rdir: str, key: str) -> tuple[int, int]:
     src = os.path.join(run_dir, "metrics", key + METRIC_SUFFIX)
     dest = safe_join(base, os.path.relpath(os.path.join(rdir, "metrics"), base), key)
     make_dirs(base, os.path.dirname(dest))
     tmp = f"{dest}.{TMP_MARK}.{os.getpid()}"
-    count = 0
+    count = duplicates = 0
+    # An identical point logged twice is written once: MLflow's SQL stores keep one (their primary key
+    # is key, timestamp, step, value), and `mlflow migrate-filestore` fails on a repeated one.
+    seen: set[tuple[int, int, float | str]] = set()
     with open(src, "rb") as f, open(tmp, "w", encoding="ascii") as out:
         rest = b""
         while True:
@@ -179,15 +186,18 @@ def _write_metric(base: str, run_dir: str, rdir: str, key: str) -> int:
             end = data.rfind(b"\n")
             rest = data[end + 1 :]
             history = parse_metric_lines(data[: end + 1], key)
-            out.write(
-                "".join(
-                    metric_line_text(t, v, s)
-                    for s, v, t in zip(history.steps, history.values, history.timestamps, strict=False)
-                )
-            )
-            count += len(history)
+            lines = []
+            for s, v, t in zip(history.steps, history.values, history.timestamps, strict=True):
+                point = (t, s, v if v == v else "nan")
+                if point in seen:
+                    duplicates += 1
+                    continue
+                seen.add(point)
+                lines.append(metric_line_text(t, v, s))
+            out.write("".join(lines))
+            count += len(lines)
     os.replace(tmp, dest)  # a torn last line (rest) is left out: MLflow would fail on it
-    return count
+    return count, duplicates
 
 
 def _note_links(run_dir: str, report: ExportReport) -> None:

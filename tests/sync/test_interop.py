@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,23 @@ def test_export_is_read_back_by_mlflow_as_the_source(tmp_path: Path, file_client
     assert result.exit_code == 0, result.output
     assert (dest / ".trash").is_dir() and (dest / "models").is_dir()
     client = file_client(dest)
+    assert_mlflow_sees(client, root, runs)
+    a, _, c, _ = runs
+    assert client.get_run(c.run_id).data.tags["mlflow.parentRunId"] == a.run_id
+    assert [m.value for m in client.get_metric_history(a.run_id, "edge")][1:3] == [math.inf, -math.inf]
+    assert len(client.get_metric_history(a.run_id, "dup")) == 1  # logged twice, identical: kept once
+    assert "1 repeated identical points written once" in result.output
+    vision = client.get_experiment_by_name("vision")
+    assert {r.info.run_name for r in client.search_runs([vision.experiment_id])} == {"a", "b", "c"}
+    path = client.download_artifacts(a.run_id, "docs/hello.txt", str(tmp_path))
+    assert Path(path).read_text() == "hello"
+    # Exporting again rewrites the same store without duplicating anything.
+    assert run_cli("--root", str(root), "export", "--format", "mlflow", str(dest), "--all").exit_code == 0
+    assert len(file_client(dest).get_metric_history(a.run_id, "loss")) == 300
+
+
+def assert_mlflow_sees(client: Any, root: Path, runs: list[mm.Run], sql: bool = False) -> None:
+    """MLflow's client reports each run as our store holds it (``sql``: ±inf kept as ±float max)."""
     store = mm.Store(root)
     for run in runs:
         local = store.get_run(run.run_id)
@@ -71,24 +90,39 @@ def test_export_is_read_back_by_mlflow_as_the_source(tmp_path: Path, file_client
         assert {k: v for k, v in remote.data.tags.items() if k in local["tags"]} == local["tags"]
         for key in store.metric_keys(run.run_id):
             mine = store.get_metric_history(run.run_id, key)
-            theirs = client.get_metric_history(run.run_id, key)
-            assert [m.step for m in theirs] == mine.steps
-            assert [m.timestamp for m in theirs] == mine.timestamps
-            assert all(
-                (math.isnan(x) and math.isnan(y)) or x == y
-                for x, y in zip([m.value for m in theirs], mine.values, strict=True)
-            )
-    a, _, c, _ = runs
-    assert client.get_run(c.run_id).data.tags["mlflow.parentRunId"] == a.run_id
-    assert [m.value for m in client.get_metric_history(a.run_id, "edge")][1:3] == [math.inf, -math.inf]
-    assert len(client.get_metric_history(a.run_id, "dup")) == 2
-    vision = client.get_experiment_by_name("vision")
-    assert {r.info.run_name for r in client.search_runs([vision.experiment_id])} == {"a", "b", "c"}
-    path = client.download_artifacts(a.run_id, "docs/hello.txt", str(tmp_path))
-    assert Path(path).read_text() == "hello"
-    # Exporting again rewrites the same store without duplicating anything.
+            theirs = sorted(client.get_metric_history(run.run_id, key), key=lambda m: (m.timestamp, m.step))
+            first: dict[tuple[Any, ...], int] = {}  # an identical point repeated is exported once
+            for i in range(len(mine)):
+                value = mine.values[i]
+                first.setdefault((mine.timestamps[i], mine.steps[i], "nan" if value != value else value), i)
+            order = sorted(first.values(), key=lambda i: (mine.timestamps[i], mine.steps[i]))
+            assert [m.step for m in theirs] == [mine.steps[i] for i in order]
+            assert [m.timestamp for m in theirs] == [mine.timestamps[i] for i in order]
+            for m, i in zip(theirs, order, strict=True):
+                want = mine.values[i]
+                if sql and math.isinf(want):
+                    want = math.copysign(sys.float_info.max, want)
+                assert (math.isnan(m.value) and math.isnan(want)) or m.value == want, (key, m, want)
+
+
+def test_mlflow_migrate_filestore_moves_an_export_to_sqlite(tmp_path: Path) -> None:
+    import mlflow
+
+    root, dest = tmp_path / "mlruns", tmp_path / "exported"
+    runs = build_source(root, tmp_path)
     assert run_cli("--root", str(root), "export", "--format", "mlflow", str(dest), "--all").exit_code == 0
-    assert len(file_client(dest).get_metric_history(a.run_id, "loss")) == 300
+    target = f"sqlite:///{tmp_path / 'migrated.db'}"
+    mlflow_bin = Path(sys.executable).parent / "mlflow"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING")}
+    done = subprocess.run(
+        [str(mlflow_bin), "migrate-filestore", "--source", str(dest), "--target", target],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_mlflow_sees(mlflow.MlflowClient(tracking_uri=target), root, runs, sql=True)
 
 
 def _write_with_mlflow(src: Path, file_client: Any) -> tuple[Any, dict[str, Any]]:
@@ -193,8 +227,8 @@ def test_export_then_import_round_trips(tmp_path: Path) -> None:
             assert x["metadata"][field] == y["metadata"][field], field
         for key in one.metric_keys(run.run_id):
             h1, h2 = one.get_metric_history(run.run_id, key), two.get_metric_history(run.run_id, key)
-            assert (h1.steps, h1.timestamps) == (h2.steps, h2.timestamps)
-            assert [str(v) for v in h1.values] == [str(v) for v in h2.values]
+            p1 = list(dict.fromkeys(zip(h1.timestamps, h1.steps, map(str, h1.values), strict=True)))
+            assert p1 == list(zip(h2.timestamps, h2.steps, map(str, h2.values), strict=True))  # repeats once
 
 
 def test_export_refuses_a_destination_that_escapes(tmp_path: Path) -> None:
