@@ -271,28 +271,29 @@ def _load(root: str, exp_id: str) -> ExperimentIndex:
                 for i, v in zip(rows, vals, strict=False):
                     target[i][key] = v
         warnings = doc["w"]
-        for i, name in enumerate(names):
-            m = [cols[c][i] for c in META_COLUMNS]
-            index.records[name] = RunRecord(
+        records = index.records
+        rows = zip(names, *(cols[c] for c in META_COLUMNS[1:]), params, tags, metrics, strict=True)
+        for name, run_name, status, start, end, user, stage, parent, version, p, t, x in rows:
+            records[name] = RunRecord(
                 name,
-                m[1],
+                run_name,
                 exp_id,
-                m[2],
-                m[3],
-                m[4],
-                m[6],
-                m[5],
-                m[7],
-                params[i],
-                tags[i],
-                metrics[i],
+                status,
+                start,
+                end,
+                stage,
+                user,
+                parent,
+                p,
+                t,
+                x,
                 f"{exp_dir}/{name}",
-                m[2],
-                _newer({"format_version": m[8]}),
-                warnings.get(name, []),
+                status,
+                version if isinstance(version, int) and version > FORMAT_VERSION else None,
+                warnings.get(name) or [],
             )
-            index.d[name] = doc["d"][i]
-            index.ok[name] = bool(doc["ok"][i])
+        index.d = dict(zip(names, doc["d"], strict=True))
+        index.ok = {name: bool(ok) for name, ok in zip(names, doc["ok"], strict=True)}
         index.broken, index.stray = dict(doc["b"]), dict(doc["stray"])
         index.info, index.info_sig, index.info_at = doc["e"], doc["es"], doc["eat"]
     except (OSError, ValueError, KeyError, TypeError, IndexError):
@@ -363,6 +364,22 @@ def _check_info(root: str, exp_id: str, index: ExperimentIndex, now_ns: int) -> 
     changed = info != index.info or sig != index.info_sig
     index.info, index.info_sig, index.info_at = info, sig, now_ns
     return changed
+
+
+def experiment_info(root: str, exp_id: str) -> dict[str, Any]:
+    """``{"name", "lifecycle_stage", "broken"}`` of an experiment, without checking its runs."""
+    key = (os.path.abspath(root), exp_id)
+    index = _MEMORY.get(key)
+    if index is None:
+        index = ExperimentIndex()
+        raw, broken = read_meta_file(os.path.join(root, exp_id, META_FILE))
+        return {
+            "name": None if raw is None or raw.get("name") is None else str(raw["name"]),
+            "lifecycle_stage": str((raw or {}).get("lifecycle_stage") or "active"),
+            "broken": broken,
+        }
+    _check_info(root, exp_id, index, time.time_ns())
+    return dict(index.info)
 
 
 def load_experiment(root: str, exp_id: str, save: bool = True, only: str | None = None) -> ExperimentIndex:

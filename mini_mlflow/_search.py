@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from operator import itemgetter
 from typing import Any
 
 from . import _index
@@ -25,8 +24,23 @@ MAX_RESULTS = 50_000
 
 
 def _copy(r: RunRecord) -> RunRecord:
-    return replace(
-        r, params=dict(r.params), tags=dict(r.tags), metrics=dict(r.metrics), warnings=list(r.warnings)
+    return RunRecord(
+        r.run_id,
+        r.run_name,
+        r.experiment_id,
+        r.status,
+        r.start_time,
+        r.end_time,
+        r.lifecycle_stage,
+        r.user,
+        r.parent_run_id,
+        dict(r.params),
+        dict(r.tags),
+        dict(r.metrics),
+        r.run_dir,
+        r.stored_status,
+        r.newer_format,
+        list(r.warnings),
     )
 
 
@@ -45,18 +59,18 @@ def _sort(records: list[RunRecord], keys: list[OrderKey]) -> list[RunRecord]:
     """Stable multi-key sort; missing values go last and NaN just before them, in either direction."""
     for order in reversed(keys):
         get = _getter(order.field)
+        values = [get(r) for r in records]
         present, nan, missing = [], [], []
-        for r in records:
-            value = get(r)
+        for value, r in zip(values, records, strict=True):
             if value is None:
                 missing.append(r)
-            elif isinstance(value, float) and math.isnan(value):
+            elif value != value:  # NaN
                 nan.append(r)
             else:
                 present.append((value, r))
-        if present and not all(isinstance(v, (int, float)) for v, _ in present):
+        if present and not all(v.__class__ in (int, float) for v, _ in present):
             present = [(as_text(v), r) for v, r in present]  # mixed types: compare as text
-        present.sort(key=lambda pair: pair[0], reverse=order.descending)
+        present.sort(key=itemgetter(0), reverse=order.descending)
         records = [r for _, r in present] + nan + missing
     return records
 
@@ -99,6 +113,7 @@ def search_runs(
     output: str = "list",
     *,
     root: str | os.PathLike[str] | None = None,
+    copy: bool = True,
 ) -> Any:
     """Find runs with MLflow's filter and order grammar, served from a self-validating index.
 
@@ -161,6 +176,8 @@ def search_runs(
         OrderKey(Field("attributes", "run_id"), False),
     ]
     records = _sort(_sort(records, default), keys) if keys else _sort(records, default)
+    if not copy:  # the CLI only reads them, and wants every match for its count
+        return SearchResult(records, broken)
     # copies: the index's records stay private to it
     result = SearchResult([_copy(r) for r in records[:max_results]], broken)
     return result.to_pandas() if output == "pandas" else result

@@ -44,10 +44,10 @@ def exits_cleanly(fn: F) -> F:
 
 
 def experiment_names(root: str) -> dict[str, str | None]:
-    """``{experiment_id: name}`` of every experiment (from the index, so without parsing YAML)."""
+    """``{experiment_id: name}`` of every experiment (its meta.yaml only; no run is looked at)."""
     from .. import _index
 
-    return {e: _index.load_experiment(root, e).info.get("name") for e in _index.experiment_ids(root)}
+    return {e: _index.experiment_info(root, e).get("name") for e in _index.experiment_ids(root)}
 
 
 def resolve_experiment(root: str, ref: str) -> str:

@@ -118,6 +118,7 @@ def ls_cmd(
             max_results=50_000,
             run_view="deleted" if deleted else "active",
             root=root,
+            copy=False,
         )
     except InvalidInputError as exc:
         raise click.UsageError(str(exc)) from None
@@ -168,88 +169,74 @@ def _write_csv(records: SearchResult) -> None:
 def _print_table(
     root: str, records: SearchResult, total: int, exp_ids: list[str] | None, deleted: bool
 ) -> None:
-    from rich.table import Table
+    from ._render import fmt_duration, fmt_number, fmt_param, fmt_time, short_id, status_label
+    from ._table import Column, clean, render, term_width, use_color, width_of
 
-    from ._render import (
-        clean,
-        fmt_duration,
-        fmt_number,
-        fmt_param,
-        fmt_time,
-        make_console,
-        plain,
-        short_id,
-        status_text,
-    )
-
-    console = make_console()
+    color = use_color()
+    width = term_width()
+    out: list[str] = []
     names = experiment_names(root)
     many = exp_ids is None or len(exp_ids) > 1
     if exp_ids is not None:
         label = ", ".join(f"{clean(names.get(e) or '?')} ({e})" for e in exp_ids)
-        console.print(plain(f"Experiment: {label}" + ("  [deleted runs]" if deleted else "")), style="bold")
+        out.append(f"Experiment: {label}" + ("  [deleted runs]" if deleted else ""))
     rows = list(records)
     params, partial_params = _varying(rows, "params")
     metrics, partial_metrics = _varying(rows, "metrics")
-    table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
-    name_width = min(24, max([4, *(len(clean(r.run_name or "")) for r in rows)]))
-    exp_width = min(14, max([3, *(len(clean(names.get(r.experiment_id) or "")) for r in rows)]))
-    table.add_column("id", no_wrap=True, style="dim", min_width=8)
-    table.add_column("name", no_wrap=True, overflow="ellipsis", max_width=24, min_width=min(name_width, 12))
-    table.add_column("status", no_wrap=True, min_width=8)
-    table.add_column("start (UTC)", no_wrap=True, min_width=16)
-    table.add_column("duration", no_wrap=True, justify="right", min_width=8)
+    run_names = [clean(r.run_name or "") for r in rows]
+    exp_names = [clean(names.get(r.experiment_id) or r.experiment_id) for r in rows]
+    name_width = min(24, max([4, *map(width_of, run_names)]))
+    exp_width = min(14, max([3, *map(width_of, exp_names)]))
+    columns = [
+        Column("id", 8, style="dim"),
+        Column("name", 24),
+        Column("status", 8),
+        Column("start (UTC)", 16),
+    ]
+    columns.append(Column("duration", 8, right=True))
     if many:
-        table.add_column("exp", no_wrap=True, overflow="ellipsis", max_width=14, min_width=min(exp_width, 8))
-    # Each column takes its width plus one space of padding on either side.
-    budget = console.width - (10 + name_width + 2 + 10 + 18 + 10 + (exp_width + 2 if many else 0))
-    hidden = 0
-    keys: list[tuple[str, str]] = []
-    # Params that differ first (but leave room for metrics), then metrics, then keys only some runs have.
+        columns.append(Column("exp", 14))
+    # Every column is followed by two spaces; the varying keys share what is left of the width.
+    budget = width - (10 + name_width + 2 + 10 + 18 + 10 + (exp_width + 2 if many else 0))
     param_budget = budget * 3 // 5 if metrics else budget
     candidates = [("params", k) for k in params] + [("metrics", k) for k in metrics]
     candidates += [("params", k) for k in partial_params] + [("metrics", k) for k in partial_metrics]
+    keys: list[tuple[str, str]] = []
+    hidden = 0
     for kind, key in candidates:
-        width = min(max(len(key), 6), 18) + 2
-        if kind == "params" and key in params and width > param_budget:
+        values = [getattr(r, kind).get(key) for r in rows]
+        shown = [fmt_number(v) if kind == "metrics" else fmt_param(v) for v in values if v is not None]
+        col_width = min(18, max([width_of(clean(key)), *(width_of(clean(v)) for v in shown)])) + 2
+        if (kind == "params" and key in params and col_width > param_budget) or col_width > budget:
             hidden += 1
             continue
-        param_budget -= width if kind == "params" else 0
-        if width > budget:
-            hidden += 1
-            continue
-        budget -= width
+        param_budget -= col_width if kind == "params" else 0
+        budget -= col_width
         keys.append((kind, key))
-        table.add_column(
-            plain(key),
-            no_wrap=True,
-            overflow="ellipsis",
-            max_width=18,
-            justify="right" if kind == "metrics" else "left",
-            header_style="bold" if kind == "metrics" else "bold blue",
+        columns.append(
+            Column(clean(key), 18, right=kind == "metrics", style="" if kind == "metrics" else "blue")
         )
-    for r in rows:
-        status = status_text(r.status)
-        if r.newer_format:
-            status.append(" !", style="yellow")
-        cells: list[Any] = [
-            short_id(r.run_id),
-            plain(r.run_name or ""),
-            status,
-            fmt_time(r.start_time),
-            fmt_duration(r.start_time, r.end_time, running=r.status == "RUNNING"),
+    table: list[list[tuple[str, str]]] = []
+    for r, run_name, exp_name in zip(rows, run_names, exp_names, strict=True):
+        label, style = status_label(r.status)
+        cells = [
+            (short_id(r.run_id), ""),
+            (run_name, ""),
+            (label + (" !" if r.newer_format else ""), style),
+            (fmt_time(r.start_time), ""),
+            (fmt_duration(r.start_time, r.end_time, running=r.status == "RUNNING"), ""),
         ]
         if many:
-            cells.append(plain(names.get(r.experiment_id) or r.experiment_id))
+            cells.append((exp_name, ""))
         for kind, key in keys:
             value = getattr(r, kind).get(key)
             text = "" if value is None else fmt_number(value) if kind == "metrics" else fmt_param(value)
-            cells.append(plain(text))
-        table.add_row(*cells)
+            cells.append((clean(text), ""))
+        table.append(cells)
     if rows:
-        console.print(table)
+        out += render(columns, table, color)
     else:
-        console.print("no runs" + (" match the filter" if total == 0 and exp_ids is not None else ""))
+        out.append("no runs" + (" match the filter" if total == 0 and exp_ids is not None else ""))
     notes = []
     if total > len(rows):
         notes.append(f"showing {len(rows)} of {total} runs (--limit to see more)")
@@ -259,14 +246,19 @@ def _print_table(
         notes.append("params and metrics are the same in every listed run")
     if any(r.newer_format for r in rows):
         notes.append("! written by a newer format version: shown as far as this version understands it")
-    for note in notes:
-        console.print(plain(note), style="dim")
+    out += [paint_dim(n, color) for n in notes]
     if records.broken:
-        console.print(
-            plain(f"{len(records.broken)} broken run folder(s), not listed above:"), style="bold red"
+        out.append(
+            paint_dim(f"{len(records.broken)} broken run folder(s), not listed above:", color, "bold red")
         )
-        for b in records.broken:
-            console.print(plain(f"  {b.reason}"))
+        out += [f"  {clean(b.reason)}" for b in records.broken]
+    click.echo("\n".join(out))
+
+
+def paint_dim(text: str, color: bool, style: str = "dim") -> str:
+    from ._table import paint
+
+    return paint(text, style, color)
 
 
 @click.command("experiments")

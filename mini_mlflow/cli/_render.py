@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.markup import escape
-from rich.text import Text
+from ._table import clean as clean
 
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
 from .._layout import iso_from_ms
 from .._records import as_text
 
-# C0/C1 control characters and DEL: never sent to a terminal from store content (escape sequences).
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 STATUS_STYLE = {
     "RUNNING": "cyan",
     "FINISHED": "green",
@@ -29,6 +27,8 @@ STATUS_STYLE = {
 
 def make_console(stderr: bool = False) -> Console:
     """A console that colours only a real terminal without ``NO_COLOR``, and fits its width."""
+    from rich.console import Console
+
     stream = sys.stderr if stderr else sys.stdout
     tty = stream.isatty()
     color = tty and not os.environ.get("NO_COLOR")
@@ -45,18 +45,17 @@ def make_console(stderr: bool = False) -> Console:
     )
 
 
-def clean(text: Any) -> str:
-    """Store content made printable: control characters shown as ``\\xNN``, never interpreted."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
-
-
 def safe(text: Any) -> str:
     """``clean`` plus rich markup escaped, for strings that go through markup rendering."""
+    from rich.markup import escape
+
     return escape(clean(text))
 
 
 def plain(text: Any, style: str = "") -> Text:
     """A rich ``Text`` that prints ``text`` literally (``[red]`` stays ``[red]``)."""
+    from rich.text import Text
+
     return Text(clean(text), style=style)
 
 
@@ -114,9 +113,16 @@ def fmt_duration(start: int | None, end: int | None, running: bool = False) -> s
     return f"{hours // 24}d{hours % 24:02d}h"
 
 
+def status_label(status: str) -> tuple[str, str]:
+    """How a status reads in a listing (``crashed`` for a dead RUNNING run) and its colour."""
+    return clean("crashed" if status == "CRASHED" else status.lower()), STATUS_STYLE.get(status, "")
+
+
 def status_text(status: str) -> Text:
-    shown = "crashed" if status == "CRASHED" else status.lower()
-    return Text(clean(shown), style=STATUS_STYLE.get(status, ""))
+    from rich.text import Text
+
+    label, style = status_label(status)
+    return Text(label, style=style)
 
 
 LOWER_IS_BETTER = ("loss", "err", "mse", "mae", "rmse", "perplexity", "ppl", "latency", "time", "wer", "cer")
