@@ -29,6 +29,7 @@ from sync_helpers import (
 
 import mini_mlflow as mm
 from mini_mlflow.cli._main import cli
+from mini_mlflow.interop._convert import load_run_view
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -197,9 +198,14 @@ def test_dry_run_contacts_no_server_and_writes_nothing(tmp_path: Path) -> None:
     root = tmp_path / "mlruns"
     run = make_run(root, "dry", "dry", points=30)
     run_files = sorted(p for p in Path(run.run_dir).rglob("*"))
-    result = sync_all(root, f"http://127.0.0.1:{free_port()}", "--dry-run")
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    result = sync_all(root, nowhere, "--dry-run")
     assert result.exit_code == 0, result.output
-    assert "would send" in result.output and "30" not in result.output.split("would send")[0]
+    assert "would send 0 params" in result.output
+    pending = json.loads(sync_all(root, nowhere, "--dry-run", "--json").output)["run_reports"][0]["pending"]
+    size = (Path(run.run_dir) / "metrics" / "loss.jsonl").stat().st_size
+    tags = load_run_view(str(root), run.run_dir, "dry").tags  # mlflow.runName, mlflow.user, source...
+    assert pending == {"params": 0, "tags": len(tags), "metric_bytes": size, "artifacts": 0, "status": 1}
     assert sorted(p for p in Path(run.run_dir).rglob("*")) == run_files  # no .sync cursor either
 
 
