@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._layout import META_FILE, METRIC_SUFFIX, VALUE_SUFFIX, ms_from_iso
+from .._layout import META_FILE, METRIC_SUFFIX, TMP_MARK, VALUE_SUFFIX, ms_from_iso
 from .._reader import Store, _walk_keys
 
 #: MLflow's RunStatus numbers, as FileStore meta.yaml stores them.
@@ -148,10 +148,10 @@ def iter_artifacts(run_dir: str) -> list[tuple[str, str]]:
         return []
     out = []
     for folder, dirs, files in os.walk(base):
-        dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(folder, d)) and "#tmp" not in d)
+        dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(folder, d)) and TMP_MARK not in d)
         for name in sorted(files):
             path = os.path.join(folder, name)
-            if "#tmp" in name or os.path.islink(path) or not os.path.isfile(path):
+            if TMP_MARK in name or os.path.islink(path) or not os.path.isfile(path):
                 continue
             out.append((os.path.relpath(path, base).replace(os.sep, "/"), path))
     return out
