@@ -89,7 +89,7 @@ class SymlinkRefusedError(OSError):
         super().__init__(errno.ELOOP, "is a symbolic link; refusing to follow it out of the store", path)
 
 
-def _open_dir_nofollow(name: str, dir_fd: int, shown: str) -> int:
+def _open_dir_nofollow(name: str, dir_fd: int) -> int:
     try:
         return os.open(name, _DIR_FLAGS | _NOFOLLOW, dir_fd=dir_fd)
     except OSError as exc:
@@ -97,7 +97,7 @@ def _open_dir_nofollow(name: str, dir_fd: int, shown: str) -> int:
         if exc.errno in (errno.ENOTDIR, errno.ELOOP):
             try:
                 if stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
-                    raise SymlinkRefusedError(shown) from None
+                    raise SymlinkRefusedError(name) from None
             except FileNotFoundError:
                 pass
         raise
@@ -121,19 +121,21 @@ def open_append_beneath(root: str, rel: str, fixed: int, guard: str | None = Non
     fd = os.open(root, _DIR_FLAGS)
     try:
         for i, part in enumerate(parts[:-1]):
-            shown = os.path.join(root, *parts[: i + 1])
             try:
-                sub = _open_dir_nofollow(part, fd, shown)
-            except FileNotFoundError:
-                if i < fixed:
-                    raise
-                if guard is not None and i == fixed:
-                    os.stat(guard, dir_fd=fd, follow_symlinks=False)  # FileNotFoundError if gone
                 try:
-                    os.mkdir(part, 0o755, dir_fd=fd)
-                except FileExistsError:
-                    pass
-                sub = _open_dir_nofollow(part, fd, shown)
+                    sub = _open_dir_nofollow(part, fd)
+                except FileNotFoundError:
+                    if i < fixed:
+                        raise
+                    if guard is not None and i == fixed:
+                        os.stat(guard, dir_fd=fd, follow_symlinks=False)  # FileNotFoundError if gone
+                    try:
+                        os.mkdir(part, 0o755, dir_fd=fd)
+                    except FileExistsError:
+                        pass
+                    sub = _open_dir_nofollow(part, fd)
+            except SymlinkRefusedError:
+                raise SymlinkRefusedError(os.path.join(root, *parts[: i + 1])) from None  # full path
             os.close(fd)
             fd = sub
         try:
