@@ -335,3 +335,26 @@ print(sorted(t.name for t in threading.enumerate()), "httpx" in sys.modules)
     assert "mini-mlflow-sync" not in out.stdout and out.stdout.strip().endswith("False")
     assert not any(p.name == ".sync" for p in (tmp_path / "mlruns").rglob("*"))
     assert os.path.isdir(tmp_path / "mlruns")
+
+
+def test_online_mode_with_an_unreachable_server_keeps_training(tmp_path: Path) -> None:
+    code = """
+import mini_mlflow as mm
+with mm.start_run() as run:
+    for i in range(20_000):
+        mm.log_metric("loss", 1.0 / (i + 1), step=i)
+print(run.run_id)
+"""
+    env = clean_env(
+        PYTHONPATH=str(ROOT),
+        MINI_MLFLOW_TRACKING_DIR=str(tmp_path / "mlruns"),
+        MINI_MLFLOW_SYNC_URL=f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        MINI_MLFLOW_SYNC_INTERVAL="0.2",
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stderr
+    run_id = out.stdout.strip()
+    assert len(mm.Store(tmp_path / "mlruns").get_metric_history(run_id, "loss")) == 20_000  # local: all
+    assert mm.Store(tmp_path / "mlruns").get_run(run_id)["metadata"]["status"] == "FINISHED"
+    assert out.stderr.count("Warning: mini_mlflow: background sync") == 1, out.stderr  # once per cause
+    assert "Traceback" not in out.stderr
