@@ -121,27 +121,51 @@ def _newest(sigs: list[list[Any]] | None) -> int:
 def _read_values(folder: str, keys: list[str]) -> tuple[dict[str, Any], list[str]]:
     values: dict[str, Any] = {}
     problems: list[str] = []
+    texts: list[bytes] = []
     for key in keys:
+        try:
+            texts.append(read_bytes(f"{folder}/{key}{VALUE_SUFFIX}").strip())
+        except OSError:
+            texts.append(b"")
+    try:  # one parse for all values of the run; one bad file sends us to the careful path
+        if texts and all(texts):
+            return dict(zip(keys, json.loads(b"[" + b",".join(texts) + b"]"), strict=True)), problems
+    except ValueError:
+        pass
+    for key, text in zip(keys, texts, strict=True):
         path = f"{folder}/{key}{VALUE_SUFFIX}"
         try:
-            values[key] = json.loads(read_bytes(path))
-        except (OSError, ValueError) as exc:
+            values[key] = json.loads(text)
+        except ValueError as exc:
             problems.append(f"{path}: unreadable ({type(exc).__name__})")
     return values, problems
 
 
 def _update_metric(path: str, old: list[Any] | None) -> list[Any]:
     """``[ino, size, mtime, offset, count, last, min, max, last_step, skipped]`` of a metric file."""
-    sig = _sig(path)
-    if sig is None:
-        return [0, 0, 0, 0, 0, None, None, None, None, 0]
-    if old is not None and old[:3] == sig:
-        return old
-    fresh = old is None or old[0] != sig[0] or sig[1] < old[3] or sig[1] == old[1]
-    agg: list[Any] = [*sig, 0, 0, None, None, None, None, 0] if fresh or old is None else [*sig, *old[3:]]
-    with open(path, "rb") as f:
-        f.seek(agg[3])
-        data = f.read()
+    if old is not None:
+        sig = _sig(path)
+        if sig is None:
+            return [0, 0, 0, 0, 0, None, None, None, None, 0]
+        if old[:3] == sig:
+            return old  # unchanged: not even opened
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        sig = [st.st_ino, st.st_size, st.st_mtime_ns]
+        fresh = old is None or old[0] != sig[0] or sig[1] < old[3] or sig[1] == old[1]
+        agg: list[Any] = [*sig, 0, 0, None, None, None, None, 0] if fresh or old is None else [*sig, *old[3:]]
+        chunks = []
+        position = agg[3]
+        while True:
+            chunk = os.pread(fd, max(65536, sig[1] - position + 1), position)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            position += len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
     end = data.rfind(b"\n")
     if end < 0:
         return agg
