@@ -87,6 +87,8 @@ def test_show_and_compare_on_the_sample(sample_store: Path) -> None:
 def test_env_var_selects_the_store_and_exit_codes(sample_store: Path, tmp_path: Path) -> None:
     done = mini(None, "ls", "--all", env={"MINI_MLFLOW_TRACKING_DIR": str(sample_store)})
     assert done.returncode == 0 and "cnn-sgd-lr0.1" in done.stdout
+    done = mini(None, "ls", "--root", str(sample_store), "-e", "mnist-cnn")  # --root after the command
+    assert done.returncode == 0 and "cnn-sgd-lr0.1" in done.stdout
     done = mini(sample_store, "show", "zzzz")
     assert done.returncode == 1 and done.stderr.startswith("error: no run id starts with 'zzzz'")
     done = mini(sample_store, "ls", "--limit", "0")

@@ -15,6 +15,23 @@ from .._errors import InvalidInputError, MiniMlflowError, NotFoundError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _set_root(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        root = ctx.find_root()
+        root.obj = {**(root.obj or {}), "root": value}
+
+
+#: ``--root`` after the command name too (``mini-mlflow ls --root mlruns.sample``).
+root_option = click.option(
+    "--root",
+    type=click.Path(file_okay=False),
+    expose_value=False,
+    is_eager=True,
+    callback=_set_root,
+    help="Store root (same as the option before the command).",
+)
+
+
 def root_of(ctx: click.Context) -> str:
     obj = ctx.find_root().obj or {}
     return str(obj.get("root") or os.environ.get("MINI_MLFLOW_TRACKING_DIR") or "mlruns")

@@ -8,7 +8,7 @@ import shutil
 import click
 
 from .._layout import TMP_MARK, iso_from_ms, now_ms
-from ._common import exits_cleanly, root_of
+from ._common import exits_cleanly, root_of, root_option
 
 _GC_MARK = f"{TMP_MARK}.gc."
 
@@ -35,6 +35,7 @@ def _set_stage(root: str, refs: tuple[str, ...], stage: str) -> None:
 
 @click.command("delete")
 @click.argument("runs", nargs=-1, required=True)
+@root_option
 @click.pass_context
 @exits_cleanly
 def delete_cmd(ctx: click.Context, runs: tuple[str, ...]) -> None:
@@ -44,6 +45,7 @@ def delete_cmd(ctx: click.Context, runs: tuple[str, ...]) -> None:
 
 @click.command("restore")
 @click.argument("runs", nargs=-1, required=True)
+@root_option
 @click.pass_context
 @exits_cleanly
 def restore_cmd(ctx: click.Context, runs: tuple[str, ...]) -> None:
@@ -68,6 +70,7 @@ def _folder_size(path: str) -> int:
 )
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@root_option
 @click.pass_context
 @exits_cleanly
 def gc_cmd(ctx: click.Context, experiments: tuple[str, ...], yes: bool, dry_run: bool) -> None:

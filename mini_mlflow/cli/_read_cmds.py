@@ -13,7 +13,7 @@ import click
 from .._errors import InvalidInputError
 from .._layout import iso_from_ms
 from .._records import RunRecord, SearchResult
-from ._common import exits_cleanly, experiment_names, resolve_experiment, root_of
+from ._common import exits_cleanly, experiment_names, resolve_experiment, root_of, root_option
 
 DEFAULT_LIMIT = 50
 
@@ -80,6 +80,7 @@ def _varying(records: list[RunRecord], attr: str) -> tuple[list[str], list[str]]
 @click.option("--deleted", is_flag=True, help="List deleted runs instead of active ones.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV with every param and metric.")
+@root_option
 @click.pass_context
 @exits_cleanly
 def ls_cmd(
@@ -263,6 +264,7 @@ def paint_dim(text: str, color: bool, style: str = "dim") -> str:
 
 @click.command("experiments")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON.")
+@root_option
 @click.pass_context
 @exits_cleanly
 def experiments_cmd(ctx: click.Context, as_json: bool) -> None:

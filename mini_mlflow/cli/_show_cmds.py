@@ -12,7 +12,7 @@ import click
 
 from .._layout import METRIC_SUFFIX, iso_from_ms
 from .._records import RunRecord
-from ._common import exits_cleanly, fail, root_of
+from ._common import exits_cleanly, fail, root_of, root_option
 
 MAX_ARTIFACTS = 50
 
@@ -61,6 +61,7 @@ def _summary(aggs: dict[str, list[Any]]) -> dict[str, dict[str, Any]]:
 @click.option(
     "-m", "--metric", "only_metrics", multiple=True, metavar="KEY", help="Chart only these metrics."
 )
+@root_option
 @click.pass_context
 @exits_cleanly
 def show_cmd(
@@ -186,6 +187,7 @@ def _size(n: int) -> str:
 @click.command("compare")
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON.")
+@root_option
 @click.pass_context
 @exits_cleanly
 def compare_cmd(ctx: click.Context, runs: tuple[str, ...], as_json: bool) -> None:
@@ -270,6 +272,7 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], as_json: bool) -> Non
     show_default=True,
     help="Seconds between polls with -f.",
 )
+@root_option
 @click.pass_context
 @exits_cleanly
 def tail_cmd(
