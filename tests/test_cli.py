@@ -253,3 +253,33 @@ def test_delete_restore_gc(store: Path, sample: dict[str, str]) -> None:
     )
     assert "nothing to remove" in invoke(store, "gc", "--yes").output
     assert invoke(store, "delete", "nope").exit_code == 1
+
+
+def test_big_metric_is_charted_from_samples(store: Path) -> None:
+    from mini_mlflow.cli._chart import WHOLE_FILE_BYTES, sample_points
+
+    with mm.start_run(run_name="long") as run:
+        mm.log_metric("loss", 1.0, step=0)
+    path = Path(run.run_dir) / "metrics" / "loss.jsonl"
+    n = 40_000
+    lines = "".join(f'{{"step":{s},"value":{1 / (s + 1)!r},"timestamp":{1000 + s}}}\n' for s in range(1, n))
+    with open(path, "a") as f:
+        f.write(lines)
+    assert path.stat().st_size > WHOLE_FILE_BYTES
+    points = sample_points(str(path), 200)
+    steps = [s for s, _ in points]
+    assert 150 <= len(points) <= 202 and steps == sorted(steps)
+    assert steps[0] == 0 and steps[-1] == n - 1  # first and last points are always drawn
+    out = invoke(store, "show", run.run_id).output
+    row = next(line for line in out.splitlines() if line.startswith("loss "))
+    assert row.split()[1:] == ["2.5e-05", "2.5e-05", "1", str(n), str(n - 1)]
+    assert f"loss  ({n} points, lower is better)" in out
+
+
+def test_gc_cleans_up_after_an_interrupted_gc(store: Path, sample: dict[str, str]) -> None:
+    leftover = store / "0" / "#tmp.gc.0123456789abcdef"
+    (leftover / "metrics").mkdir(parents=True)
+    (leftover / "meta.yaml").write_text("status: FINISHED\n")
+    assert "#tmp" not in invoke(store, "ls").output and "broken" not in invoke(store, "ls").output
+    result = invoke(store, "gc", "--yes")
+    assert result.exit_code == 0 and not leftover.exists()
