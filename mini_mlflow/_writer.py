@@ -436,6 +436,9 @@ class Writer:
                 # Skip idle buffers without taking their lock: with thousands of runs open in one
                 # process, a full drain of each on every pass held the GIL for milliseconds.
                 if not buffer.queue and not buffer._held and now < buffer._heartbeat_due:
+                    # As a drain would: the next point logged is due one interval from now, so a
+                    # sparse logger's call is not found overdue and made to write inline.
+                    buffer.due = now + buffer.interval
                     continue
                 try:
                     buffer.drain()

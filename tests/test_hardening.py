@@ -437,15 +437,20 @@ def test_idle_runs_cost_the_writer_nothing_and_hold_no_descriptors(
     base = _open_fds()
     idle = [mm.Run(runs_dir=store) for _ in range(300)]
     assert _open_fds() <= base + 2, "an open run must not hold a descriptor"
-    dues = [r._buffer.due for r in idle]
-    busy = mm.Run(runs_dir=store)
-    busy.log_metric("m", 1.0)  # not overdue: only the writer thread can write it
-    path = Path(busy.run_dir) / "metrics" / "m.jsonl"
-    wait_until(lambda: path.exists() and path.read_bytes().endswith(b"\n"))
-    # The writer's pass went over every idle run before reaching the newest one, without draining
-    # any of them (a drain would have moved its deadline).
-    assert [r._buffer.due for r in idle] == dues
-    assert len(WRITER.buffers()) >= 301
+    # Hold every idle run's drain lock: a writer pass that tried to drain an idle run would block
+    # there, and the busy run below (registered last) would never be written.
+    for r in idle:
+        r._buffer.lock.acquire()
+    try:
+        busy = mm.Run(runs_dir=store)
+        busy._buffer.due = float("inf")  # never overdue: only the writer thread may write it
+        busy.log_metric("m", 1.0)
+        path = Path(busy.run_dir) / "metrics" / "m.jsonl"
+        wait_until(lambda: path.exists() and path.read_bytes().endswith(b"\n"), timeout=5)
+        assert len(WRITER.buffers()) >= 301
+    finally:
+        for r in idle:
+            r._buffer.lock.release()
     for r in [*idle, busy]:
         r.end()
     assert [r.status for r in idle] == ["FINISHED"] * 300
