@@ -27,15 +27,14 @@ import time
 from typing import Any
 
 from ._files import write_atomic
-from ._layout import FORMAT_VERSION, META_FILE, METRIC_SUFFIX, TMP_MARK, VALUE_SUFFIX, iso_from_ms
-from ._meta import normalize_meta, read_bytes, read_meta_file
-from ._reader import heartbeat_state, parse_metric_lines
+from ._layout import FORMAT_VERSION, META_FILE, TMP_MARK, iso_from_ms
+from ._meta import read_bytes, read_meta_file
+from ._reader import heartbeat_state
 from ._records import RunRecord
+from ._scan import RACY_NS, build_run, sig_of
 
 INDEX_DIR = ".index"
 INDEX_VERSION = 2
-#: An mtime this close to the moment it was read may hide a later write in the same clock tick.
-RACY_NS = 2_000_000_000
 #: A finished run whose folder changed less than this long ago is still checked deeply (a second
 #: process sharing the run may still be flushing; its heartbeat touches the folder while it lives).
 SETTLED_S = 30
@@ -69,204 +68,6 @@ class ExperimentIndex:
 
 
 _MEMORY: dict[tuple[str, str], ExperimentIndex] = {}
-
-
-def _sig(path: str) -> list[int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_ino, st.st_size, st.st_mtime_ns]
-
-
-def _dir_sigs(folder: str, rels: list[str]) -> list[list[Any]]:
-    """mtimes of ``folder`` and its sub-folders (a new key shows up as a changed folder mtime)."""
-    out: list[list[Any]] = []
-    for rel in rels:
-        try:
-            out.append([rel, os.stat(folder if rel == "." else f"{folder}/{rel}").st_mtime_ns])
-        except OSError:
-            out.append([rel, -1])
-    return out
-
-
-def _walk(folder: str, suffix: str) -> tuple[list[str], list[str]]:
-    """Keys stored under ``folder`` as ``<key><suffix>`` files, and the folders walked ('.' first)."""
-    keys: list[str] = []
-    rels: list[str] = []
-    pending = ["."]
-    while pending:
-        rel = pending.pop()
-        rels.append(rel)
-        try:
-            entries = os.scandir(folder if rel == "." else f"{folder}/{rel}")
-        except OSError:
-            continue
-        with entries:
-            for e in entries:
-                if TMP_MARK in e.name:
-                    continue
-                sub = e.name if rel == "." else f"{rel}/{e.name}"
-                if e.is_dir(follow_symlinks=False):
-                    pending.append(sub)
-                elif e.name.endswith(suffix) and e.is_file(follow_symlinks=False):
-                    keys.append(sub[: -len(suffix)])
-    return sorted(keys), rels
-
-
-def _newest(sigs: list[list[Any]] | None) -> int:
-    return max((s[-1] for s in sigs or ()), default=0)
-
-
-def _read_values(folder: str, keys: list[str]) -> tuple[dict[str, Any], list[str]]:
-    values: dict[str, Any] = {}
-    problems: list[str] = []
-    texts: list[bytes] = []
-    for key in keys:
-        try:
-            texts.append(read_bytes(f"{folder}/{key}{VALUE_SUFFIX}").strip())
-        except OSError:
-            texts.append(b"")
-    try:  # one parse for all values of the run; one bad file sends us to the careful path
-        if texts and all(texts):
-            return dict(zip(keys, json.loads(b"[" + b",".join(texts) + b"]"), strict=True)), problems
-    except ValueError:
-        pass
-    for key, text in zip(keys, texts, strict=True):
-        path = f"{folder}/{key}{VALUE_SUFFIX}"
-        try:
-            values[key] = json.loads(text)
-        except ValueError as exc:
-            problems.append(f"{path}: unreadable ({type(exc).__name__})")
-    return values, problems
-
-
-def _update_metric(path: str, old: list[Any] | None) -> list[Any]:
-    """``[ino, size, mtime, offset, count, last, min, max, last_step, skipped]`` of a metric file."""
-    if old is not None:
-        sig = _sig(path)
-        if sig is None:
-            return [0, 0, 0, 0, 0, None, None, None, None, 0]
-        if old[:3] == sig:
-            return old  # unchanged: not even opened
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    try:
-        st = os.fstat(fd)
-        sig = [st.st_ino, st.st_size, st.st_mtime_ns]
-        fresh = old is None or old[0] != sig[0] or sig[1] < old[3] or sig[1] == old[1]
-        agg: list[Any] = [*sig, 0, 0, None, None, None, None, 0] if fresh or old is None else [*sig, *old[3:]]
-        chunks = []
-        position = agg[3]
-        while True:
-            chunk = os.pread(fd, max(65536, sig[1] - position + 1), position)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            position += len(chunk)
-    finally:
-        os.close(fd)
-    data = b"".join(chunks)
-    end = data.rfind(b"\n")
-    if end < 0:
-        return agg
-    history = parse_metric_lines(data[: end + 1] if end + 1 < len(data) else data)
-    agg[3] += end + 1
-    agg[9] += history.skipped_lines
-    values = history.values
-    if values:
-        agg[4] += len(values)
-        agg[5] = values[-1]
-        agg[8] = history.steps[-1]
-        finite = [v for v in values if v == v]
-        if finite:
-            low, high = min(finite), max(finite)
-            agg[6] = low if agg[6] is None else min(agg[6], low)
-            agg[7] = high if agg[7] is None else max(agg[7], high)
-    return agg
-
-
-def _build(
-    rdir: str, name: str, exp_id: str, old: dict[str, Any] | None, now_ns: int
-) -> tuple[RunRecord | None, str | None, dict[str, Any]]:
-    """Re-read what changed in one run folder: ``(record, broken reason, detail)``."""
-    settled = (old or {}).get("at", 0) - RACY_NS
-
-    def reusable(key: str, sig: Any) -> bool:
-        return old is not None and old.get(key) == sig and _newest([[sig[-1]]] if sig else None) < settled
-
-    detail: dict[str, Any] = {"at": now_ns}
-    meta_sig = _sig(f"{rdir}/{META_FILE}")
-    if meta_sig is not None and old is not None and reusable("ms", meta_sig) and old.get("m"):
-        meta = old["m"]
-    else:
-        raw, broken = read_meta_file(f"{rdir}/{META_FILE}")
-        if raw is None:
-            return None, broken, {"at": now_ns}
-        meta = normalize_meta(raw, name)
-    detail["ms"], detail["m"] = meta_sig, meta
-    problems: list[str] = []
-    values: dict[str, dict[str, Any]] = {}
-    for kind in ("params", "tags"):
-        folder = f"{rdir}/{kind}"
-        old_sigs = (old or {}).get(kind[0] + "s")
-        sigs = _dir_sigs(folder, [s[0] for s in old_sigs]) if old_sigs else None
-        if old is not None and sigs == old_sigs and _newest(sigs) < settled and kind in old:
-            detail[kind[0] + "s"], values[kind] = old_sigs, old[kind]
-            problems += [p for p in old.get("w", []) if f"/{kind}/" in p]
-        else:
-            keys, rels = _walk(folder, VALUE_SUFFIX)
-            detail[kind[0] + "s"] = _dir_sigs(folder, rels)
-            values[kind], bad = _read_values(folder, keys)
-            problems += bad
-        detail[kind] = values[kind]
-    folder = f"{rdir}/metrics"
-    old_sigs = (old or {}).get("xs")
-    sigs = _dir_sigs(folder, [s[0] for s in old_sigs]) if old_sigs else None
-    if old is not None and sigs == old_sigs and _newest(sigs) < settled and "x" in old:
-        keys = list(old["x"])
-    else:
-        keys, rels = _walk(folder, METRIC_SUFFIX)
-        sigs = _dir_sigs(folder, rels)
-    detail["xs"] = sigs
-    old_x = (old or {}).get("x", {})
-    aggs: dict[str, list[Any]] = {}
-    for key in keys:
-        path = f"{folder}/{key}{METRIC_SUFFIX}"
-        try:
-            aggs[key] = agg = _update_metric(path, old_x.get(key))
-        except OSError as exc:
-            problems.append(f"{path}: unreadable ({exc.strerror or exc})")
-            continue
-        if agg[9]:
-            problems.append(f"{path}: {agg[9]} unreadable line(s) skipped")
-    detail["x"], detail["w"] = aggs, problems
-    newest = max(_newest(detail["ps"]), _newest(detail["ts"]), _newest(sigs), (meta_sig or [0])[-1])
-    newest = max([newest, *(a[2] for a in aggs.values())])
-    detail["r"] = newest >= now_ns - RACY_NS  # something may still change unseen: check again next time
-    record = RunRecord(
-        name,
-        meta["run_name"],
-        exp_id,
-        meta["status"],
-        meta["start_time"],
-        meta["end_time"],
-        meta["lifecycle_stage"],
-        meta["user"],
-        meta["parent_run_id"],
-        values["params"],
-        values["tags"],
-        {k: a[5] for k, a in aggs.items() if a[4]},
-        rdir,
-        meta["status"],
-        _newer(meta),
-        problems,
-    )
-    return record, None, detail
-
-
-def _newer(meta: dict[str, Any]) -> int | None:
-    version = meta.get("format_version")
-    return version if isinstance(version, int) and version > FORMAT_VERSION else None
 
 
 def _load_detail(root: str, exp_id: str, name: str) -> dict[str, Any] | None:
@@ -376,7 +177,7 @@ def _save(root: str, exp_id: str, index: ExperimentIndex, dirty_details: list[st
 
 def _check_info(root: str, exp_id: str, index: ExperimentIndex, now_ns: int) -> bool:
     path = os.path.join(root, exp_id, META_FILE)
-    sig = _sig(path)
+    sig = sig_of(path)
     if sig is not None and sig == index.info_sig and sig[2] < index.info_at - RACY_NS:
         return False
     raw, broken = read_meta_file(path)
@@ -445,12 +246,15 @@ def load_experiment(root: str, exp_id: str, save: bool = True, only: str | None 
         if old is None and name in index.d:
             old = _load_detail(root, exp_id, name)
         try:
-            record, broken, detail = _build(path, name, exp_id, old, now_ns)
+            record, broken, detail = build_run(path, name, exp_id, old, now_ns)
         except OSError as exc:  # vanished or unreadable while we looked: report it, keep listing
             record, broken, detail = None, f"{path}: {exc}", {"at": now_ns}
         before = (index.records.get(name), index.broken.get(name))
+        trusted = record is not None and record.stored_status in TERMINAL and not detail.get("r")
+        if index.d.get(name) != mtime or index.ok.get(name) != trusted:
+            dirty = True  # the summary must remember it, or every later process re-checks the run
         index.d[name] = mtime
-        index.ok[name] = record is not None and record.stored_status in TERMINAL and not detail.get("r")
+        index.ok[name] = trusted
         index.details[name] = detail
         if record is None:
             index.records.pop(name, None)

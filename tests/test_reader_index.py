@@ -266,3 +266,15 @@ def test_real_meta_files_take_the_fast_path(store: Path) -> None:
     data = (Path(run.run_dir) / "meta.yaml").read_bytes()
     assert parse_subset(data) == load_yaml(data)
     assert json.loads(json.dumps(parse_subset(data)))["run_name"] == "fast"
+
+
+def test_a_new_process_trusts_what_an_earlier_one_checked(store: Path) -> None:
+    """Regression: a run re-checked only because its folder mtime moved must be saved as checked."""
+    run = make_run("moved", acc=0.5)
+    fresh_search(store)
+    hour_ago = time.time() - 3600
+    os.utime(run.run_dir, (hour_ago, hour_ago))  # folder mtime moves, content does not
+    os.utime(Path(run.run_dir) / "metrics" / "acc.jsonl", (hour_ago, hour_ago))
+    fresh_search(store)
+    summary = json.loads((store / ".index" / "0.json").read_text())
+    assert summary["d"] == [os.stat(run.run_dir).st_mtime_ns]

@@ -282,6 +282,7 @@ def tail_cmd(
     from .. import _index
     from .._meta import read_meta_file
     from .._reader import heartbeat_state, parse_metric_lines, resolve_run
+    from .._scan import walk_keys
     from ._render import clean, fmt_number
 
     root = root_of(ctx)
@@ -296,7 +297,7 @@ def tail_cmd(
             click.echo(f"{when}  {clean(key)}  step {step}  {fmt_number(value)}")
 
     def poll(first: bool) -> None:
-        keys, _ = _index._walk(folder, METRIC_SUFFIX)
+        keys, _ = walk_keys(folder, METRIC_SUFFIX)
         for key in keys:
             if only_metrics and key not in only_metrics:
                 continue
