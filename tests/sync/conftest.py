@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sync_helpers import FaultProxy, MlflowServer
+
+from .sync_helpers import FaultProxy, MlflowServer
 
 
 @pytest.fixture(scope="session")

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sync_helpers import make_run
 
 import mini_mlflow as mm
 from mini_mlflow.cli._main import cli
+
+from .sync_helpers import make_run
 
 pytestmark = pytest.mark.timeout(120)
 

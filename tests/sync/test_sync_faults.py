@@ -15,7 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sync_helpers import (
+
+import mini_mlflow as mm
+from mini_mlflow.sync import FAULT_ENV, Credentials, MlflowRestClient, SyncError, sync
+
+from .sync_helpers import (
     ROOT,
     MlflowServer,
     assert_run_equal,
@@ -26,9 +30,6 @@ from sync_helpers import (
     self_signed_cert,
     wait_until,
 )
-
-import mini_mlflow as mm
-from mini_mlflow.sync import FAULT_ENV, Credentials, MlflowRestClient, SyncError, sync
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -216,7 +217,7 @@ def test_bad_url_is_refused() -> None:
 def test_unreachable_server_exit_1_without_traceback(tmp_path: Path) -> None:
     root = tmp_path / "mlruns"
     make_run(root, "nowhere", "nowhere", points=2)
-    from sync_helpers import free_port
+    from .sync_helpers import free_port
 
     proc = sync_cli(root, f"http://127.0.0.1:{free_port()}", "--retries", "1")
     _out, err = proc.communicate(timeout=60)

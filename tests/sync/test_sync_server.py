@@ -14,7 +14,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sync_helpers import (
+
+import mini_mlflow as mm
+from mini_mlflow.cli._main import cli
+from mini_mlflow.interop._convert import load_run_view
+
+from .sync_helpers import (
     ROOT,
     assert_run_equal,
     clean_env,
@@ -26,10 +31,6 @@ from sync_helpers import (
     same_points,
     wait_until,
 )
-
-import mini_mlflow as mm
-from mini_mlflow.cli._main import cli
-from mini_mlflow.interop._convert import load_run_view
 
 pytestmark = pytest.mark.timeout(180)
 
