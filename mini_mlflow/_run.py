@@ -131,6 +131,8 @@ class Run:
             # Checked before anything is created: a lone surrogate used to fail half-way (in the
             # YAML dump), leaving a run folder without meta.yaml; NUL is refused as in experiment names.
             check_text(name, "run name")
+        if parent_run_id is not None:
+            validate_run_id(parent_run_id)  # stored in meta.yaml and used to find the parent: an id
         found = None
         if run_id is not None:
             validate_run_id(run_id)

@@ -256,6 +256,9 @@ def _surfaces(store: Path, src: Path, name: str) -> dict[str, object]:
         "run id": lambda: mm.Run(run_id=name, runs_dir=store).end(),
         "experiment id": lambda: mm.Run(experiment_id=name, runs_dir=store).end(),
         "run name": lambda: mm.Run(name=name, runs_dir=store).end(),
+        "parent run id": lambda: mm.Run(parent_run_id=name, runs_dir=store).end(),
+        "start_run tags": lambda: mm.Run(tags={name: "v"}, runs_dir=store).end(),
+        "log_metrics key": on_new_run(lambda r: r.log_metrics({"ok": 1.0, name: 2.0})),
         "experiment name": lambda: mm.set_experiment(name),
     }
 
@@ -292,14 +295,14 @@ def test_no_name_surface_lets_a_path_escape_the_store(store: Path, tmp_path: Pat
     real_store = str(store.resolve())
     for path in store.rglob("*"):  # and nothing inside resolves outside either
         assert str(path.resolve()).startswith(real_store), path
-    assert outcomes["run id"] == outcomes["experiment id"] == "refused"
+    assert outcomes["run id"] == outcomes["experiment id"] == outcomes["parent run id"] == "refused"
     if _escapes(name):  # every surface that makes a path refuses it
         for surface in ("artifact_path", "artifact_file", "log_dict file", "log_artifacts path"):
             assert outcomes[surface] == "refused", (surface, outcomes)
         # Keys follow MLflow's rule, which allows ':' ("C:/Windows/x" is a key with folders, stored
         # inside the run on POSIX); everything else that escapes is refused for keys too.
         if not name.startswith("C:/"):
-            for surface in ("metric key", "param key", "tag key"):
+            for surface in ("metric key", "param key", "tag key", "start_run tags", "log_metrics key"):
                 assert outcomes[surface] == "refused", (surface, outcomes)
     if "\x00" in name:  # NUL is refused everywhere, even where the text is only data
         assert set(outcomes.values()) == {"refused"}, outcomes
