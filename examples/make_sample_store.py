@@ -48,9 +48,11 @@ def fix_meta(run: mm.Run, start: int, end: int | None) -> None:
     )
 
 
-def train_curve(epochs: int, lr: float, quality: float, noise: float) -> list[tuple[float, float, float]]:
+def train_curve(
+    epochs: int, lr: float, quality: float, noise: float, adaptive: bool = False
+) -> list[tuple[float, float, float]]:
     """(train/loss, val/loss, val/acc) per epoch: fast early progress, a plateau, a little noise."""
-    speed = min(1.0, lr * 30)
+    speed = min(1.0, lr * (600 if adaptive else 30))  # Adam-like optimizers need a far smaller lr
     out = []
     for epoch in range(epochs):
         progress = 1 - math.exp(-(epoch + 1) * speed / 3)
@@ -71,7 +73,7 @@ def mnist(root: str) -> None:
         run.log_params({"lr": lr, "optimizer": opt, "batch_size": 64, "epochs": 20, "dropout": 0.25})
         run.set_tags({"model": "cnn-small", "dataset": "mnist"})
         quality = {0.1: 0.975, 0.03: 0.986, 0.01: 0.992, 0.003: 0.989, 0.001: 0.981}[lr]
-        for epoch, (train, val, acc) in enumerate(train_curve(20, lr, quality, 0.01)):
+        for epoch, (train, val, acc) in enumerate(train_curve(20, lr, quality, 0.01, opt == "adam")):
             stamp = start + (epoch + 1) * 41_000
             run.log_metric("train/loss", train, step=epoch, timestamp=stamp)
             run.log_metric("val/loss", val, step=epoch, timestamp=stamp)
