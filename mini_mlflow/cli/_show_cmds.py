@@ -87,6 +87,7 @@ def show_cmd(
     from ._chart import braille_chart, sample_points
     from ._common import experiment_names
     from ._render import (
+        clean,
         fmt_duration,
         fmt_number,
         fmt_param,
@@ -133,12 +134,12 @@ def show_cmd(
         if not values:
             continue
         console.print(plain(f"\n{title_text}", style="bold"))
-        grid = Table.grid(padding=(0, 2))
-        grid.add_column(style="blue" if title_text == "Params" else "magenta", no_wrap=True)
-        grid.add_column(overflow="fold")
+        key_width = min(30, max(len(clean(k)) for k in values))
         for key in sorted(values):
-            grid.add_row(plain(key), plain(fmt_param(values[key])))
-        console.print(grid)
+            line = plain(f"{clean(key):<{key_width}}", style="blue" if title_text == "Params" else "magenta")
+            line.append("  ")
+            line.append_text(plain(fmt_param(values[key])))
+            console.print(line, overflow="fold")
     if aggs:
         console.print(plain("\nMetrics", style="bold"))
         table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
