@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from . import _registry, _store
+from . import _log, _registry, _store
 from ._config import Settings, resolve
 from ._errors import (
     InvalidInputError,
@@ -179,6 +179,8 @@ class Run:
         self._buffer.drain()  # writes the first heartbeat now: readers never see a silent live run
         WRITER.register(self._buffer)
         _registry.on_start(self)
+        _log.configure(self._settings.log_level)
+        _log.info("run %s started in %s", run_id, rdir)
         if tags:
             self.set_tags(tags)
         if self._settings.sync_url and not self._settings.offline:
@@ -442,6 +444,7 @@ class Run:
             WRITER.unregister(self._buffer)
             self._buffer.close_files()
             _registry.on_end(self)
+            _log.info("run %s ended: %s", self.run_id, status)
         finally:
             self._end_lock.release()
         if lost is not None:

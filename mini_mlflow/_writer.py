@@ -20,7 +20,7 @@ import warnings
 from collections import deque
 from typing import Any
 
-from . import _files
+from . import _files, _log
 from ._config import Settings
 from ._errors import StorageError
 from ._layout import HEARTBEAT_FILE, META_FILE, METRIC_SUFFIX
@@ -193,6 +193,7 @@ class PointBuffer:
                 counts[key] = data.count(b"\n", written)
         if not held and self.error is not None and not self.dropped:
             self.error = None  # recovered: everything held has reached the disk
+            _log.info("run %s: writing recovered; everything held is on disk", self.run_id)
         if _FDS.open > _FDS_PER_PROCESS:
             self.close_files()
 

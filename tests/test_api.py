@@ -396,9 +396,27 @@ def test_tracking_dir_from_environment(tmp_path: Path, monkeypatch: pytest.Monke
     assert mm.get_tracking_dir() == "mlruns"
 
 
-@pytest.mark.parametrize(("code", "status"), [(0, "FINISHED"), (None, "FINISHED"), (3, "FAILED"), ("bye", "FAILED")])
+@pytest.mark.parametrize(
+    ("code", "status"), [(0, "FINISHED"), (None, "FINISHED"), (3, "FAILED"), ("bye", "FAILED")]
+)
 def test_sys_exit_inside_with_is_judged_by_its_code(store: Path, code: object, status: str) -> None:
     with pytest.raises(SystemExit):
         with mm.start_run() as run:
             raise SystemExit(code)
     assert mm.get_run(run.run_id)["metadata"]["status"] == status
+
+
+def test_log_level_setting_controls_mini_mlflow_messages(
+    store: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("MINI_MLFLOW_LOG_LEVEL", "INFO")
+    with caplog.at_level("INFO", logger="mini_mlflow"):
+        with mm.start_run() as run:
+            pass
+    messages = [r.getMessage() for r in caplog.records if r.name == "mini_mlflow"]
+    assert f"run {run.run_id} ended: FINISHED" in messages
+    caplog.clear()
+    monkeypatch.setenv("MINI_MLFLOW_LOG_LEVEL", "ERROR")
+    with mm.start_run():
+        pass
+    assert not [r for r in caplog.records if r.name == "mini_mlflow" and r.levelname == "INFO"]
