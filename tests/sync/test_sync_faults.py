@@ -16,12 +16,10 @@ from typing import Any
 
 import pytest
 
-import mini_mlflow as mm
 from mini_mlflow.sync import FAULT_ENV, Credentials, MlflowRestClient, SyncError, sync
 
 from .sync_helpers import (
     ROOT,
-    MlflowServer,
     assert_run_equal,
     clean_env,
     make_run,
@@ -44,31 +42,32 @@ def sync_cli(root: Path, url: str, *extra: str, env: dict[str, str] | None = Non
     )
 
 
-def acked_points(run: mm.Run) -> int:
-    """Bytes of metric lines the cursor says the server acknowledged (0 while none is recorded)."""
-    try:
-        (cursor,) = list((Path(run.run_dir) / ".sync").glob("*.json"))
-        return sum(json.loads(cursor.read_text())["metrics"].values())
-    except (ValueError, OSError):
-        return 0
+def remote_points(client: Any, experiment: str, key: str) -> int:
+    """Points of ``key`` in the (only) run of ``experiment`` on the server; 0 while there is none."""
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id]) if exp else []
+    return len(client.get_metric_history(runs[0].info.run_id, key)) if runs else 0
 
 
 def test_sigkill_mid_upload_then_rerun_is_exact(
     tmp_path: Path, mlflow_server: Any, mlflow_client: Any
 ) -> None:
     root = tmp_path / "mlruns"
-    run = make_run(root, "killed", "big", points=4_000, keys=("a", "b", "c"))
-    total = sum(p.stat().st_size for p in (Path(run.run_dir) / "metrics").glob("*.jsonl"))
+    run = make_run(root, "killed", "big", points=2_500, keys=("a", "b", "c"))
     agent = sync_cli(root, mlflow_server.url)
     try:
-        wait_until(lambda: acked_points(run) > 0 or agent.poll() is not None, timeout=120)
+        wait_until(
+            lambda: remote_points(mlflow_client, "killed", "a") or agent.poll() is not None,
+            timeout=120,
+            interval=0.2,
+        )
         agent.send_signal(signal.SIGKILL)
         agent.wait(timeout=30)
     finally:
         if agent.poll() is None:
             agent.kill()
     assert agent.returncode == -signal.SIGKILL, "the upload finished before it could be killed"
-    assert 0 < acked_points(run) < total
+    assert remote_points(mlflow_client, "killed", "c") < 2_500  # killed mid-upload: "c" is sent last
     rerun = sync_cli(root, mlflow_server.url)
     _out, err = rerun.communicate(timeout=200)
     assert rerun.returncode == 0, err
@@ -111,34 +110,29 @@ def test_killed_between_acknowledgement_and_cursor_save(
     assert_run_equal(mlflow_client, root, "acked", run)  # ...and stored once
 
 
-def test_server_killed_mid_sync_and_restarted(tmp_path: Path) -> None:
-    import mlflow
-
-    server = MlflowServer(tmp_path / "server")
-    server.start()
+def test_server_killed_mid_sync_and_restarted(tmp_path: Path, mlflow_server: Any, mlflow_client: Any) -> None:
+    root = tmp_path / "mlruns"
+    run = make_run(root, "restart", "restart", points=4_000, keys=("a", "b"))
+    agent = sync_cli(root, mlflow_server.url, "--retries", "2", "--timeout", "5")
     try:
-        root = tmp_path / "mlruns"
-        run = make_run(root, "restart", "restart", points=6_000, keys=("a", "b"))
-        agent = sync_cli(root, server.url, "--retries", "2", "--timeout", "5")
-        client = mlflow.MlflowClient(tracking_uri=server.url)
-
-        def some_points_arrived() -> bool:
-            exp = client.get_experiment_by_name("restart")
-            runs = client.search_runs([exp.experiment_id]) if exp else []
-            return bool(runs and client.get_metric_history(runs[0].info.run_id, "a"))
-
-        wait_until(lambda: some_points_arrived() or agent.poll() is not None, timeout=120)
-        server.kill()
+        wait_until(
+            lambda: remote_points(mlflow_client, "restart", "a") or agent.poll() is not None,
+            timeout=120,
+            interval=0.2,
+        )
+        mlflow_server.kill()
         _out, err = agent.communicate(timeout=120)
         assert agent.returncode == 1
         assert "error:" in err and "127.0.0.1" in err
-        server.start()  # same port, same SQLite database
-        rerun = sync_cli(root, server.url)
-        _out, err = rerun.communicate(timeout=200)
-        assert rerun.returncode == 0, err
-        assert_run_equal(client, root, "restart", run)
     finally:
-        server.kill()
+        if agent.poll() is None:
+            agent.kill()
+        if mlflow_server.proc is None or not mlflow_server.healthy():
+            mlflow_server.start()  # same port, same SQLite database (and the other tests' server again)
+    rerun = sync_cli(root, mlflow_server.url)
+    _out, err = rerun.communicate(timeout=200)
+    assert rerun.returncode == 0, err
+    assert_run_equal(mlflow_client, root, "restart", run)
 
 
 def test_500_and_429_answers_are_retried_to_completion(
