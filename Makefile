@@ -44,7 +44,9 @@ bench: $(BENCH_VENV)/.installed
 # The report is printed and kept in bench/SOAK.md.
 SOAK_MINUTES ?= 10
 soak: $(BENCH_VENV)/.installed
-	status=0; rm -f bench/SOAK.md.new; \
+	status=0; \
+	printf '# Soak\n\nProduced by `make soak` (SOAK_MINUTES=%s) on %s, %s, %s cores.\n\n' \
+	  "$(SOAK_MINUTES)" "$$(date -u '+%Y-%m-%d %H:%M UTC')" "$$(uname -sm)" "$$(nproc)" > bench/SOAK.md.new; \
 	$(BENCH_VENV)/bin/python bench/soak_kill.py >> bench/SOAK.md.new || status=1; echo >> bench/SOAK.md.new; \
 	$(BENCH_VENV)/bin/python bench/soak.py --minutes $(SOAK_MINUTES) >> bench/SOAK.md.new || status=1; \
 	echo >> bench/SOAK.md.new; \
