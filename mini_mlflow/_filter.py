@@ -320,8 +320,8 @@ def _check_types(
     source: str, field: Field, op: str, value: Any, at: Token | None, value_at: Token | None
 ) -> None:
     what = "filter"
-    numeric_field = (
-        field.entity == "metrics" or (field.key in NUMERIC_ATTRIBUTES and field.entity == "attributes")
+    numeric_field = field.entity == "metrics" or (
+        field.key in NUMERIC_ATTRIBUTES and field.entity == "attributes"
     )
     if numeric_field:
         if op not in NUMERIC_OPS:
