@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import time
 from typing import Any
 
@@ -220,27 +219,35 @@ def load_experiment(root: str, exp_id: str, save: bool = True, only: str | None 
         names = []
     if only is not None:
         names = [only] if only in names else []
-    seen: set[str] = set()
+    seen = set(names)
     stray: dict[str, str] = {}
     dirty_details: list[str] = []
     settled_before = now_ns - SETTLED_S * 1_000_000_000
+    # Runs whose folder mtime is all we need to check: finished, settled, untouched since.
+    trusted = (
+        {n: m for n, m in index.d.items() if index.ok.get(n) and m < settled_before} if only is None else {}
+    )
+    lstat = os.lstat
     for name in names:
-        if name == META_FILE or name.startswith(".") or TMP_MARK in name:
+        if name == META_FILE or name[0] == "." or TMP_MARK in name:
+            seen.discard(name)
             continue
         path = f"{exp_dir}/{name}"
         try:
-            st = os.lstat(path)
+            st = lstat(path)
         except OSError:
+            seen.discard(name)
             continue
-        if stat.S_ISLNK(st.st_mode):
-            stray[name] = f"{path}: a symbolic link (not followed: nothing outside the store is read)"
+        mode = st.st_mode & 0o170000
+        if mode != 0o040000:  # not a folder: a symbolic link or a stray file
+            seen.discard(name)
+            if mode == 0o120000:
+                stray[name] = f"{path}: a symbolic link (not followed: nothing outside the store is read)"
+            else:
+                stray[name] = f"{path}: a stray file in the experiment folder (not a run)"
             continue
-        if not stat.S_ISDIR(st.st_mode):
-            stray[name] = f"{path}: a stray file in the experiment folder (not a run)"
-            continue
-        seen.add(name)
         mtime = st.st_mtime_ns
-        if only is None and index.d.get(name) == mtime and index.ok.get(name) and mtime < settled_before:
+        if trusted.get(name) == mtime:
             continue  # finished, settled and untouched: trusted without opening anything
         old = index.details.get(name)
         if old is None and name in index.d:
@@ -250,11 +257,11 @@ def load_experiment(root: str, exp_id: str, save: bool = True, only: str | None 
         except OSError as exc:  # vanished or unreadable while we looked: report it, keep listing
             record, broken, detail = None, f"{path}: {exc}", {"at": now_ns}
         before = (index.records.get(name), index.broken.get(name))
-        trusted = record is not None and record.stored_status in TERMINAL and not detail.get("r")
-        if index.d.get(name) != mtime or index.ok.get(name) != trusted:
+        settled = record is not None and record.stored_status in TERMINAL and not detail.get("r")
+        if index.d.get(name) != mtime or index.ok.get(name) != settled:
             dirty = True  # the summary must remember it, or every later process re-checks the run
         index.d[name] = mtime
-        index.ok[name] = trusted
+        index.ok[name] = settled
         index.details[name] = detail
         if record is None:
             index.records.pop(name, None)
