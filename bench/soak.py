@@ -114,13 +114,29 @@ class LsLoop(threading.Thread):
         cmd = [sys.executable, "-m", "mini_mlflow", "ls", "--all", "--json", "--limit", "1000"]
         while not self.stop.is_set():
             t0 = time.perf_counter()
-            result = subprocess.run(cmd, capture_output=True, text=True, env=self.env, cwd=self.root.parent)
+            proc = subprocess.Popen(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=self.env,
+                cwd=self.root.parent,
+            )
+            while True:
+                try:
+                    out, err = proc.communicate(timeout=1.0)
+                    break
+                except subprocess.TimeoutExpired:
+                    if self.stop.is_set():  # the soak is over: an unfinished listing is not a failure
+                        proc.kill()
+                        proc.communicate()
+                        return
             self.times.append(time.perf_counter() - t0)
             self.runs += 1
             try:
-                if result.returncode != 0:
-                    raise ValueError(result.stderr.strip()[-300:])
-                json.loads(result.stdout)
+                if proc.returncode != 0:
+                    raise ValueError(err.strip()[-300:])
+                json.loads(out)
             except ValueError as exc:
                 self.failures.append(str(exc))
 
