@@ -43,17 +43,21 @@ def _print_summary(summary: Any, as_json: bool, dry_run: bool) -> None:
             click.echo(
                 f"{report.run_id}  [{report.experiment}]  would send {p.get('params', 0)} params, "
                 f"{p.get('tags', 0)} tags, {p.get('metric_bytes', 0):,} bytes of metric lines, "
-                f"{p.get('artifacts', 0)} artifacts" + (", the status" if p.get("status") else "")
+                f"{p.get('results', 0)} results, {p.get('artifacts', 0)} artifacts"
+                + (", the status" if p.get("status") else "")
             )
             continue
         state = "up to date" if report.up_to_date else (report.skipped or "synced")
         click.echo(
             f"{report.run_id} → {report.remote_run_id or '-'}  [{report.experiment}]  {state}: "
             f"{report.points:,} points, {report.params} params, {report.tags} tags, "
-            f"{report.artifacts} artifacts" + (f", status {report.status}" if report.status else "")
+            f"{report.results} results, {report.artifacts} artifacts"
+            + (f", status {report.status}" if report.status else "")
         )
         for error in report.errors:
             click.echo(f"  error: {error}", err=True)
+        for note in report.skipped_results:
+            click.echo(f"  skipped: {note}", err=True)
     if not dry_run:
         click.echo(
             f"{len(summary.runs)} runs, {summary.total('points'):,} points, "
@@ -166,11 +170,12 @@ def _watch(
 
     def on_pass(summary: Any) -> None:
         for report in summary.runs:
-            if report.points or report.params or report.tags or report.artifacts or report.status:
+            sent = (report.points, report.params, report.tags, report.results, report.artifacts)
+            if any(sent) or report.status:
                 click.echo(
                     f"{time.strftime('%H:%M:%S')} {report.run_id}: +{report.points} points, "
-                    f"+{report.params} params, +{report.tags} tags, +{report.artifacts} artifacts"
-                    + (f", status {report.status}" if report.status else ""),
+                    f"+{report.params} params, +{report.tags} tags, +{report.results} results, "
+                    f"+{report.artifacts} artifacts" + (f", status {report.status}" if report.status else ""),
                 )
             for error in report.errors:
                 click.echo(f"{time.strftime('%H:%M:%S')} {report.run_id}: error: {error}", err=True)
@@ -212,7 +217,8 @@ def export_cmd(
     else:
         click.echo(
             f"exported {report.runs} runs of {report.experiments} experiments "
-            f"({report.points:,} points, {report.artifacts} artifacts; {report.duplicates} repeated "
+            f"({report.points:,} points, {report.results} results, {report.artifacts} artifacts; "
+            f"{report.duplicates} repeated "
             f"identical points written once) to {report.dest}"
         )
         for line in report.skipped:

@@ -12,7 +12,15 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._layout import META_FILE, METRIC_SUFFIX, TMP_MARK, VALUE_SUFFIX, ms_from_iso
+from .._layout import (
+    MAX_KEY_LENGTH,
+    MAX_TAG_VALUE_LENGTH,
+    META_FILE,
+    METRIC_SUFFIX,
+    TMP_MARK,
+    VALUE_SUFFIX,
+    ms_from_iso,
+)
 from .._reader import Store, _walk_keys
 
 #: MLflow's RunStatus numbers, as FileStore meta.yaml stores them.
@@ -20,6 +28,11 @@ STATUS_NUMBERS = {"RUNNING": 1, "SCHEDULED": 2, "FINISHED": 3, "FAILED": 4, "KIL
 STATUS_NAMES = {number: name for name, number in STATUS_NUMBERS.items()}
 #: Tag on every remote run naming the local run it came from (how a rerun finds it again).
 LOCAL_RUN_ID_TAG = "mini_mlflow.run_id"
+#: Folder of a run holding ``log_result`` values (``<run>/results/<key>.json``).
+RESULTS_DIR = "results"
+#: Tag prefix under which a result that is not a lone number reaches MLflow.
+RESULT_TAG_PREFIX = "mini_mlflow.result/"
+_NON_FINITE_TEXT = ("NaN", "Infinity", "-Infinity")
 
 
 def param_text(document: Any) -> str:
@@ -42,6 +55,73 @@ def rest_value(value: float) -> float | str:
     if math.isfinite(value):
         return value
     return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+
+
+@dataclass(frozen=True)
+class ResultItem:
+    """How one result of a run reaches MLflow (see :func:`load_results`)."""
+
+    key: str
+    #: ``"metric"`` (one point at step 0), ``"tag"`` (``mini_mlflow.result/<key>``) or ``"skipped"``.
+    kind: str
+    #: The metric's float, the tag's text, or why it was skipped.
+    value: float | str
+    #: The result file's modification time in ms: when the value was last logged.
+    timestamp: int
+
+    @property
+    def mlflow_key(self) -> str:
+        return self.key if self.kind == "metric" else RESULT_TAG_PREFIX + self.key
+
+    @property
+    def fingerprint_text(self) -> str:
+        """What identifies the value sent (not its time: rewriting the same value sends nothing)."""
+        return f"{self.kind}:{self.value!r}"
+
+
+def load_results(run_dir: str, metric_keys: list[str]) -> list[ResultItem]:
+    """The run's results, mapped to MLflow.
+
+    A number (int or float, not bool; NaN/Infinity/-Infinity as their strings, as in metric files) is a
+    metric named after the result with one point at step 0, timestamped with the result file's
+    modification time. Anything else (text, bool, null, list, object), and a number whose key is also a
+    metric series of the run (one point at step 0 would blend into that series), is the tag
+    ``mini_mlflow.result/<key>``: a string as is, other values as compact JSON. A result that cannot be
+    a tag (tag key over 250 characters, text over 8000) is skipped, with the reason as its value.
+    """
+    folder = os.path.join(run_dir, RESULTS_DIR)
+    series = set(metric_keys)
+    out = []
+    for key, value in _values(run_dir, RESULTS_DIR).items():
+        try:
+            stamp = os.stat(os.path.join(folder, key + VALUE_SUFFIX)).st_mtime_ns // 1_000_000
+        except OSError:
+            continue
+        number = _result_number(value)
+        if number is not None and key not in series:
+            out.append(ResultItem(key, "metric", number, stamp))
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
+        if len(RESULT_TAG_PREFIX) + len(key) > MAX_KEY_LENGTH:
+            why = f"tag key {RESULT_TAG_PREFIX}{key} would exceed MLflow's {MAX_KEY_LENGTH} characters"
+            out.append(ResultItem(key, "skipped", why, stamp))
+        elif len(text) > MAX_TAG_VALUE_LENGTH:
+            why = f"{len(text)} characters of text exceed MLflow's {MAX_TAG_VALUE_LENGTH} for a tag value"
+            out.append(ResultItem(key, "skipped", why, stamp))
+        else:
+            out.append(ResultItem(key, "tag", text, stamp))
+    return out
+
+
+def _result_number(value: Any) -> float | None:
+    if value.__class__ in (int, float):
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond a float's range stays exact as text
+            return None
+    if value in _NON_FINITE_TEXT:
+        return float(value)  # float() reads all three spellings
+    return None
 
 
 @dataclass

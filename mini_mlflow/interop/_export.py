@@ -8,6 +8,10 @@ Layout written (see MLflow's ``mlflow/store/tracking/file_store.py``)::
     DEST/<exp_id>/<run_id>/metrics/<key>     "<timestamp_ms> <value> <step>" lines, each point once
     DEST/<exp_id>/<run_id>/params/<key>      raw text;  tags/<key> raw text;  artifacts/ (always present)
 
+Results (``ctx.log_result``) are mapped as the sync agent maps them (``_convert.load_results``): a number
+is the metric file ``metrics/<key>`` with one line ``<mtime_ms> <value> 0`` (the current value only),
+anything else the tag ``mini_mlflow.result/<key>``.
+
 Every file is written under a temporary name and renamed into place, so an interrupted export never
 leaves a torn metric line (which would make MLflow fail the whole experiment).
 """
@@ -25,7 +29,7 @@ from .._errors import InvalidInputError
 from .._layout import METRIC_SUFFIX, TMP_MARK, now_ms
 from .._reader import parse_metric_lines
 from .._store import read_meta
-from ._convert import STATUS_NUMBERS, iter_artifacts, load_run_view, metric_line_text
+from ._convert import STATUS_NUMBERS, iter_artifacts, load_results, load_run_view, metric_line_text
 from ._paths import inside, make_dirs, safe_join
 
 if TYPE_CHECKING:
@@ -43,6 +47,8 @@ class ExportReport:
     runs: int = 0
     points: int = 0
     artifacts: int = 0
+    #: Results written (as one-point metrics or ``mini_mlflow.result/<key>`` tags).
+    results: int = 0
     #: Identical points (same step, timestamp and value) written once instead of repeatedly.
     duplicates: int = 0
     #: Things not exported and why (symlinks, unreadable runs).
@@ -131,6 +137,16 @@ def _write_run(base: str, view: Any, report: ExportReport) -> None:
         points, duplicates = _write_metric(base, view.run_dir, rdir, key)
         report.points += points
         report.duplicates += duplicates
+    for item in load_results(view.run_dir, view.metric_keys):
+        if item.kind == "skipped":
+            report.skipped.append(f"run {view.run_id}: result {item.key!r} not exported: {item.value}")
+            continue
+        if item.kind == "metric":
+            folder, data = "metrics", metric_line_text(item.timestamp, float(item.value), 0).encode()
+        else:
+            folder, data = "tags", str(item.value).encode()
+        _write_text(base, os.path.join(rdir, folder), item.mlflow_key, data)
+        report.results += 1
     artifacts_dir = os.path.join(rdir, "artifacts")
     for rel, src in iter_artifacts(view.run_dir):
         dest = safe_join(base, os.path.relpath(artifacts_dir, base), rel)

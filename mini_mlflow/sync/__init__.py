@@ -89,8 +89,9 @@ def watch(
             on_pass(summary)
         for report in summary.runs:
             merged = by_run.setdefault(report.run_id, RunReport(report.run_id, report.experiment))
-            for name in ("points", "params", "tags", "artifacts", "skipped_lines"):
+            for name in ("points", "params", "tags", "results", "artifacts", "skipped_lines"):
                 setattr(merged, name, getattr(merged, name) + getattr(report, name))
+            merged.skipped_results = [*merged.skipped_results, *report.skipped_results]
             merged.remote_run_id = report.remote_run_id or merged.remote_run_id
             merged.status = report.status or merged.status
             merged.errors = [*merged.errors, *(e for e in report.errors if e not in merged.errors)]

@@ -2,10 +2,17 @@
 
 Per run: find or create the remote experiment (by name) and run (by the ``mini_mlflow.run_id`` tag, so
 a rerun never creates a second remote run), then send params, tags, metric points read from each
-metrics file after its acknowledged byte offset (whole lines only), artifacts, and finally the status and
-end time, so a server showing a run FINISHED holds all of it. The cursor advances only after the server
-acknowledged. A 4xx answer is reported for that run and the pass goes on; auth failures and an
-unreachable server stop the pass.
+metrics file after its acknowledged byte offset (whole lines only), results, artifacts, and finally the
+status and end time, so a server showing a run FINISHED holds all of it.
+
+Results (``ctx.log_result``) are mapped by ``interop._convert.load_results``: a number becomes the metric
+``<key>`` with one point (step 0, timestamp = the result file's modification time in ms), anything else
+the tag ``mini_mlflow.result/<key>``. The cursor keeps a fingerprint of each value sent, so a rerun sends
+nothing and a changed result (last write wins locally) is sent again: a new point at step 0 with the new
+time, which MLflow then shows as the metric's latest value (the older point stays in its history).
+
+The cursor advances only after the server acknowledged. A 4xx answer is reported for that run and the
+pass goes on; auth failures and an unreachable server stop the pass.
 
 Fault injection (tests only): ``_MINI_MLFLOW_SYNC_FAULT=<point>[:<n>]`` makes the process ``os._exit(70)``
 at the n-th time it reaches ``after_create_run`` (remote run created, id not yet recorded) or
@@ -20,7 +27,15 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .. import _store
-from ..interop._convert import LOCAL_RUN_ID_TAG, RunView, iter_artifacts, load_run_view
+from ..interop._convert import (
+    LOCAL_RUN_ID_TAG,
+    ResultItem,
+    RunView,
+    iter_artifacts,
+    load_results,
+    load_run_view,
+    rest_value,
+)
 from . import _cursor
 from ._client import (
     AuthError,
@@ -147,6 +162,11 @@ class SyncAgent:
             for key, path in metric_files(view.run_dir)
             if (size := size_of(path)) != cursor.metrics.get(key, 0)
         ]
+        results = [
+            item
+            for item in load_results(view.run_dir, view.metric_keys)
+            if cursor.results.get(item.key) != fingerprint(item.fingerprint_text)
+        ]
         artifacts = [
             (rel, path, sig)
             for rel, path in iter_artifacts(view.run_dir)
@@ -158,11 +178,13 @@ class SyncAgent:
                 "params": len(params),
                 "tags": len(tags),
                 "metric_bytes": sum(max(0, size - offset) for _, _, offset, size in metrics),
+                "results": sum(item.kind != "skipped" for item in results),
                 "artifacts": len(artifacts),
                 "status": int(cursor.status != status),
             }
             return
-        if cursor.remote_run_id and not (params or tags or metrics or artifacts) and cursor.status == status:
+        pending = params or tags or metrics or results or artifacts
+        if cursor.remote_run_id and not pending and cursor.status == status:
             report.remote_run_id, report.up_to_date = cursor.remote_run_id, True
             return
         cursor.parent_pending = bool(view.parent_run_id and not parent_remote)
@@ -172,6 +194,7 @@ class SyncAgent:
             self._send_params(run_id, params, cursor, report)
             self._send_tags(run_id, tags, cursor, report)
             self._send_metrics(view.run_dir, run_id, metrics, cursor, report)
+            self._send_results(run_id, results, cursor, report)
             self._send_artifacts(run_id, artifacts, cursor, report)
             if cursor.status != status:
                 body: dict[str, Any] = {"run_id": run_id, "status": view.status}
@@ -383,6 +406,34 @@ class SyncAgent:
                         send()
         if batch:
             send()
+
+    def _send_results(self, run_id: str, items: list[ResultItem], cursor: Cursor, report: RunReport) -> None:
+        """Numbers as one metric point each, the rest as tags; each marked sent once acknowledged."""
+        for item in items:
+            if item.kind == "skipped":  # noted once per value: the cursor remembers it was seen
+                report.skipped_results.append(f"result {item.key!r}: {item.value}")
+                cursor.results[item.key] = fingerprint(item.fingerprint_text)
+        metrics = [item for item in items if item.kind == "metric"]
+        tags = [item for item in items if item.kind == "tag"]
+        for group, size in ((metrics, MAX_METRICS), (tags, MAX_TAGS)):
+            for start in range(0, len(group), size):
+                chunk = group[start : start + size]
+                if group is metrics:
+                    points = [
+                        {
+                            "key": i.key,
+                            "value": rest_value(float(i.value)),
+                            "timestamp": i.timestamp,
+                            "step": 0,
+                        }
+                        for i in chunk
+                    ]
+                    self._log_batch(run_id, metrics=points)
+                else:
+                    self._log_batch(run_id, tags=[(i.mlflow_key, str(i.value)) for i in chunk])
+                for item in chunk:
+                    cursor.results[item.key] = fingerprint(item.fingerprint_text)
+                report.results += len(chunk)
 
     def _send_artifacts(
         self, run_id: str, files: list[tuple[str, str, list[int]]], cursor: Cursor, report: RunReport

@@ -1,7 +1,7 @@
 """The sync cursor: what one server has acknowledged of one run, kept next to the run.
 
 ``<run>/.sync/<server-hash>.json`` holds the remote run id, the byte offset up to which each metrics
-file was acknowledged, and fingerprints of the params, tags and artifacts sent. It is replaced whole
+file was acknowledged, and fingerprints of the params, tags, results and artifacts sent. It is replaced whole
 (temporary file + rename) and only ever advanced after the server acknowledged, so a kill at any moment
 leaves a cursor that is behind, never ahead: the next pass resends at most what was in flight, which the
 server stores once (identical metric points, params and tags are idempotent in MLflow's SQL store).
@@ -47,6 +47,9 @@ class Cursor:
     conflicts: dict[str, str] = field(default_factory=dict)
     #: tag key → fingerprint of the text acknowledged.
     tags: dict[str, str] = field(default_factory=dict)
+    #: result key → fingerprint of how its value was sent (kind and value, not time; see
+    #: ``interop._convert.load_results``).
+    results: dict[str, str] = field(default_factory=dict)
     #: artifact path → [size, mtime_ns] of the file uploaded.
     artifacts: dict[str, list[int]] = field(default_factory=dict)
     #: [status, end_time_ms] last acknowledged by runs/update.

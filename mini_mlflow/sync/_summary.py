@@ -1,4 +1,4 @@
-"""What a sync pass reports: per run (points, params, tags, artifacts, errors) and in total."""
+"""What a sync pass reports: per run (points, params, tags, results, artifacts, errors) and in total."""
 
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ class RunReport:
     params: int = 0
     tags: int = 0
     artifacts: int = 0
+    #: Results sent (as metrics or ``mini_mlflow.result/<key>`` tags).
+    results: int = 0
+    #: Results MLflow cannot hold (``"result 'k': why"``), reported once per value, not errors.
+    skipped_results: list[str] = field(default_factory=list)
     status: str | None = None
     #: True when nothing was pending (no request was made).
     up_to_date: bool = False
@@ -61,6 +65,7 @@ class SyncSummary:
             "params": self.total("params"),
             "tags": self.total("tags"),
             "artifacts": self.total("artifacts"),
+            "results": self.total("results"),
             "bytes_sent": self.bytes_sent,
             "requests": self.requests,
             "retries": self.retries,
