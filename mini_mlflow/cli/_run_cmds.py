@@ -280,6 +280,10 @@ def run(
             "PYTHONUNBUFFERED": "1",  # the child's output is shown live, not when a pipe buffer fills
         }
     )
+    if tracked._settings.sync_url and not tracked._settings.offline:
+        from ..sync._background import child_env
+
+        env.update(child_env(tracked))  # this process syncs the run: the child starts no second agent
     returncode = _supervise(tracked, argv, env, secret_values)
     sys.exit(returncode)
 

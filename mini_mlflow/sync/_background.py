@@ -4,6 +4,12 @@ Started by ``Run`` when ``MINI_MLFLOW_SYNC_URL`` is set (and ``MINI_MLFLOW_OFFLI
 only reads the run's files, which stay the source of truth: the training loop never waits for it, a
 failing server costs one warning per cause, and whatever was not sent when the process exits is sent by
 the next ``mini-mlflow sync``. At exit the thread gets a bounded time for a last pass (final statuses).
+
+One agent per run: `mini-mlflow run` syncs the run it creates and tells its child so
+(:data:`PARENT_SYNC_ENV`), and the child's attached run then starts no agent of its own. The parent
+outlives the child and ends the run, so its last pass carries everything, including the exit code and
+the output artifacts. (Two agents on one run would still be safe, as every pass holds the run's
+per-server sync lock, but each would poll the same files and the child would spend its exit on a pass.)
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ if TYPE_CHECKING:
 
 #: Seconds the exit hook waits for the last pass.
 EXIT_TIMEOUT = 10.0
+#: Set by `mini-mlflow run` for its child: ``<run id> <server key>`` of the run the command syncs itself.
+PARENT_SYNC_ENV = "_MINI_MLFLOW_SYNCED_BY_PARENT"
 
 
 class _Background:
@@ -139,9 +147,27 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_BACKGROUND.reset_after_fork)
 
 
+def _parent_marker(run: Run) -> str:
+    from ._cursor import server_key  # a hash: the URL's user info never reaches the environment
+
+    return f"{run.run_id} {server_key(str(run._settings.sync_url))}"
+
+
+def child_env(run: Run) -> dict[str, str]:
+    """What `mini-mlflow run` adds to its child's environment when it syncs ``run`` itself."""
+    with _BACKGROUND.lock:
+        syncing = any(run.run_dir in targets for targets in _BACKGROUND.targets.values())
+    return {PARENT_SYNC_ENV: _parent_marker(run)} if syncing else {}
+
+
 def start_background(run: Run) -> None:
-    """Sync ``run`` to ``settings.sync_url`` from a daemon thread while it is live; never raises."""
+    """Sync ``run`` to ``settings.sync_url`` from a daemon thread while it is live; never raises.
+
+    Does nothing for the run a `mini-mlflow run` parent already syncs to the same server.
+    """
     try:
+        if os.environ.get(PARENT_SYNC_ENV) == _parent_marker(run):
+            return
         _BACKGROUND.add(run)
     except Exception as exc:
         _BACKGROUND._warn_once(type(exc).__name__, f"mini_mlflow: could not start background sync: {exc}")
