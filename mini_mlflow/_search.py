@@ -126,6 +126,8 @@ def search_runs(
         run_view: ``"active"``, ``"deleted"`` or ``"all"``.
         output: ``"list"`` (a :class:`SearchResult` of :class:`RunRecord`) or ``"pandas"``.
         root: Store root; default the current tracking dir.
+        copy: False returns every match (ignoring ``max_results``) as the index's own records, to be
+            read and not changed (the CLI uses it to count and show a page without copying).
 
     Returns:
         A ``SearchResult`` (a list of ``RunRecord`` with ``.broken`` and ``.to_pandas()``), or a
