@@ -206,7 +206,8 @@ def test_dry_run_contacts_no_server_and_writes_nothing(tmp_path: Path) -> None:
     pending = json.loads(sync_all(root, nowhere, "--dry-run", "--json").output)["run_reports"][0]["pending"]
     size = (Path(run.run_dir) / "metrics" / "loss.jsonl").stat().st_size
     tags = load_run_view(str(root), run.run_dir, "dry").tags  # mlflow.runName, mlflow.user, source...
-    assert pending == {"params": 0, "tags": len(tags), "metric_bytes": size, "artifacts": 0, "status": 1}
+    expected = {"params": 0, "tags": len(tags), "metric_bytes": size, "results": 0, "artifacts": 0}
+    assert pending == {**expected, "status": 1}
     assert sorted(p for p in Path(run.run_dir).rglob("*")) == run_files  # no .sync cursor either
 
 
