@@ -125,12 +125,26 @@ def _load(root: str, exp_id: str) -> ExperimentIndex:
     return index
 
 
+def _remove_stale_temporaries(folder: str, older_than_s: float = 600) -> None:
+    """Temporary files a killed process left in ``.index/`` (a live writer renames its own in ms)."""
+    cutoff = time.time() - older_than_s
+    for name in os.listdir(folder):
+        if TMP_MARK in name:
+            path = os.path.join(folder, name)
+            try:
+                if os.lstat(path).st_mtime < cutoff:
+                    os.unlink(path)
+            except OSError:
+                pass
+
+
 def _save(root: str, exp_id: str, index: ExperimentIndex, dirty_details: list[str]) -> None:
     folder = os.path.join(root, INDEX_DIR)
     try:
         if os.path.islink(folder) or os.path.islink(os.path.join(folder, exp_id)):
             return  # never follow a link out of the store
         os.makedirs(os.path.join(folder, exp_id), exist_ok=True)
+        _remove_stale_temporaries(folder)
         for name in dirty_details:
             detail = index.details.get(name)
             path = os.path.join(folder, exp_id, name + ".json")

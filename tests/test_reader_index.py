@@ -278,3 +278,48 @@ def test_a_new_process_trusts_what_an_earlier_one_checked(store: Path) -> None:
     fresh_search(store)
     summary = json.loads((store / ".index" / "0.json").read_text())
     assert summary["d"] == [os.stat(run.run_dir).st_mtime_ns]
+
+
+def test_searching_while_another_process_writes(store: Path, tmp_path: Path) -> None:
+    """Readers racing a live writer see a growing, never corrupt, view; the index then matches the files."""
+    child = python_child(
+        """
+        import time, mini_mlflow as mm
+        with mm.start_run(run_name="busy"):
+            mm.log_param("p", 1)
+            print("started", flush=True)
+            for step in range(3000):
+                mm.log_metric("x", float(step), step=step)
+                if step % 100 == 0:
+                    mm.set_tag("at", str(step))
+                    mm.flush()
+                    time.sleep(0.03)
+        """,
+        tmp_path,
+        env={"MINI_MLFLOW_TRACKING_DIR": str(store), "MINI_MLFLOW_FLUSH_INTERVAL": "0.01"},
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "started"
+    seen = []
+    while child.poll() is None:
+        for got in (mm.search_runs(root=store), fresh_search(store)):
+            busy = by_name(got).get("busy")
+            if busy is not None and "x" in busy.metrics:
+                seen.append(busy.metrics["x"])
+    assert child.wait() == 0
+    assert seen == sorted(seen) and len(set(seen)) >= 3  # last values only move forward
+    final = by_name(fresh_search(store))["busy"]
+    assert final.status == "FINISHED" and final.metrics == {"x": 2999.0} and final.tags == {"at": "2900"}
+    run_id = final.run_id
+    assert _index.metric_summary(str(store), "0", run_id)["x"][4:8] == [3000, 2999.0, 0.0, 2999.0]
+
+
+def test_stale_index_temporaries_are_removed(store: Path) -> None:
+    make_run("a", acc=0.5)
+    fresh_search(store)
+    stale = store / ".index" / "#tmp.123.abcd.0.json"
+    stale.write_text("{half")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    make_run("b")  # a change, so the index is saved again
+    fresh_search(store)
+    assert not stale.exists()
