@@ -13,11 +13,13 @@ cause, and the error is raised by ``flush()``/``end_run()``.
 
 from __future__ import annotations
 
+import heapq
 import os
 import threading
 import time
 import warnings
 from collections import deque
+from itertools import compress
 from typing import Any
 
 from . import _files, _log
@@ -408,10 +410,16 @@ class Writer:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # (buffers, their queues, their held bytes, pass period), rebuilt after (un)registering.
+        self._snapshot: tuple[list[PointBuffer], list[Any], list[Any], float] | None = None
+        # Heap of (heartbeat due, id(buffer)): idle runs are visited only when their beat is due.
+        self._beats: list[tuple[float, int]] = []
 
     def register(self, buffer: PointBuffer) -> None:
         with self._lock:
             self._buffers[id(buffer)] = buffer
+            self._snapshot = None
+            heapq.heappush(self._beats, (buffer._heartbeat_due, id(buffer)))
             if self._thread is None or not self._thread.is_alive():
                 self._stop = threading.Event()
                 self._thread = threading.Thread(target=self._loop, name="mini-mlflow-writer", daemon=True)
@@ -420,31 +428,62 @@ class Writer:
     def unregister(self, buffer: PointBuffer) -> None:
         with self._lock:
             self._buffers.pop(id(buffer), None)
+            self._snapshot = None  # its heap entry is dropped when it comes up
 
     def buffers(self) -> list[PointBuffer]:
         with self._lock:
             return list(self._buffers.values())
 
+    def _take_snapshot(self) -> tuple[list[PointBuffer], list[Any], list[Any], float]:
+        with self._lock:
+            if self._snapshot is None:
+                buffers = list(self._buffers.values())
+                period = min((b.interval for b in buffers), default=0.2) / 2
+                self._snapshot = (buffers, [b.queue for b in buffers], [b._held for b in buffers], period)
+            return self._snapshot
+
+    def _due_beats(self, now: float) -> list[PointBuffer]:
+        """Buffers whose heartbeat is due (each taken off the heap; put back by ``_loop``)."""
+        due = []
+        with self._lock:
+            beats = self._beats
+            while beats and beats[0][0] <= now:
+                _, key = heapq.heappop(beats)
+                buffer = self._buffers.get(key)
+                if buffer is None:
+                    continue  # the run ended
+                if buffer._heartbeat_due <= now:
+                    due.append(buffer)
+                else:  # a drain for new points wrote the beat meanwhile
+                    heapq.heappush(beats, (buffer._heartbeat_due, key))
+        return due
+
     def _loop(self) -> None:
         stop = self._stop
         while True:
-            buffers = self.buffers()
-            period = min((b.interval for b in buffers), default=0.2) / 2
+            buffers, queues, held, period = self._take_snapshot()
             if stop.wait(period):
                 return
-            now = _time()
-            for buffer in buffers:
-                # Skip idle buffers without taking their lock: with thousands of runs open in one
-                # process, a full drain of each on every pass held the GIL for milliseconds.
-                if not buffer.queue and not buffer._held and now < buffer._heartbeat_due:
-                    # As a drain would: the next point logged is due one interval from now, so a
-                    # sparse logger's call is not found overdue and made to write inline.
-                    buffer.due = now + buffer.interval
-                    continue
+            # Visit only runs with points queued or held (found by C-level scans of their queues and
+            # held bytes, no Python per run) or a heartbeat due: with 10,000 runs open in a process,
+            # draining each on every pass kept this thread busy holding the GIL all the time.
+            todo = {id(b): b for b in compress(buffers, queues)}
+            todo.update((id(b), b) for b in compress(buffers, held))
+            beats = self._due_beats(_time())
+            todo.update((id(b), b) for b in beats)
+            for buffer in todo.values():
                 try:
                     buffer.drain()
                 except Exception as exc:  # never let the writer die: the data stays queued
                     buffer._warn_once(("writer", type(exc)), f"mini_mlflow: writer error: {exc!r}")
+            if beats:
+                now = _time()
+                with self._lock:
+                    for buffer in beats:
+                        due = buffer._heartbeat_due
+                        heapq.heappush(
+                            self._beats, (due if due > now else now + buffer.heartbeat_interval, id(buffer))
+                        )
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
@@ -464,6 +503,8 @@ class Writer:
         for buffer in self._buffers.values():
             buffer.reset_after_fork()
         self._buffers.clear()
+        self._snapshot = None
+        self._beats = []
 
 
 WRITER = Writer()
