@@ -138,11 +138,11 @@ def _remove_stale_temporaries(folder: str, older_than_s: float = 600) -> None:
                 pass
 
 
-def _save(root: str, exp_id: str, index: ExperimentIndex, dirty_details: list[str]) -> None:
+def _save(root: str, exp_id: str, index: ExperimentIndex, dirty_details: list[str]) -> bool:
     folder = os.path.join(root, INDEX_DIR)
     try:
         if os.path.islink(folder) or os.path.islink(os.path.join(folder, exp_id)):
-            return  # never follow a link out of the store
+            return False  # never follow a link out of the store
         os.makedirs(os.path.join(folder, exp_id), exist_ok=True)
         _remove_stale_temporaries(folder)
         for name in dirty_details:
@@ -185,7 +185,8 @@ def _save(root: str, exp_id: str, index: ExperimentIndex, dirty_details: list[st
         }
         write_atomic(os.path.join(folder, exp_id + ".json"), json.dumps(doc, separators=(",", ":")).encode())
     except OSError:
-        pass  # a read-only store still lists fine, just without a cache
+        return False  # a read-only store still lists fine, just without a cache
+    return True
 
 
 def _check_info(root: str, exp_id: str, index: ExperimentIndex, now_ns: int) -> bool:
@@ -299,8 +300,11 @@ def load_experiment(root: str, exp_id: str, save: bool = True, only: str | None 
         if stray != index.stray:
             index.stray, dirty = stray, True
     _MEMORY[key] = index
-    if dirty and save:
-        _save(root, exp_id, index, dirty_details)
+    if dirty and save and _save(root, exp_id, index, dirty_details):
+        # Settled runs' details are on disk now; keeping 10,000 of them in memory only slows the
+        # garbage collector. They are read back if a run ever needs checking again.
+        for name in [n for n in index.details if index.ok.get(n) and n != only]:
+            del index.details[name]
     return index
 
 
