@@ -176,6 +176,23 @@ def _curve(step: int) -> float:
     return math.exp(-step / 2e5) + 0.05 * math.sin(step / 500)
 
 
+def _search_in_new_process(root: str) -> dict[str, float]:
+    """Time search_runs in a fresh interpreter: the first call (index read from disk), then warm calls."""
+    code = (
+        "import json, statistics, sys, time\n"
+        "from mini_mlflow._search import search_runs\n"
+        "def once():\n"
+        "    t = time.perf_counter()\n"
+        f"    search_runs(filter_string={FILTER!r}, order_by={ORDER!r}, root={root!r})\n"
+        "    return time.perf_counter() - t\n"
+        "first = once()\n"
+        "print(json.dumps({'first': first, 'warm': statistics.median(once() for _ in range(7))}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
 def write_big_metric(root: str, points: int) -> str:
     run_id = uuid.uuid4().hex
     rdir = os.path.join(root, "0", run_id)
@@ -234,7 +251,21 @@ def main() -> None:
         backdate(ours)
         warm, found = timed(lambda: search_runs(filter_string=FILTER, order_by=ORDER, root=ours), 5)
         rows.append(
-            (f"`search_runs` filter + order, {n:,} runs, warm", f"{warm * 1000:.1f} ms", "≤ 100 ms", "")
+            (
+                f"`search_runs` filter + order, {n:,} runs, warm (same process that built the index)",
+                f"{warm * 1000:.1f} ms",
+                "≤ 100 ms",
+                "",
+            )
+        )
+        other = _search_in_new_process(ours)
+        rows.append(
+            (
+                f"`search_runs` filter + order, {n:,} runs, in a new process (first call, then warm)",
+                f"{other['first'] * 1000:.0f} ms, then {other['warm'] * 1000:.1f} ms",
+                "≤ 100 ms",
+                "first call loads the index file",
+            )
         )
         log(f"search_runs: cold {cold:.3f}s warm {warm * 1000:.1f}ms, {len(found)} found")
 
