@@ -115,7 +115,9 @@ def show_cmd(
     if record.end_time:
         info.append(("end", plain(f"{fmt_time(record.end_time)} UTC")))
     running = record.status == "RUNNING"
-    info.append(("duration", plain(fmt_duration(record.start_time, record.end_time, running=running))))
+    duration = fmt_duration(record.start_time, record.end_time, running=running)
+    if duration:  # unknown for a crashed run: it never wrote an end
+        info.append(("duration", plain(duration)))
     if record.user:
         info.append(("user", plain(record.user)))
     if record.parent_run_id:
