@@ -20,6 +20,8 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 
 demo: $(VENV)/.installed
 	$(BIN)/python examples/quickstart.py
+	$(BIN)/mini-mlflow ls -e quickstart
+	$(BIN)/mini-mlflow show $$($(BIN)/mini-mlflow ls -e quickstart --json | $(BIN)/python -c "import json,sys; print(json.load(sys.stdin)['runs'][0]['run_id'])") -m val/mse
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
