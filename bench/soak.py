@@ -294,10 +294,22 @@ def main() -> int:
             cwd=work,
             timeout=3600,
         )
-        sync_result = (
-            f"final `sync --all` exit {final.returncode} in {time.perf_counter() - s0:.0f} s: "
-            + final.stdout.strip()[-400:].replace("\n", " ")
-        )
+        took_sync = time.perf_counter() - s0
+        (work / "sync-final.json").write_text(final.stdout)
+        try:
+            raw = final.stdout
+            report = json.loads(raw[raw.find("{") :])  # after any progress lines
+            runs = [r for r in report.get("run_reports", []) if isinstance(r, dict)]
+            errors = len(report.get("errors") or []) + sum(len(r.get("errors") or []) for r in runs)
+            sync_result = (
+                f"after the watch stopped, a final `sync --all` (exit {final.returncode}, {took_sync:.0f} s) "
+                f"covered {len(runs)} runs: {sum(1 for r in runs if r.get('up_to_date'))} already up to "
+                f"date, {int(report.get('points') or 0):,} points still sent, {errors} errors "
+                "(server-side counts are not checked)"
+            )
+        except (ValueError, AttributeError, TypeError):
+            shown = (final.stdout + final.stderr).strip()[-300:].replace("\n", " ")
+            sync_result = f"final `sync --all` exit {final.returncode}: {shown}"
     if server is not None:
         server.terminate()
         try:
