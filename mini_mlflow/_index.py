@@ -268,7 +268,7 @@ def load_experiment(root: str, exp_id: str, save: bool = True, only: str | None 
         if old is None and name in index.d:
             old = _load_detail(root, exp_id, name)
         try:
-            record, broken, detail = build_run(path, name, exp_id, old, now_ns)
+            record, broken, detail = build_run(path, name, exp_id, old, now_ns, root)
         except OSError as exc:  # vanished or unreadable while we looked: report it, keep listing
             record, broken, detail = None, f"{path}: {exc}", {"at": now_ns}
         before = (index.records.get(name), index.broken.get(name))

@@ -213,10 +213,17 @@ def heartbeat_state(run_dir: str, meta: dict[str, Any], now_ms: int | None = Non
 
 
 class Store:
-    """A read-only view of a store root."""
+    """A read view of a store root (it writes only derived caches under ``.index/``, if it can).
 
-    def __init__(self, root: str | os.PathLike[str] = "mlruns") -> None:
+    Args:
+        root: the store root.
+        metric_cache_bytes: metric files at least this big keep a parsed binary copy in ``.index/``,
+            so that reading their history again parses only what was appended since.
+    """
+
+    def __init__(self, root: str | os.PathLike[str] = "mlruns", metric_cache_bytes: int = 1 << 20) -> None:
         self.root = os.fspath(root)
+        self.metric_cache_bytes = metric_cache_bytes
 
     # -- experiments -------------------------------------------------------------------------------
 
@@ -315,13 +322,19 @@ class Store:
             validate_key(key, "metric key")
         except InvalidInputError:
             raise
+        from ._metric_cache import read_metric
+
         path = os.path.join(self.find_run(run_id), "metrics", key + METRIC_SUFFIX)
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             raise NotFoundError(f"run {run_id} has no metric {key!r}") from None
-        return parse_metric_lines(data, key)
+        try:
+            history, _, torn = read_metric(fd, key, self.root, run_id, self.metric_cache_bytes)
+        finally:
+            os.close(fd)
+        history.skipped_lines += torn  # a torn last line: the writer died mid-write
+        return history
 
 
 def resolve_run(root: str, ref: str) -> tuple[str, str]:

@@ -1,0 +1,256 @@
+"""Read side: a derived binary cache of big metric histories, so a repeated read skips the JSON parse.
+
+``<root>/.index/metrics/<run_id>/<hash of key>.bin`` holds the parsed steps (int64), values (float64)
+and timestamps (int64) of the first ``consumed`` bytes of a metric file as packed arrays, behind a header
+that records which file (inode, device) and which bytes it was built from. A read trusts the cache only
+as far as the file proves it: same inode, at least ``consumed`` bytes long, the bytes at the start, at
+the end and at a few offsets in between of that prefix hash as recorded, and a file that did not grow
+still has the recorded mtime. Then only the bytes appended since (metric files are append-only) are
+parsed, and the cache is extended. Anything else (a rewritten, truncated or replaced file, a garbage or
+cut cache file, another format) means a full parse and a fresh cache. A torn last line is never cached.
+
+Caches are written atomically (temporary file in the same folder + ``os.replace``), never through a
+symbolic link, and failures to write them are ignored: a read-only store still reads, just slower.
+Deleting them at any time is safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import struct
+import sys
+import time
+import zlib
+from array import array
+from typing import Any, NamedTuple
+
+from ._files import _NOFOLLOW, _tmp_name
+from ._layout import TMP_MARK
+from ._reader import MetricHistory, parse_metric_lines
+
+#: Metric files smaller than this are parsed directly (the parse is already fast; no cache file).
+MIN_CACHE_BYTES = 1 << 20
+CACHE_FOLDER = os.path.join(".index", "metrics")
+_MAGIC = b"MMFC1" + (b"L" if sys.byteorder == "little" else b"B") + b"\n\0"
+# magic, consumed, size seen, ino, dev, mtime_ns seen, count, skipped, payload crc32, fingerprint, key len
+_HEADER = struct.Struct("<8sQQQQqQQI16sH")
+_EDGE = 4096  # bytes hashed at each end of the cached prefix
+_PROBES = 16  # short windows hashed in between (a rewrite that keeps both ends is still caught)
+_PROBE = 64
+_RDONLY = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+
+
+class Cached(NamedTuple):
+    """What a cache file proves about the first ``consumed`` bytes of a metric file."""
+
+    consumed: int
+    skipped: int
+    steps: list[int]
+    values: list[float]
+    timestamps: list[int]
+
+
+def cache_path(root: str, run_id: str, key: str) -> str:
+    """Where the cache of metric ``key`` of run ``run_id`` lives under the store ``root``."""
+    name = hashlib.blake2b(key.encode("utf-8"), digest_size=12).hexdigest()
+    return os.path.join(root, CACHE_FOLDER, run_id, name + ".bin")
+
+
+def _fingerprint(fd: int, consumed: int) -> bytes | None:
+    """A hash of the prefix's two ends and a few windows in between; None if it does not end a line."""
+    edge = min(_EDGE, consumed)
+    head = os.pread(fd, edge, 0)
+    tail = os.pread(fd, edge, consumed - edge)
+    if len(head) != edge or len(tail) != edge or not tail.endswith(b"\n"):
+        return None
+    digest = hashlib.blake2b(head, digest_size=16)
+    digest.update(tail)
+    for i in range(1, _PROBES + 1):
+        digest.update(os.pread(fd, _PROBE, consumed * i // (_PROBES + 2)))
+    digest.update(consumed.to_bytes(8, "little"))
+    return digest.digest()
+
+
+def _load(cache_file: str, key: str, fd: int, st: os.stat_result) -> Cached | None:
+    """The cache's arrays if it is intact and the metric file (open as ``fd``) still proves them."""
+    try:
+        cfd = os.open(cache_file, _RDONLY | _NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(cfd).st_mode):
+            return None
+        head = os.pread(cfd, _HEADER.size, 0)
+        if len(head) != _HEADER.size:
+            return None
+        magic, consumed, size_seen, ino, dev, mtime, count, skipped, crc, mark, key_len = _HEADER.unpack(head)
+        stored_key = os.pread(cfd, key_len, _HEADER.size)
+        if magic != _MAGIC or stored_key != key.encode("utf-8") or (ino, dev) != (st.st_ino, st.st_dev):
+            return None
+        if consumed == 0 or consumed > st.st_size or (st.st_size == size_seen and st.st_mtime_ns != mtime):
+            return None  # shorter than what we cached, or changed in place without growing
+        if _fingerprint(fd, consumed) != mark:
+            return None
+        nbytes = count * 8
+        payload = os.pread(cfd, 3 * nbytes + 1, _HEADER.size + key_len)
+    finally:
+        os.close(cfd)
+    if len(payload) != 3 * nbytes or zlib.crc32(payload) != crc:
+        return None  # cut short, or garbage
+    steps, values, stamps = array("q"), array("d"), array("q")
+    view = memoryview(payload)
+    steps.frombytes(view[:nbytes])
+    values.frombytes(view[nbytes : 2 * nbytes])
+    stamps.frombytes(view[2 * nbytes :])
+    return Cached(consumed, skipped, steps.tolist(), values.tolist(), stamps.tolist())
+
+
+def _remove_stale_temporaries(folder: str, older_than_s: float = 600) -> None:
+    cutoff = time.time() - older_than_s
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if TMP_MARK in name:
+            try:
+                if os.lstat(os.path.join(folder, name)).st_mtime < cutoff:
+                    os.unlink(os.path.join(folder, name))
+            except OSError:
+                pass
+
+
+def _safe_folder(root: str, run_id: str) -> str | None:
+    """The cache folder of a run, created if needed; None if any part of it is a symbolic link."""
+    folder = root
+    for part in (*CACHE_FOLDER.split(os.sep), run_id):
+        folder = os.path.join(folder, part)
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            pass
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return None  # a link (or a file) where our folder should be: never write through it
+    return folder
+
+
+def _save(
+    root: str,
+    run_id: str,
+    key: str,
+    fd: int,
+    st: os.stat_result,
+    consumed: int,
+    skipped: int,
+    h: MetricHistory,
+) -> None:
+    """Write the cache of the first ``consumed`` bytes (parsed as ``h``) atomically; errors propagate."""
+    mark = _fingerprint(fd, consumed)
+    if mark is None:
+        return
+    try:
+        parts: list[array[Any]] = [array("q", h.steps), array("d", h.values), array("q", h.timestamps)]
+    except OverflowError:
+        return  # a step or timestamp beyond int64: not cacheable, parsed every time
+    crc = 0
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    key_bytes = key.encode("utf-8")
+    header = _HEADER.pack(
+        _MAGIC,
+        consumed,
+        st.st_size,
+        st.st_ino,
+        st.st_dev,
+        st.st_mtime_ns,
+        len(h),
+        skipped,
+        crc,
+        mark,
+        len(key_bytes),
+    )
+    folder = _safe_folder(root, run_id)
+    if folder is None:
+        return
+    _remove_stale_temporaries(folder)
+    path = cache_path(root, run_id, key)
+    tmp = _tmp_name(path)
+    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+    try:
+        try:
+            chunks: list[bytes | array[Any]] = [header + key_bytes, *parts]
+            for chunk in chunks:
+                view = memoryview(chunk).cast("B")
+                while view:
+                    view = view[os.write(out, view) :]
+        finally:
+            os.close(out)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_metric(
+    fd: int,
+    key: str,
+    root: str | None,
+    run_id: str | None,
+    min_bytes: int = MIN_CACHE_BYTES,
+    offset: int = 0,
+    write: bool = True,
+) -> tuple[MetricHistory, int, bool]:
+    """Every complete point of the metric file open as ``fd``, using and refreshing its cache.
+
+    Args:
+        fd: the metric file, open for reading.
+        key: the metric key (recorded in the cache to tell keys apart).
+        root: the store root holding ``.index/``; None reads without a cache.
+        run_id: the run the metric belongs to.
+        min_bytes: files smaller than this are parsed without a cache.
+        offset: without a cache, read from this byte offset (the start of a line) on.
+        write: write or extend the cache when it was missing, stale or short (False: only use it).
+
+    Returns:
+        ``(history, consumed, torn)``: the points of the ``consumed`` bytes read from ``offset``
+        (whole lines; the history's ``skipped_lines`` counts only unreadable whole lines), and whether
+        a torn last line follows them.
+    """
+    st = os.fstat(fd)
+    use_cache = root is not None and run_id is not None and st.st_size >= min_bytes and not offset
+    cached = _load(cache_path(root, run_id, key), key, fd, st) if use_cache else None  # type: ignore[arg-type]
+    start = cached.consumed if cached else offset
+    chunks = []
+    position = start
+    while True:  # to the end, even if the file grows while we read
+        chunk = os.pread(fd, max(65536, st.st_size - position + 1), position)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        position += len(chunk)
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    end = data.rfind(b"\n") + 1
+    torn = bool(data[end:].strip())
+    fresh = parse_metric_lines(data[:end] if end < len(data) else data, key) if end else MetricHistory(key)
+    consumed = start + end
+    if not use_cache:
+        return fresh, end, torn
+    if cached is None:
+        history = fresh
+    else:
+        history = MetricHistory(key, cached.steps, cached.values, cached.timestamps, cached.skipped)
+        history.steps += fresh.steps
+        history.values += fresh.values
+        history.timestamps += fresh.timestamps
+        history.skipped_lines += fresh.skipped_lines
+    if write and consumed >= min_bytes and (cached is None or end):
+        try:  # describe the file as it is after our read: a later same-size, other-mtime file was changed
+            _save(root, run_id, key, fd, os.fstat(fd), consumed, history.skipped_lines, history)  # type: ignore[arg-type]
+        except OSError:
+            pass  # a read-only or full store: reading still works, without the cache
+    return history, consumed, torn
