@@ -9,6 +9,7 @@ and noisy. Peers (MLflow, tensorboardX, W&B offline, trackio) are measured when 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -270,11 +271,12 @@ def bench_peers(root: str, quick: bool) -> list[tuple[str, float | None, str]]:
         os.environ["TRACKIO_DIR"] = os.path.join(root, "trackio")
         import trackio
 
-        trackio.init(project="bench")
-        t0 = time.perf_counter()
-        for i in range(n):
-            trackio.log({"loss": 0.5}, step=i)
-        trackio.finish()
+        with contextlib.redirect_stdout(sys.stderr):  # it prints banners; keep the report clean
+            trackio.init(project="bench")
+            t0 = time.perf_counter()
+            for i in range(n):
+                trackio.log({"loss": 0.5}, step=i)
+            trackio.finish()
         out.append(
             (f"trackio {trackio.__version__} (incl. finish)", (time.perf_counter() - t0) / n * 1e6, "")
         )
