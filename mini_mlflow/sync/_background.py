@@ -10,6 +10,11 @@ One agent per run: `mini-mlflow run` syncs the run it creates and tells its chil
 outlives the child and ends the run, so its last pass carries everything, including the exit code and
 the output artifacts. (Two agents on one run would still be safe, as every pass holds the run's
 per-server sync lock, but each would poll the same files and the child would spend its exit on a pass.)
+
+A run leaves the watch list only after this process's own ``Run`` had ended *before* a pass that then
+sent it without error. Its status on disk alone is not enough: under `mini-mlflow run` the child ends
+the run first (FINISHED on disk), and only then does the parent write the exit code and its own final
+status, which a run dropped on the child's status would never send.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ class _Background:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.targets: dict[tuple[str, str], dict[str, Target]] = {}  # (root, url) → run_dir → target
+        self.runs: dict[str, Run] = {}  # run_dir → this process's Run for it (ended = it writes no more)
         self.interval = 5.0
         self.wake = threading.Event()
         self.stop = threading.Event()
@@ -52,6 +58,7 @@ class _Background:
         name = _experiment_name(root, os.path.basename(os.path.dirname(run.run_dir)))
         with self.lock:
             self.targets.setdefault((root, url), {})[run.run_dir] = Target(run.run_dir, name)
+            self.runs[run.run_dir] = run
             self.interval = (
                 min(self.interval, settings.sync_interval) if self.thread else settings.sync_interval
             )
@@ -76,6 +83,11 @@ class _Background:
                 return
 
     def _pass(self, root: str, url: str, targets: list[Target]) -> None:
+        # Taken before the pass reads any file: a run this process ended by now has its final files on
+        # disk, so a pass that sends it without error leaves nothing behind. One ended during the pass
+        # (or only on disk, by another process) is kept for the next pass.
+        with self.lock:
+            ended = {t.run_dir for t in targets if (r := self.runs.get(t.run_dir)) is not None and r.ended}
         try:
             agent = self.agents.get((root, url))
             if agent is None:
@@ -98,11 +110,14 @@ class _Background:
         for error in summary.errors:
             self._warn_once(error, f"mini_mlflow: background sync to {summary.server}: {error}")
         for report in summary.runs:
-            if not report.errors and report.status in ("FINISHED", "FAILED", "KILLED"):
-                with self.lock:  # ended and fully sent: nothing more to watch
-                    for target in targets:
-                        if os.path.basename(target.run_dir) == report.run_id:
-                            self.targets.get((root, url), {}).pop(target.run_dir, None)
+            if report.errors or report.skipped:  # a run's pass without either sent all it read
+                continue
+            with self.lock:  # ended here before this pass, and now fully sent: nothing more to watch
+                for target in targets:
+                    if target.run_dir in ended and os.path.basename(target.run_dir) == report.run_id:
+                        self.targets.get((root, url), {}).pop(target.run_dir, None)
+                        if not any(target.run_dir in watched for watched in self.targets.values()):
+                            self.runs.pop(target.run_dir, None)  # no other server still to send it to
 
     def _warn_once(self, cause: str, message: str) -> None:
         if cause not in self.warned:

@@ -15,7 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 import mini_mlflow as mm
+from mini_mlflow import _store
 from mini_mlflow._context import RunContext
+from mini_mlflow._layout import ms_from_iso
 from mini_mlflow.cli._main import cli
 from mini_mlflow.sync import _cursor
 
@@ -218,5 +220,54 @@ def test_mini_mlflow_run_syncs_each_point_once_from_one_agent(
     assert cursor.metrics == {"loss": (run_dir / "metrics" / "loss.jsonl").stat().st_size}
     assert cursor.status is not None and cursor.status[0] == "FINISHED"
     # Nothing is left to send: a later `mini-mlflow sync` finds the run up to date.
+    again = run_cli("--root", str(root), "sync", "--all", "--to", mlflow_server.url, "--json")
+    assert json.loads(again.output)["requests"] == 0, again.output
+
+
+ENDS_THEN_WAITS = """
+import os, sys, time
+import mini_mlflow as mm
+from mini_mlflow.sync import _cursor
+ctx = mm.get_or_create_ctx("job")
+ctx.log_metric("loss", 0.5, step=0)
+run_dir = ctx.run.run_dir
+ctx.run.end()  # the child ends the run itself: FINISHED on disk before the parent has its exit code
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:  # until the parent's agent has sent that status
+    status = _cursor.load(run_dir, os.environ["MINI_MLFLOW_SYNC_URL"]).status
+    if status is not None and status[0] == "FINISHED":
+        sys.exit(3)
+    time.sleep(0.02)
+sys.exit(9)
+"""
+
+
+def test_mini_mlflow_run_sends_exit_code_after_the_child_ended_the_run(
+    tmp_path: Path, mlflow_server: Any, mlflow_client: Any
+) -> None:
+    # The parent's agent must not stop watching a run because its status on disk is final: the parent
+    # writes the exit code and its own status after that, and they must reach the server before the
+    # command returns. Here the child holds its exit until the child's FINISHED was sent, so the parent
+    # always writes after a pass that saw the run ended (the timing a loaded machine produced by chance).
+    root = tmp_path / "mlruns"
+    script = tmp_path / "train.py"
+    script.write_text(ENDS_THEN_WAITS)
+    env = clean_env(
+        PYTHONPATH=str(ROOT), MINI_MLFLOW_SYNC_URL=mlflow_server.url, MINI_MLFLOW_SYNC_INTERVAL="0.05"
+    )
+    mini = str(Path(sys.executable).parent / "mini-mlflow")
+    cmd = [mini, "--root", str(root), "run", "-e", "child-ends", "--", str(script)]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr  # 9: the child's FINISHED never reached the server
+    assert "Warning" not in done.stderr, done.stderr
+
+    (run_dir,) = [p.parent for p in root.glob("*/*/meta.yaml")]
+    meta = _store.read_meta(str(run_dir / "meta.yaml"))
+    assert meta["status"] == "FAILED"
+    remote = remote_run(mlflow_client, "child-ends", run_dir.name)
+    assert remote.data.tags["mini_mlflow.exit_code"] == "3"
+    assert remote.info.status == "FAILED"
+    assert remote.info.end_time == ms_from_iso(meta["end_time"])
+    assert remote.data.metrics["loss"] == 0.5
     again = run_cli("--root", str(root), "sync", "--all", "--to", mlflow_server.url, "--json")
     assert json.loads(again.output)["requests"] == 0, again.output
