@@ -33,6 +33,8 @@ from ._reader import MetricHistory, parse_metric_lines
 #: Metric files smaller than this are parsed directly (the parse is already fast; no cache file).
 MIN_CACHE_BYTES = 1 << 20
 CACHE_FOLDER = os.path.join(".index", "metrics")
+#: The cache is rewritten once the bytes appended since it was written reach 1/EXTEND_RATIO of it.
+EXTEND_RATIO = 16
 _MAGIC = b"MMFC1" + (b"L" if sys.byteorder == "little" else b"B") + b"\n\0"
 # magic, consumed, size seen, ino, dev, mtime_ns seen, count, skipped, payload crc32, fingerprint, key len
 _HEADER = struct.Struct("<8sQQQQqQQI16sH")
@@ -50,6 +52,7 @@ class Cached(NamedTuple):
     steps: list[int]
     values: list[float]
     timestamps: list[int]
+    arrays: list[array[Any]]  #: the same three columns packed, reused when the cache is extended
 
 
 def cache_path(root: str, run_id: str, key: str) -> str:
@@ -104,7 +107,9 @@ def _load(cache_file: str, key: str, fd: int, st: os.stat_result) -> Cached | No
     steps.frombytes(view[:nbytes])
     values.frombytes(view[nbytes : 2 * nbytes])
     stamps.frombytes(view[2 * nbytes :])
-    return Cached(consumed, skipped, steps.tolist(), values.tolist(), stamps.tolist())
+    return Cached(
+        consumed, skipped, steps.tolist(), values.tolist(), stamps.tolist(), [steps, values, stamps]
+    )
 
 
 def _remove_stale_temporaries(folder: str, older_than_s: float = 600) -> None:
@@ -145,13 +150,23 @@ def _save(
     consumed: int,
     skipped: int,
     h: MetricHistory,
+    old: Cached | None,
 ) -> None:
-    """Write the cache of the first ``consumed`` bytes (parsed as ``h``) atomically; errors propagate."""
+    """Write the cache of the first ``consumed`` bytes (parsed as ``h``) atomically; errors propagate.
+
+    With ``old``, the cache being extended, only the points after its packed arrays are packed.
+    """
     mark = _fingerprint(fd, consumed)
     if mark is None:
         return
     try:
-        parts: list[array[Any]] = [array("q", h.steps), array("d", h.values), array("q", h.timestamps)]
+        if old is None:
+            parts: list[array[Any]] = [array("q", h.steps), array("d", h.values), array("q", h.timestamps)]
+        else:
+            parts, done = old.arrays, len(old.arrays[1])  # (old.values is h.values, extended)
+            parts[0].extend(h.steps[done:])
+            parts[1].extend(h.values[done:])
+            parts[2].extend(h.timestamps[done:])
     except OverflowError:
         return  # a step or timestamp beyond int64: not cacheable, parsed every time
     crc = 0
@@ -248,9 +263,11 @@ def read_metric(
         history.values += fresh.values
         history.timestamps += fresh.timestamps
         history.skipped_lines += fresh.skipped_lines
-    if write and consumed >= min_bytes and (cached is None or end):
+    # Extending means rewriting the whole cache file: worth it once the tail costs more to parse than
+    # that (a run still logging is read again and again; a small tail is cheap to parse each time).
+    if write and consumed >= min_bytes and (cached is None or end * EXTEND_RATIO >= cached.consumed):
         try:  # describe the file as it is after our read: a later same-size, other-mtime file was changed
-            _save(root, run_id, key, fd, os.fstat(fd), consumed, history.skipped_lines, history)  # type: ignore[arg-type]
+            _save(root, run_id, key, fd, os.fstat(fd), consumed, history.skipped_lines, history, cached)  # type: ignore[arg-type]
         except OSError:
             pass  # a read-only or full store: reading still works, without the cache
     return history, consumed, torn

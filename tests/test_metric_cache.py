@@ -262,3 +262,20 @@ def test_the_index_uses_a_valid_cache_and_gets_exact_count_min_max(store: Path) 
     assert summary["acc"][4:9] == [700, want.values[-1], min(finite), max(finite), 699]
     plain = parse_metric_lines(_lines(1, 3).replace(b'"NaN"', b"0.5")).values
     assert summary["plain"][4:8] == [3, plain[-1], min(plain), max(plain)]
+
+
+def test_a_small_tail_is_parsed_on_each_read_until_it_is_worth_rewriting_the_cache(store: Path) -> None:
+    run_id, path = _run(store, _lines(0, 1600))
+    reader = mm.Store(store, metric_cache_bytes=TINY)
+    reader.get_metric_history(run_id, "loss")
+    cached_size = path.stat().st_size
+    with open(path, "ab") as f:
+        f.write(_lines(1600, 10))  # far below 1/16 of the cached part
+    _same(reader.get_metric_history(run_id, "loss"), parse_metric_lines(path.read_bytes()))
+    kept = _cached(store, run_id, path)
+    assert kept is not None and kept.consumed == cached_size  # not rewritten for 10 points
+    with open(path, "ab") as f:
+        f.write(_lines(1610, 200))
+    _same(reader.get_metric_history(run_id, "loss"), parse_metric_lines(path.read_bytes()))
+    grown = _cached(store, run_id, path)
+    assert grown is not None and grown.consumed == path.stat().st_size
