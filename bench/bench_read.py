@@ -159,6 +159,17 @@ def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     return statistics.median(times), out
 
 
+def timed_after(setup: Callable[[], Any], fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    """Like ``timed``, with ``setup`` run untimed before each call."""
+    times, out = [], None
+    for _ in range(repeat):
+        setup()
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), out
+
+
 def cli(root: str, *args: str) -> Callable[[], subprocess.CompletedProcess[str]]:
     env = {**os.environ, "PYTHONPATH": ROOT, "COLUMNS": "160", "NO_COLOR": "1"}
     cmd = [sys.executable, "-m", "mini_mlflow", "--root", root, *args]
@@ -217,157 +228,247 @@ def write_big_metric(root: str, points: int) -> str:
     return run_id
 
 
+def _history_rows(tmp: str, big: int) -> list[tuple[str, str, str, str]]:
+    """A big metric: first and cached `get_metric_history`, a grown file, and `show` as a process."""
+    from mini_mlflow import Store
+
+    rows: list[tuple[str, str, str, str]] = []
+    log(f"writing a {big:,}-point metric ...")
+    long_root = os.path.join(tmp, "long")
+    run_id = write_big_metric(long_root, big)
+    store = Store(long_root)
+    index_dir = os.path.join(long_root, ".index")
+
+    def drop_caches() -> None:
+        shutil.rmtree(index_dir, ignore_errors=True)  # no metric cache: parse the whole file
+
+    def first_read() -> Any:
+        return store.get_metric_history(run_id, "loss")
+
+    no_cache = Store(long_root, metric_cache_bytes=1 << 62)
+    hist_time, hist = timed_after(drop_caches, first_read, 3)
+    assert len(hist) == big
+    rows.append(
+        (
+            f"`get_metric_history`, {big:,} points, first read (parses the file, writes the cache)",
+            f"{hist_time * 1000:.0f} ms",
+            "≤ 1000 ms",
+            _parser_note(),
+        )
+    )
+    bare, _ = timed(lambda: no_cache.get_metric_history(run_id, "loss"), 3)
+    rows.append(
+        (
+            f"`get_metric_history`, {big:,} points, with the metric cache off",
+            f"{bare * 1000:.0f} ms",
+            "",
+            f"the parse alone; building the cache adds {max(0.0, hist_time / bare - 1) * 100:.0f}%",
+        )
+    )
+    again, hist2 = timed(lambda: store.get_metric_history(run_id, "loss"), 5)
+    assert hist2.steps == hist.steps and hist2.timestamps == hist.timestamps
+    rows.append(
+        (
+            f"`get_metric_history`, {big:,} points, again (binary cache in `.index/metrics`)",
+            f"{again * 1000:.0f} ms",
+            "≤ 1000 ms",
+            f"{hist_time / again:.0f}× faster than the first read",
+        )
+    )
+    metric_file = os.path.join(long_root, "0", run_id, "metrics", "loss.jsonl")
+
+    next_step = [big]
+
+    def grown_read() -> Any:
+        first = next_step[0]
+        next_step[0] += 1000
+        with open(metric_file, "a") as f:  # a run still logging: 1,000 more points each time
+            f.write(
+                "".join(
+                    f'{{"step":{s},"value":{_curve(s)!r},"timestamp":{T0 + s}}}\n'
+                    for s in range(first, first + 1000)
+                )
+            )
+        return store.get_metric_history(run_id, "loss")
+
+    original_size = os.path.getsize(metric_file)
+    grown, _ = timed(grown_read, 3)
+    os.truncate(metric_file, original_size)  # back to exactly {big} points for what follows
+    rows.append(
+        (
+            f"`get_metric_history` after 1,000 more points were appended (~{big:,} points)",
+            f"{grown * 1000:.0f} ms",
+            "≤ 1000 ms",
+            "the cache covers the old part; only the tail is parsed, then the cache is extended",
+        )
+    )
+    from mini_mlflow import _reader
+
+    if _reader._array_loads(1 << 20) is not json.loads:
+        _reader._orjson_loads = json.loads  # the same read without the optional orjson
+        plain, _ = timed_after(drop_caches, first_read, 3)
+        _reader._orjson_loads = None
+        rows.append(
+            (
+                f"`get_metric_history`, {big:,} points, first read, stdlib json only",
+                f"{plain * 1000:.0f} ms",
+                "≤ 1000 ms",
+                f"orjson makes it {plain / hist_time:.1f}× faster; repeat reads use the cache either way",
+            )
+        )
+
+    show_cold, _ = timed_after(drop_caches, cli(long_root, "show", run_id[:8]), 3)
+    store.get_metric_history(run_id, "loss")  # leaves the metric cache
+
+    def drop_run_index() -> None:
+        for name in os.listdir(index_dir):
+            if name != "metrics":  # drop the run index, keep the metric cache
+                path = os.path.join(index_dir, name)
+                shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+
+    show_cached, _ = timed_after(drop_run_index, cli(long_root, "show", run_id[:8]), 3)
+    show_warm, _ = timed(cli(long_root, "show", run_id[:8]), 3)
+    rows.append(
+        (
+            f"`mini-mlflow show` of that run, first time (parses all {big:,} points for count/min/max)",
+            f"{show_cold * 1000:.0f} ms",
+            "≤ 1500 ms",
+            "nothing cached: no `.index/` at all",
+        )
+    )
+    rows.append(
+        (
+            "`mini-mlflow show` of that run, first time after a `get_metric_history`",
+            f"{show_cached * 1000:.0f} ms",
+            "≤ 1500 ms",
+            "run index rebuilt from the metric cache",
+        )
+    )
+    rows.append(
+        (
+            "`mini-mlflow show` of that run, again (index warm)",
+            f"{show_warm * 1000:.0f} ms",
+            "≤ 1500 ms",
+            "",
+        )
+    )
+    log(
+        f"history first {hist_time:.3f}s again {again:.3f}s grown {grown:.3f}s; "
+        f"show first {show_cold:.3f}s after read {show_cached:.3f}s warm {show_warm:.3f}s"
+    )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="1,000 runs and a 100,000-point metric")
+    parser.add_argument("--history-only", action="store_true", help="only the big metric history and `show`")
     args = parser.parse_args()
     n = 1_000 if args.quick else 10_000
     big = 100_000 if args.quick else 1_000_000
-    from mini_mlflow import Store
     from mini_mlflow._search import search_runs
 
     rows: list[tuple[str, str, str, str]] = []
     tmp = tempfile.mkdtemp(prefix="bench_read_")
     try:
-        ours = os.path.join(tmp, "mlruns")
-        runs = make_runs(n, points=20)
-        log(f"writing {n} runs in mini_mlflow's format ...")
-        write_ours(ours, runs)
+        if not args.history_only:
+            ours = os.path.join(tmp, "mlruns")
+            runs = make_runs(n, points=20)
+            log(f"writing {n} runs in mini_mlflow's format ...")
+            write_ours(ours, runs)
 
-        cold, _ = timed(lambda: search_runs(filter_string=FILTER, order_by=ORDER, root=ours), 1)
-        rows.append(
-            (
-                f"`search_runs` filter + order, {n:,} runs, first call (builds the index)",
-                f"{cold * 1000:.0f} ms",
-                "",
-                "",
-            )
-        )
-        fresh, _ = timed(lambda: search_runs(filter_string=FILTER, order_by=ORDER, root=ours), 1)
-        note = "runs changed < 30 s ago may still be flushing: their files are re-checked"
-        rows.append(
-            (f"`search_runs` again, all {n:,} runs written < 30 s ago", f"{fresh * 1000:.0f} ms", "", note)
-        )
-        backdate(ours)
-        warm, found = timed(lambda: search_runs(filter_string=FILTER, order_by=ORDER, root=ours), 5)
-        rows.append(
-            (
-                f"`search_runs` filter + order, {n:,} runs, warm (same process that built the index)",
-                f"{warm * 1000:.1f} ms",
-                "≤ 100 ms",
-                "",
-            )
-        )
-        other = _search_in_new_process(ours)
-        rows.append(
-            (
-                f"`search_runs` filter + order, {n:,} runs, in a new process (first call, then warm)",
-                f"{other['first'] * 1000:.0f} ms, then {other['warm'] * 1000:.1f} ms",
-                "≤ 100 ms",
-                "first call loads the index file",
-            )
-        )
-        log(f"search_runs: cold {cold:.3f}s warm {warm * 1000:.1f}ms, {len(found)} found")
-
-        ls_time, _ = timed(cli(ours, "ls"), 5)
-        rows.append(
-            (
-                f"`mini-mlflow ls` whole process, {n:,} runs (warm index)",
-                f"{ls_time * 1000:.0f} ms",
-                "≤ 500 ms",
-                "",
-            )
-        )
-        ls_f, _ = timed(cli(ours, "ls", "--filter", FILTER, "--order-by", ORDER[0]), 3)
-        rows.append(
-            (
-                f"`mini-mlflow ls --filter ... --order-by ...`, {n:,} runs",
-                f"{ls_f * 1000:.0f} ms",
-                "≤ 500 ms",
-                "",
-            )
-        )
-        log(f"ls: {ls_time:.3f}s, with filter {ls_f:.3f}s")
-
-        try:
-            import mlflow  # noqa: F401
-
-            have_mlflow = True
-        except ImportError:
-            have_mlflow = False
-        if have_mlflow:
-            ml = os.path.join(tmp, "mlflow_runs")
-            log(f"writing the same {n} runs in MLflow's FileStore format ...")
-            write_mlflow(ml, runs)
-            os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
-            from mlflow.tracking import MlflowClient
-
-            client = MlflowClient(tracking_uri=f"file://{ml}")
-            flt = FILTER.replace("params.optimizer", "params.optimizer")
-            ml_time, ml_found = timed(
-                lambda: client.search_runs(["0"], filter_string=flt, order_by=ORDER, max_results=1000),
-                1 if n > 2000 else 3,
-            )
-            same = [r.info.run_id for r in ml_found] == [r.run_id for r in found]
+            cold, _ = timed(lambda: search_runs(filter_string=FILTER, order_by=ORDER, root=ours), 1)
             rows.append(
                 (
-                    f"MLflow `MlflowClient.search_runs`, same {n:,} runs, file store",
-                    f"{ml_time * 1000:.0f} ms",
+                    f"`search_runs` filter + order, {n:,} runs, first call (builds the index)",
+                    f"{cold * 1000:.0f} ms",
                     "",
-                    f"**{ml_time / warm:.0f}×** slower than ours (warm); same result: {same}",
+                    "",
                 )
             )
-            log(f"mlflow: {ml_time:.2f}s, {len(ml_found)} found, same={same}")
-        else:
-            rows.append(("MLflow `search_runs`", "not installed", "", ""))
-
-        log(f"writing a {big:,}-point metric ...")
-        long_root = os.path.join(tmp, "long")
-        run_id = write_big_metric(long_root, big)
-        store = Store(long_root)
-        hist_time, hist = timed(lambda: store.get_metric_history(run_id, "loss"), 3)
-        assert len(hist) == big
-        rows.append(
-            (
-                f"`get_metric_history`, {big:,} points",
-                f"{hist_time * 1000:.0f} ms",
-                "≤ 1000 ms",
-                _parser_note(),
-            )
-        )
-        from mini_mlflow import _reader
-
-        if _reader._array_loads(1 << 20) is not json.loads:
-            _reader._orjson_loads = json.loads  # the same read without the optional orjson
-            plain, _ = timed(lambda: store.get_metric_history(run_id, "loss"), 3)
-            _reader._orjson_loads = None
+            fresh, _ = timed(lambda: search_runs(filter_string=FILTER, order_by=ORDER, root=ours), 1)
+            note = "runs changed < 30 s ago may still be flushing: their files are re-checked"
             rows.append(
                 (
-                    f"`get_metric_history`, {big:,} points, stdlib json only",
-                    f"{plain * 1000:.0f} ms",
-                    "≤ 1000 ms",
-                    f"orjson makes it {plain / hist_time:.1f}× faster",
+                    f"`search_runs` again, all {n:,} runs written < 30 s ago",
+                    f"{fresh * 1000:.0f} ms",
+                    "",
+                    note,
                 )
             )
-        show_cold, _ = timed(cli(long_root, "show", run_id[:8]), 1)
-        show_warm, _ = timed(cli(long_root, "show", run_id[:8]), 3)
-        rows.append(
-            (
-                f"`mini-mlflow show` of that run, first time (reads all {big:,} points)",
-                f"{show_cold * 1000:.0f} ms",
-                "≤ 1500 ms",
-                "",
+            backdate(ours)
+            warm, found = timed(lambda: search_runs(filter_string=FILTER, order_by=ORDER, root=ours), 5)
+            rows.append(
+                (
+                    f"`search_runs` filter + order, {n:,} runs, warm (same process that built the index)",
+                    f"{warm * 1000:.1f} ms",
+                    "≤ 100 ms",
+                    "",
+                )
             )
-        )
-        rows.append(
-            (
-                "`mini-mlflow show` of that run, again (index warm)",
-                f"{show_warm * 1000:.0f} ms",
-                "≤ 1500 ms",
-                "",
+            other = _search_in_new_process(ours)
+            rows.append(
+                (
+                    f"`search_runs` filter + order, {n:,} runs, in a new process (first call, then warm)",
+                    f"{other['first'] * 1000:.0f} ms, then {other['warm'] * 1000:.1f} ms",
+                    "≤ 100 ms",
+                    "first call loads the index file",
+                )
             )
-        )
-        log(f"history {hist_time:.3f}s, show cold {show_cold:.3f}s warm {show_warm:.3f}s")
+            log(f"search_runs: cold {cold:.3f}s warm {warm * 1000:.1f}ms, {len(found)} found")
+
+            ls_time, _ = timed(cli(ours, "ls"), 5)
+            rows.append(
+                (
+                    f"`mini-mlflow ls` whole process, {n:,} runs (warm index)",
+                    f"{ls_time * 1000:.0f} ms",
+                    "≤ 500 ms",
+                    "",
+                )
+            )
+            ls_f, _ = timed(cli(ours, "ls", "--filter", FILTER, "--order-by", ORDER[0]), 3)
+            rows.append(
+                (
+                    f"`mini-mlflow ls --filter ... --order-by ...`, {n:,} runs",
+                    f"{ls_f * 1000:.0f} ms",
+                    "≤ 500 ms",
+                    "",
+                )
+            )
+            log(f"ls: {ls_time:.3f}s, with filter {ls_f:.3f}s")
+
+            try:
+                import mlflow  # noqa: F401
+
+                have_mlflow = True
+            except ImportError:
+                have_mlflow = False
+            if have_mlflow:
+                ml = os.path.join(tmp, "mlflow_runs")
+                log(f"writing the same {n} runs in MLflow's FileStore format ...")
+                write_mlflow(ml, runs)
+                os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+                from mlflow.tracking import MlflowClient
+
+                client = MlflowClient(tracking_uri=f"file://{ml}")
+                flt = FILTER.replace("params.optimizer", "params.optimizer")
+                ml_time, ml_found = timed(
+                    lambda: client.search_runs(["0"], filter_string=flt, order_by=ORDER, max_results=1000),
+                    1 if n > 2000 else 3,
+                )
+                same = [r.info.run_id for r in ml_found] == [r.run_id for r in found]
+                rows.append(
+                    (
+                        f"MLflow `MlflowClient.search_runs`, same {n:,} runs, file store",
+                        f"{ml_time * 1000:.0f} ms",
+                        "",
+                        f"**{ml_time / warm:.0f}×** slower than ours (warm); same result: {same}",
+                    )
+                )
+                log(f"mlflow: {ml_time:.2f}s, {len(ml_found)} found, same={same}")
+            else:
+                rows.append(("MLflow `search_runs`", "not installed", "", ""))
+        rows += _history_rows(tmp, big)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
