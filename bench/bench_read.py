@@ -299,7 +299,7 @@ def _history_rows(tmp: str, big: int) -> list[tuple[str, str, str, str]]:
             f"`get_metric_history` after 1,000 more points were appended (~{big:,} points)",
             f"{grown * 1000:.0f} ms",
             "≤ 1000 ms",
-            "the cache covers the old part; only the tail is parsed, then the cache is extended",
+            "cache + parse of the tail (the cache is rewritten once the tail is 1/16 of it)",
         )
     )
     from mini_mlflow import _reader
