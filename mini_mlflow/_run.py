@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import _log, _registry, _store
+from ._buffer import PointBuffer
 from ._config import Settings, resolve
 from ._errors import (
     InvalidInputError,
@@ -34,7 +35,7 @@ from ._layout import (
     validate_key,
     validate_run_id,
 )
-from ._writer import WRITER, PointBuffer
+from ._writer import WRITER
 
 _time = time.time
 _CLOSED: frozenset[str] = frozenset()  # the key set of an ended run: every log call takes the slow path

@@ -62,7 +62,7 @@ def test_writer_never_follows_a_symlink_out_of_the_run(store: Path, tmp_path: Pa
         (outside / target).write_text("precious\n")
         planted.symlink_to(outside, target_is_directory=True)
     before = _files_under(outside)
-    run._buffer._fds_checked = 0.0  # let the once-a-second check of open files run now
+    run._buffer.files.checked = 0.0  # let the once-a-second check of open files run now
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         _log(run, 10, 10, key)
@@ -76,7 +76,7 @@ def test_writer_never_follows_a_symlink_out_of_the_run(store: Path, tmp_path: Pa
         run.flush()
     planted.unlink()
     shutil.move(str(saved), planted)  # the owner removes the link: everything held is written
-    run._buffer._fds_checked = 0.0
+    run._buffer.files.checked = 0.0
     run.end()
     steps = [r["step"] for r in read_jsonl(Path(run.run_dir) / "metrics" / f"{key}.jsonl")]
     assert steps == list(range(30))

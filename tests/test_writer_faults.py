@@ -156,7 +156,7 @@ def test_metric_file_deleted_by_hand_is_recreated(store: Path) -> None:
     run.flush()
     path = Path(run.run_dir) / "metrics" / "loss.jsonl"
     path.unlink()
-    run._buffer._fds_checked = 0.0  # as if the once-a-second check were due
+    run._buffer.files.checked = 0.0  # as if the once-a-second check were due
     _log(run, 10, 10)
     run.end()
     assert [r["step"] for r in read_jsonl(path)] == list(range(10, 20))

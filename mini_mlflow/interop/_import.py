@@ -27,7 +27,7 @@ from .._layout import (
     validate_key,
     validate_run_id,
 )
-from .._writer import format_point
+from .._buffer import format_point
 from ._convert import STATUS_NAMES
 from ._paths import inside, make_dirs, safe_join
 

@@ -1,0 +1,236 @@
+"""The buffer: points logged to one run and not yet on disk, and turning them into JSON lines.
+
+A logging call appends a tuple to the run's deque and returns; ``drain`` (called by the writer thread
+in ``_writer``, or by a logging call that finds the buffer overdue or over its bound) pops them in
+order, formats whole JSON lines and appends them with one ``write`` per metric file (``_run_files``).
+Either way no point waits longer than ``flush_interval`` to reach the disk, and memory stays bounded.
+
+Trouble writing (disk full, permissions, the run folder deleted) never raises into the logging call:
+the lines are kept in memory (up to the bound) and retried on every pass, a warning is issued once per
+cause, and the error is raised by ``flush()``/``end_run()``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import warnings
+from collections import deque
+from typing import Any
+
+from . import _files, _log
+from ._config import Settings
+from ._errors import StorageError
+from ._layout import METRIC_SUFFIX
+from ._run_files import FDS, MetricFiles, remove_heartbeat, write_heartbeat
+
+_time = time.time
+
+#: Points formatted per step of a drain: bounds the time the drainer holds the GIL in one go.
+_CHUNK = 50_000
+
+Point = tuple[str, float, int, Any]  # key, value, step, timestamp (float seconds or int ms)
+
+
+def format_point(step: int, value: float, timestamp: Any) -> str:
+    """One metric point as a JSONL line; NaN and ±inf become the strings "NaN", "Infinity", "-Infinity"."""
+    if timestamp.__class__ is float:
+        timestamp = int(timestamp * 1000)
+    if value - value == 0.0:  # finite: nan - nan and inf - inf are nan
+        return f'{{"step":{step},"value":{value!r},"timestamp":{timestamp}}}\n'
+    text = "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    return f'{{"step":{step},"value":"{text}","timestamp":{timestamp}}}\n'
+
+
+class PointBuffer:
+    """Points logged to one run by this process and not yet on disk, and the state of writing them."""
+
+    def __init__(self, run_dir: str, run_id: str, settings: Settings) -> None:
+        self.run_dir = run_dir
+        self.run_id = run_id
+        self.queue: deque[Point] = deque()
+        self.interval = settings.flush_interval
+        self.max_points = settings.max_buffer
+        self.fsync = settings.fsync
+        self.heartbeat_interval = settings.heartbeat_interval
+        #: Wall-clock time after which a logging call drains the buffer itself.
+        self.due = _time() + self.interval
+        self._heartbeat_due = 0.0
+        # One drainer at a time, so the lines of a metric reach its file in the order they were logged.
+        self.lock = threading.Lock()
+        #: Bytes a failed or short write left behind, per metric key; written first on the next pass.
+        self._held: dict[str, bytes] = {}
+        self._held_count: dict[str, int] = {}
+        #: The metric files this buffer appends to.
+        self.files = MetricFiles(run_dir, settings.fsync)
+        self.error: StorageError | None = None
+        self.dropped = 0
+        self._warned: set[Any] = set()
+
+    # -- called from logging threads -----------------------------------------------------------
+
+    def on_due(self, now: float) -> None:
+        """A logging call found the buffer overdue or over its bound: drain it here."""
+        if len(self.queue) > self.max_points and self.error is not None:
+            self._drop_excess()
+        self.drain()
+        if self.due <= now:  # nothing could be written; don't retry on every call
+            self.due = now + self.interval
+
+    def _drop_excess(self) -> None:
+        # Only reached while writes fail and memory is at its bound: losing points is then unavoidable,
+        # so the newest are dropped, counted, warned about, and reported by flush()/end_run().
+        excess = len(self.queue) - self.max_points
+        for _ in range(excess):
+            self.queue.pop()
+        self.dropped += excess
+        self._warn_once(
+            "dropped",
+            f"mini_mlflow: run {self.run_id}: {self.dropped} points dropped: the store cannot be "
+            f"written and {self.max_points} points are already held in memory",
+        )
+
+    # -- draining --------------------------------------------------------------------------------
+
+    def drain(self, timeout: float = -1) -> bool:
+        """Write every point queued before this call.
+
+        Returns False, having written nothing, if another drainer held the lock for ``timeout``
+        seconds (-1: wait as long as it takes).
+        """
+        if not self.lock.acquire(timeout=timeout):
+            return False
+        try:
+            if self._held:
+                self._write({})  # retry what failed before, so lines stay in order
+            if not self._held:  # while writes fail, points wait in the queue (bounded by on_due)
+                remaining = len(self.queue)
+                while remaining > 0:
+                    n = min(remaining, _CHUNK)
+                    self._write(self._format(n))
+                    remaining -= n
+            now = _time()
+            if now >= self._heartbeat_due:
+                self._heartbeat(now)
+            self.due = 0.0 if len(self.queue) > self.max_points else now + self.interval
+        finally:
+            self.lock.release()
+        return True
+
+    def _format(self, n: int) -> dict[str, list[str]]:
+        pop = self.queue.popleft
+        groups: dict[str, list[str]] = {}
+        get = groups.get
+        for _ in range(n):
+            key, value, step, timestamp = pop()
+            if timestamp.__class__ is float:
+                timestamp = int(timestamp * 1000)
+            if value - value == 0.0:
+                line = f'{{"step":{step},"value":{value!r},"timestamp":{timestamp}}}\n'
+            else:
+                line = format_point(step, value, timestamp)
+            lines = get(key)
+            if lines is None:
+                groups[key] = [line]
+            else:
+                lines.append(line)
+        return groups
+
+    def _write(self, groups: dict[str, list[str]]) -> None:
+        held, counts = self._held, self._held_count
+        if (groups or held) and self.files.open_count:
+            self.files.check_open()
+        for key in [*held, *(k for k in groups if k not in held)]:
+            lines = groups.get(key, ())
+            data = held.pop(key, b"") + "".join(lines).encode("utf-8")
+            counts.pop(key, None)
+            path = os.path.join(self.run_dir, "metrics", key + METRIC_SUFFIX)
+            try:
+                written = self.files.append(path, data)
+            except OSError as exc:
+                written = 0
+                self._fail("write metric", path, exc)
+            if written < len(data):
+                if written:  # a short write (disk full part-way): the rest completes the torn line
+                    self._fail("write metric", path, OSError(28, "No space left on device"))
+                held[key] = data[written:]
+                counts[key] = data.count(b"\n", written)
+        if not held and self.error is not None and not self.dropped:
+            self.error = None  # recovered: everything held has reached the disk
+            _log.info("run %s: writing recovered; everything held is on disk", self.run_id)
+        if FDS.over():
+            self.files.close()
+
+    @property
+    def held_points(self) -> int:
+        """Points formatted but not yet written because writes failed."""
+        return sum(self._held_count.values())
+
+    @property
+    def pending_points(self) -> int:
+        """Points logged and not yet on disk."""
+        return self.held_points + len(self.queue)
+
+    def _fail(self, action: str, path: str, exc: OSError) -> None:
+        self.error = _files.storage_error(action, path, exc)
+        self._warn_once(
+            exc.errno,
+            f"mini_mlflow: run {self.run_id}: {self.error}; points are kept in memory and retried",
+        )
+
+    def _warn_once(self, cause: Any, message: str) -> None:
+        if cause not in self._warned:
+            self._warned.add(cause)
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+    def _heartbeat(self, now: float) -> None:
+        self._heartbeat_due = now + self.heartbeat_interval
+        try:
+            write_heartbeat(self.run_dir, self.heartbeat_interval, now)
+        except OSError as exc:
+            # Keyed by errno like metric writes: a read-only or full store is one cause, one warning.
+            self._warn_once(exc.errno, f"mini_mlflow: heartbeat of {self.run_dir} failed: {exc}")
+
+    # -- end of life -----------------------------------------------------------------------------
+
+    def flush(self, timeout: float = -1) -> None:
+        """Drain everything queued so far; raise ``StorageError`` if any of it is not on disk."""
+        self.drain(timeout)
+        self.raise_error()
+
+    def raise_error(self) -> None:
+        if self.error is None and not self.dropped:
+            return
+        parts = []
+        pending = self.pending_points
+        if pending:
+            parts.append(f"{pending} points not yet written")
+        if self.dropped:
+            parts.append(f"{self.dropped} points dropped")
+        cause = self.error
+        detail = f": {cause.strerror}" if cause is not None else ""
+        err = StorageError(
+            cause.errno if cause is not None else 0,
+            f"run {self.run_id}: {', '.join(parts) or 'a write failed'}{detail}",
+        )
+        raise err from cause
+
+    def sync_files(self) -> None:
+        """fsync the metric files this buffer wrote to (the ``end`` fsync policy)."""
+        for path, exc in self.files.sync():
+            self._fail("fsync", path, exc)
+
+    def close_files(self) -> None:
+        self.files.close()
+
+    def remove_heartbeat(self) -> None:
+        remove_heartbeat(self.run_dir)
+
+    def reset_after_fork(self) -> None:
+        # The parent still owns these points; writing them from the child would duplicate them.
+        self.queue.clear()
+        self._held.clear()
+        self._held_count.clear()
+        self.lock = threading.Lock()
+        self.files.close()  # the child's copies of the descriptors; the parent's stay open
