@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _store
+from .._buffer import format_point
 from .._errors import InvalidInputError
 from .._layout import (
     FORMAT_VERSION,
@@ -27,7 +28,6 @@ from .._layout import (
     validate_key,
     validate_run_id,
 )
-from .._buffer import format_point
 from ._convert import STATUS_NAMES
 from ._paths import inside, make_dirs, safe_join
 
