@@ -71,7 +71,8 @@ def _fingerprint(fd: int, consumed: int) -> bytes | None:
     digest = hashlib.blake2b(head, digest_size=16)
     digest.update(tail)
     for i in range(1, _PROBES + 1):
-        digest.update(os.pread(fd, _PROBE, consumed * i // (_PROBES + 2)))
+        at = consumed * i // (_PROBES + 2)
+        digest.update(os.pread(fd, min(_PROBE, consumed - at), at))  # never past the covered part
     digest.update(consumed.to_bytes(8, "little"))
     return digest.digest()
 
@@ -125,6 +126,19 @@ def _remove_stale_temporaries(folder: str, older_than_s: float = 600) -> None:
                     os.unlink(os.path.join(folder, name))
             except OSError:
                 pass
+
+
+def _folder_is_ours(root: str, run_id: str) -> bool:
+    """Whether the run's cache folder exists with no symbolic link on the way (nothing read elsewhere)."""
+    folder = root
+    for part in (*CACHE_FOLDER.split(os.sep), run_id):
+        folder = os.path.join(folder, part)
+        try:
+            if not stat.S_ISDIR(os.lstat(folder).st_mode):
+                return False
+        except OSError:
+            return False
+    return True
 
 
 def _safe_folder(root: str, run_id: str) -> str | None:
@@ -238,7 +252,9 @@ def read_metric(
     """
     st = os.fstat(fd)
     use_cache = root is not None and run_id is not None and st.st_size >= min_bytes and not offset
-    cached = _load(cache_path(root, run_id, key), key, fd, st) if use_cache else None  # type: ignore[arg-type]
+    cached = None
+    if use_cache and _folder_is_ours(root, run_id):  # type: ignore[arg-type]
+        cached = _load(cache_path(root, run_id, key), key, fd, st)  # type: ignore[arg-type]
     start = cached.consumed if cached else offset
     chunks = []
     position = start

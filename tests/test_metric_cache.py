@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import zlib
+from array import array
 from pathlib import Path
 
 import pytest
 
 import mini_mlflow as mm
 from mini_mlflow import _index
-from mini_mlflow._metric_cache import Cached, _load, cache_path
+from mini_mlflow._metric_cache import _HEADER, Cached, _load, cache_path
 from mini_mlflow._reader import MetricHistory, parse_metric_lines
 
 from conftest import only_run_dir
@@ -279,3 +281,26 @@ def test_a_small_tail_is_parsed_on_each_read_until_it_is_worth_rewriting_the_cac
     _same(reader.get_metric_history(run_id, "loss"), parse_metric_lines(path.read_bytes()))
     grown = _cached(store, run_id, path)
     assert grown is not None and grown.consumed == path.stat().st_size
+
+
+def test_a_cache_behind_a_symbolic_link_is_not_read(store: Path, tmp_path: Path) -> None:
+    data = _lines(0, 400)
+    run_id, path = _run(store, data)
+    mm.Store(store, metric_cache_bytes=TINY).get_metric_history(run_id, "loss")
+    cache = Path(cache_path(str(store), run_id, "loss"))
+    blob = cache.read_bytes()
+    fields = list(_HEADER.unpack(blob[: _HEADER.size]))
+    count, key_len = fields[6], fields[10]
+    start = _HEADER.size + key_len
+    forged = array("d", [42.0] * count).tobytes()
+    payload = blob[start : start + count * 8] + forged + blob[start + 2 * count * 8 :]
+    fields[8] = zlib.crc32(payload)
+    cache.write_bytes(_HEADER.pack(*fields) + blob[_HEADER.size : start] + payload)
+    forged_hit = _cached(store, run_id, path)
+    assert forged_hit is not None and forged_hit.values == [42.0] * count  # a valid-looking cache
+    outside = tmp_path / "elsewhere"
+    (store / ".index").rename(outside)
+    (store / ".index").symlink_to(outside, target_is_directory=True)
+    _same(
+        mm.Store(store, metric_cache_bytes=TINY).get_metric_history(run_id, "loss"), parse_metric_lines(data)
+    )
