@@ -195,11 +195,16 @@ def bench_latency(root: str, quick: bool) -> tuple[float, float]:
 
 
 def bench_import() -> tuple[float, float | None]:
+    # Users import from compiled bytecode: measure that (an environment with
+    # PYTHONDONTWRITEBYTECODE=1 would otherwise recompile every module on every start).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
     def wall(code: str, reps: int) -> float:
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, env=env)  # warm-up
         times = []
         for _ in range(reps):
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+            subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, env=env)
             times.append(time.perf_counter() - t0)
         return statistics.median(times)
 
@@ -325,7 +330,10 @@ def main() -> None:
     mlflow_txt = (
         f"; `import mlflow`: {mlflow_imp:,.0f} ms (**{mlflow_imp / imp:.0f}×**)" if mlflow_imp else ""
     )
-    print(f"| `import mini_mlflow` (wall, minus bare interpreter) | **{imp:.0f} ms**{mlflow_txt} | ≤ 50 ms |")
+    print(
+        "| `import mini_mlflow` (wall, minus bare interpreter; bytecode cached) "
+        f"| **{imp:.0f} ms**{mlflow_txt} | ≤ 50 ms |"
+    )
     print()
     print("Scalar logging, same loop (µs per call, including the final flush/close of each tracker):\n")
     print("| tracker | µs/call | vs mini_mlflow |")
