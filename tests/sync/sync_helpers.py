@@ -21,6 +21,8 @@ import pytest
 
 import mini_mlflow as mm
 
+from conftest import wait_until  # noqa: F401 - re-exported for the sync tests
+
 ROOT = Path(__file__).resolve().parents[2]
 MLFLOW_BIN = Path(sys.executable).parent / "mlflow"
 START_TIMEOUT = 120.0
@@ -286,18 +288,6 @@ def assert_run_equal(client: Any, root: Path, experiment: str, run: mm.Run) -> A
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 def self_signed_cert(folder: Path) -> tuple[str, str]:
