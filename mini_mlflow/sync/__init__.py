@@ -22,6 +22,7 @@ from ._client import (
 )
 from ._select import Target, select_runs
 from ._summary import RunReport, SyncSummary
+from ._upload import WATCH_RUN_SLICE
 
 __all__ = [
     "FAULT_ENV",
@@ -73,10 +74,13 @@ def watch(
     interval: float = 1.0,
     stop: threading.Event | None = None,
     on_pass: object = None,
+    run_slice: float | None = WATCH_RUN_SLICE,
 ) -> SyncSummary:
     """Run passes every ``interval`` seconds until ``stop`` is set (new runs of the selection join).
 
-    Bad credentials end the watch; an unreachable server is retried on the next pass.
+    Bad credentials end the watch; an unreachable server is retried on the next pass. Each run gets
+    at most ``run_slice`` seconds of metric upload per pass, so every run keeps moving even when one
+    is logged faster than the server takes it.
     ``on_pass`` (a callable taking the pass's :class:`SyncSummary`) sees every pass.
     """
     stop = stop or agent.client.stop
@@ -84,7 +88,7 @@ def watch(
     by_run: dict[str, RunReport] = {}
     while not stop.is_set():
         targets = select_runs(agent.root, run_ids, experiments, all_runs)
-        summary = agent.sync(targets)
+        summary = agent.sync(targets, run_slice=run_slice)
         if callable(on_pass):
             on_pass(summary)
         for report in summary.runs:
@@ -94,6 +98,7 @@ def watch(
             merged.skipped_results = [*merged.skipped_results, *report.skipped_results]
             merged.remote_run_id = report.remote_run_id or merged.remote_run_id
             merged.status = report.status or merged.status
+            merged.unfinished = report.unfinished
             merged.errors = [*merged.errors, *(e for e in report.errors if e not in merged.errors)]
         total.bytes_sent += summary.bytes_sent
         total.requests += summary.requests

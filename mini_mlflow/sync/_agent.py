@@ -26,6 +26,7 @@ at the n-th time it reaches ``after_create_run`` (remote run created, id not yet
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -77,15 +78,24 @@ class SyncAgent:
 
     # -- passes ----------------------------------------------------------------------------------
 
-    def sync(self, targets: Iterable[Target]) -> SyncSummary:
-        """One pass over ``targets``; per-run errors are collected, fatal ones stop the pass."""
+    def sync(self, targets: Iterable[Target], *, run_slice: float | None = None) -> SyncSummary:
+        """One pass over ``targets``; per-run errors are collected, fatal ones stop the pass.
+
+        Args:
+            targets: The runs, in order.
+            run_slice: Seconds of metric upload each run gets in this pass (None: all it has). A
+                watching agent passes one so that a run logged faster than the server takes it
+                cannot starve the others; the rest waits for the next pass (``RunReport.unfinished``).
+        """
         summary = SyncSummary(self.url)
         before = (self.client.bytes_sent, self.client.requests, self.client.retries)
         for target in targets:
             report = RunReport(os.path.basename(target.run_dir), target.experiment_name)
             summary.runs.append(report)
             try:
-                self.sync_run(target, report)
+                if self.client.stop.is_set():
+                    raise SyncInterrupted("sync interrupted")
+                self.sync_run(target, report, run_slice=run_slice)
             except (AuthError, UnreachableError, SyncInterrupted) as exc:
                 summary.fatal = str(exc)
                 summary.fatal_kind = (
@@ -115,10 +125,10 @@ class SyncAgent:
                 total += max(0, size_of(path) - cursor.metrics.get(key, 0))
         return total
 
-    def sync_run(self, target: Target, report: RunReport) -> None:
+    def sync_run(self, target: Target, report: RunReport, *, run_slice: float | None = None) -> None:
         """Bring the server up to date with one run (under the run's per-server sync lock)."""
         if self.dry_run:
-            self._sync_run(target, report)
+            self._sync_run(target, report, None)
             return
         from filelock import FileLock, Timeout
 
@@ -130,11 +140,12 @@ class SyncAgent:
             report.skipped = "another sync of this run to this server is running"
             return
         try:
-            self._sync_run(target, report)
+            self._sync_run(target, report, run_slice)
         finally:
             lock.release()
 
-    def _sync_run(self, target: Target, report: RunReport) -> None:
+    def _sync_run(self, target: Target, report: RunReport, run_slice: float | None) -> None:
+        deadline = None if run_slice is None else time.monotonic() + run_slice
         view = load_run_view(self.root, target.run_dir, target.experiment_name)
         report.run_id = view.run_id
         cursor = _cursor.load(target.run_dir, self.url)
@@ -163,10 +174,12 @@ class SyncAgent:
         try:
             upload.params(pending.params)
             upload.tags(pending.tags)
-            upload.metrics(pending.metrics, self.coalesce)
+            report.unfinished = not upload.metrics(pending.metrics, self.coalesce, deadline)
             upload.results(pending.results)
             upload.artifacts(pending.artifacts)
-            if cursor.status != pending.status:
+            # The final status only once every line read for this pass was acknowledged: a server
+            # showing the run FINISHED holds all of it.
+            if cursor.status != pending.status and not report.unfinished:
                 body: dict[str, Any] = {"run_id": run_id, "status": view.status}
                 if view.end_ms is not None:
                     body["end_time"] = view.end_ms

@@ -26,6 +26,7 @@ import warnings
 from typing import TYPE_CHECKING
 
 from ._select import Target
+from ._upload import WATCH_RUN_SLICE
 
 if TYPE_CHECKING:
     from .._run import Run
@@ -78,11 +79,11 @@ class _Background:
             with self.lock:
                 work = {key: list(targets.values()) for key, targets in self.targets.items()}
             for (root, url), targets in work.items():
-                self._pass(root, url, targets)
+                self._pass(root, url, targets, final)
             if final or self.stop.is_set():
                 return
 
-    def _pass(self, root: str, url: str, targets: list[Target]) -> None:
+    def _pass(self, root: str, url: str, targets: list[Target], final: bool = False) -> None:
         # Taken before the pass reads any file: a run this process ended by now has its final files on
         # disk, so a pass that sends it without error leaves nothing behind. One ended during the pass
         # (or only on disk, by another process) is kept for the next pass.
@@ -96,7 +97,9 @@ class _Background:
 
                 client = MlflowRestClient(url, max_retries=2, stop=self.stop)
                 agent = self.agents[(root, url)] = SyncAgent(root, client)
-            summary = agent.sync(targets)
+            # Time slices keep every run moving while they train; the exit pass sends all it can
+            # (bounded by EXIT_TIMEOUT, after which the stop event ends it after the batch in flight).
+            summary = agent.sync(targets, run_slice=None if final else WATCH_RUN_SLICE)
         except ImportError:
             self._warn_once(
                 "httpx",
@@ -110,7 +113,7 @@ class _Background:
         for error in summary.errors:
             self._warn_once(error, f"mini_mlflow: background sync to {summary.server}: {error}")
         for report in summary.runs:
-            if report.errors or report.skipped:  # a run's pass without either sent all it read
+            if report.errors or report.skipped or report.unfinished:  # else it sent all it read
                 continue
             with self.lock:  # ended here before this pass, and now fully sent: nothing more to watch
                 for target in targets:

@@ -5,6 +5,12 @@ Speaks the tracking server's public REST API (``/api/2.0/mlflow/...`` and the ar
 exponential backoff that honours ``Retry-After``; other 4xx answers raise :class:`ServerError` at once
 with the server's own message. Credentials come from MLflow's variables and are never part of a message:
 errors name the server by its URL without user info.
+
+A server is not trusted to behave: every request has a total deadline (a watchdog shuts the socket
+down when it passes, so a server trickling bytes cannot hold the agent), answers larger than
+``MAX_RESPONSE_BYTES`` are refused without being read into memory, answers that are not the JSON
+object an endpoint promises raise ``ServerError`` (``BAD_RESPONSE``) instead of a ``KeyError`` deep in
+the agent, and text from the server is shown on one line with control characters escaped.
 """
 
 from __future__ import annotations
@@ -12,8 +18,11 @@ from __future__ import annotations
 import email.utils
 import os
 import random
+import re
+import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,6 +36,13 @@ if TYPE_CHECKING:
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Same-origin redirects followed at most this many times.
 MAX_REDIRECTS = 5
+#: Largest answer read from a server. MLflow's answers to our calls are a few kB (``runs/get`` of a run
+#: with thousands of params a few MB); anything bigger is refused before it fills memory.
+MAX_RESPONSE_BYTES = 16 << 20
+#: Slowest upload rate a request body is given time for (bytes/s), on top of ``timeout``.
+MIN_UPLOAD_RATE = 256 << 10
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 class SyncError(MiniMlflowError, RuntimeError):
@@ -57,12 +73,24 @@ class AuthError(ServerError):
 
 def display_url(url: str) -> str:
     """``url`` without user info, query or trailing slash: safe to print and to hash."""
-    parts = urlsplit(url.strip())
-    host = parts.hostname or ""
+    try:
+        parts = urlsplit(url.strip())
+        host, port = parts.hostname or "", parts.port
+    except ValueError:  # "http://[::1", a port that is not a number: nothing of it is shown
+        return "(not a valid URL)"
     if ":" in host:
         host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme.lower(), netloc.lower(), parts.path.rstrip("/"), "", ""))
+    netloc = f"{host}:{port}" if port else host
+    shown = urlunsplit((parts.scheme.lower(), netloc.lower(), parts.path.rstrip("/"), "", ""))
+    return one_line(shown, 200)
+
+
+def one_line(text: object, limit: int = 300) -> str:
+    """Text from a server or a URL made safe for a one-line message: whitespace runs collapsed,
+    control and bidirectional characters shown as escapes, cut to ``limit`` characters."""
+    flat = " ".join(str(text).split())
+    flat = _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape", "backslashreplace").decode(), flat)
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 @dataclass
@@ -138,13 +166,21 @@ class MlflowRestClient:
     ) -> None:
         import httpx
 
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(url)
+            hostname, port = parts.hostname, parts.port
+        except ValueError:
+            hostname = port = None
+        if hostname is None or parts.scheme not in ("http", "https") or not url.isprintable():
             raise SyncError(
                 f"invalid server URL {display_url(url)!r}: must be http:// or https://HOST[:PORT]"
             )
         self.url = display_url(url)
-        self._origin = (parts.scheme, parts.hostname.lower(), parts.port)
+        self._origin = (parts.scheme, hostname.lower(), port)
+        self.timeout = timeout
+        # Connections this client opened: a request past its deadline has its socket shut down.
+        self._streams: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._expired = threading.Event()
         self.credentials = credentials or Credentials.from_env(url)
         self.max_retries = max_retries
         self.backoff_base = backoff_base
@@ -180,13 +216,15 @@ class MlflowRestClient:
     # -- REST calls ------------------------------------------------------------------------------
 
     def get(self, endpoint: str, params: dict[str, Any]) -> dict[str, Any]:
-        return self._json("GET", f"/api/2.0/mlflow/{endpoint}", params=params)
+        answer = self._json("GET", f"/api/2.0/mlflow/{endpoint}", params=params)
+        return check_answer(endpoint, answer, self.url)
 
     def post(self, endpoint: str, body: dict[str, Any], *, retry: bool = True) -> dict[str, Any]:
         import json
 
         data = json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
-        return self._json("POST", f"/api/2.0/mlflow/{endpoint}", content=data, retry=retry)
+        answer = self._json("POST", f"/api/2.0/mlflow/{endpoint}", content=data, retry=retry)
+        return check_answer(endpoint, answer, self.url)
 
     def put_artifact(self, path: str, file_path: str) -> int:
         """Upload a file through the server's artifact proxy; return its size."""
@@ -217,8 +255,17 @@ class MlflowRestClient:
         try:
             data = response.json()
         except ValueError:
-            raise ServerError(response.status_code, "BAD_RESPONSE", "answer is not JSON", path) from None
-        return data if isinstance(data, dict) else {}
+            raise ServerError(
+                response.status_code, "BAD_RESPONSE", f"answer is not JSON: {response.preview()}", path
+            ) from None
+        if not isinstance(data, dict):
+            raise ServerError(
+                response.status_code,
+                "BAD_RESPONSE",
+                f"answer is not a JSON object: {response.preview()}",
+                path,
+            )
+        return data
 
     def _request(
         self,
@@ -231,7 +278,7 @@ class MlflowRestClient:
         size: int = 0,
         headers: dict[str, str] | None = None,
         retry: bool = True,
-    ) -> httpx.Response:
+    ) -> Answer:
         import httpx
 
         sent_headers = {"Content-Type": "application/json", **(headers or {}), **self.credentials.headers()}
@@ -239,15 +286,19 @@ class MlflowRestClient:
         attempt = 0
         while True:
             url = self.url + path
+            deadline = self.timeout + body_size / MIN_UPLOAD_RATE
             try:
-                response = self._send(method, url, params, content, content_factory, sent_headers)
+                response = self._send(method, url, params, content, content_factory, sent_headers, deadline)
             except httpx.TransportError as exc:
                 # Only a failed connect is known not to have reached the server; a non-retried call
                 # (create) must not be replayed blindly after a timeout.
+                if self._expired.is_set():
+                    what = f"no complete answer within {deadline:g} s (the server is stalling)"
+                else:
+                    what = f"{type(exc).__name__}: {one_line(exc) or 'no answer'}"
                 if (not retry and not isinstance(exc, httpx.ConnectError)) or attempt >= self.max_retries:
                     raise UnreachableError(
-                        f"{method} {self.url}{path}: {type(exc).__name__}: {exc or 'no answer'} "
-                        f"(after {attempt + 1} attempts)"
+                        f"{method} {self.url}{path}: {what} (after {attempt + 1} attempts)"
                     ) from None
                 self._backoff(attempt, None)
                 attempt += 1
@@ -271,26 +322,74 @@ class MlflowRestClient:
         content: bytes | None,
         content_factory: Any,
         headers: dict[str, str],
-    ) -> httpx.Response:
+        deadline: float,
+    ) -> Answer:
         """One request, following redirects only within the same origin (credentials never leak)."""
         for _ in range(MAX_REDIRECTS + 1):
             body = content_factory() if content_factory is not None else content
-            response = self._http.request(method, url, params=params, content=body, headers=headers)
-            if response.status_code not in (301, 302, 303, 307, 308):
-                return response
-            target = response.next_request.url if response.next_request is not None else None
-            if target is None:
-                return response
+            request = self._http.build_request(
+                method, url, params=params, content=body, headers=headers, extensions={"trace": self._trace}
+            )
+            answer = self._exchange(request, deadline)
+            if answer.status_code not in (301, 302, 303, 307, 308):
+                return answer
+            location = answer.headers.get("Location")
+            if not location:
+                return answer
+            try:
+                target = request.url.join(location)
+            except Exception:  # httpx.InvalidURL: whatever the server sent, it is not a place to go
+                raise SyncError(f"{self.url} redirected to an invalid location; not followed") from None
             origin = (target.scheme, (target.host or "").lower(), target.port)
             if origin != self._origin:
                 raise SyncError(
-                    f"{self.url} redirected to another host ({target.scheme}://{target.host}); "
+                    f"{self.url} redirected to another host "
+                    f"({one_line(target.scheme, 10)}://{one_line(target.host, 100)}:{target.port or ''}); "
                     "refusing to send credentials there: use the final server URL instead"
                 )
             url, params = str(target), None
-            if response.status_code == 303:
+            if answer.status_code == 303:
                 method, content, content_factory = "GET", None, None
         raise SyncError(f"{self.url}: more than {MAX_REDIRECTS} redirects")
+
+    def _exchange(self, request: httpx.Request, deadline: float) -> Answer:
+        """Send ``request`` and read its answer, all within ``deadline`` seconds and the size limit."""
+        self._expired.clear()
+        watchdog = threading.Timer(deadline, self._abort)
+        watchdog.name, watchdog.daemon = "mini-mlflow-sync-deadline", True
+        watchdog.start()
+        try:
+            response = self._http.send(request, stream=True)
+            try:
+                size = response.headers.get("Content-Length", "")
+                if size.isdigit() and int(size) > MAX_RESPONSE_BYTES:
+                    raise _too_big(response.status_code, f"{int(size):,} bytes announced", request)
+                chunks, total = [], 0
+                for chunk in response.iter_bytes():
+                    total += len(chunk)
+                    if total > MAX_RESPONSE_BYTES:
+                        raise _too_big(response.status_code, f"more than {total:,} bytes sent", request)
+                    chunks.append(chunk)
+            finally:
+                response.close()
+        finally:
+            watchdog.cancel()
+        return Answer(response.status_code, response.headers, b"".join(chunks), response.reason_phrase)
+
+    def _trace(self, event: str, info: dict[str, Any]) -> None:
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            stream = info.get("return_value")
+            if stream is not None:
+                self._streams.add(stream)
+
+    def _abort(self) -> None:
+        """The request in flight passed its deadline: shut its connection down (the blocked read ends)."""
+        self._expired.set()
+        for stream in list(self._streams):
+            try:
+                stream.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
+            except (AttributeError, OSError):
+                pass
 
     def _backoff(self, attempt: int, retry_after: str | None) -> None:
         self.retries += 1
@@ -301,14 +400,17 @@ class MlflowRestClient:
         if self.stop.wait(delay):
             raise SyncInterrupted("sync interrupted")
 
-    def _error(self, response: httpx.Response, path: str) -> ServerError:
+    def _error(self, response: Answer, path: str) -> ServerError:
         code, message = "", ""
         try:
             data = response.json()
             if isinstance(data, dict):
                 code, message = str(data.get("error_code", "")), str(data.get("message", ""))
+            else:
+                message = response.preview()
         except ValueError:
-            message = response.text[:300].strip()
+            message = response.preview()
+        code, message = one_line(code, 60), one_line(message)
         if response.status_code in (401, 403):
             return AuthError(
                 response.status_code,
@@ -318,8 +420,109 @@ class MlflowRestClient:
                 f"{self.url}{path}",
             )
         return ServerError(
-            response.status_code, code or "HTTP_ERROR", message or response.reason_phrase, path
+            response.status_code, code or "HTTP_ERROR", message or one_line(response.reason_phrase), path
         )
+
+
+class Answer:
+    """A server's answer, read whole (and bounded): status, headers and body."""
+
+    def __init__(self, status_code: int, headers: httpx.Headers, content: bytes, reason_phrase: str) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.content = content
+        self.reason_phrase = reason_phrase
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.content)  # ValueError (UnicodeDecodeError included) when it is not JSON
+
+    def preview(self) -> str:
+        """What the body is, for a message: an HTML page's title, else its first characters."""
+        text = self.content[:4096].decode("utf-8", "replace")
+        kind = self.headers.get("Content-Type", "").split(";")[0].strip() or "no content type"
+        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+        if title or "html" in kind:
+            shown = title.group(1) if title else text
+            return f"an HTML page ({one_line(shown, 120)}), not an MLflow answer"
+        return f"{one_line(kind, 60)}, {len(self.content):,} bytes: {one_line(text, 120)!s}"
+
+
+def _too_big(status: int, what: str, request: httpx.Request) -> ServerError:
+    return ServerError(
+        status,
+        "BAD_RESPONSE",
+        f"answer refused: {what}, the limit is {MAX_RESPONSE_BYTES >> 20} MB",
+        one_line(request.url.path, 200),
+    )
+
+
+#: What each endpoint's answer must hold for the agent (dotted paths; ``[]`` marks a list of objects).
+_REQUIRED: dict[str, tuple[tuple[str, str], ...]] = {
+    "experiments/get-by-name": (("experiment.experiment_id", "id"),),
+    "experiments/create": (("experiment_id", "id"),),
+    "runs/create": (("run.info.run_id", "id"),),
+    "runs/search": (("runs[].info.run_id", "id?"),),
+    "runs/get": (("run.info", "object"), ("run.data.params[].key", "str?")),
+}
+
+
+def check_answer(endpoint: str, answer: dict[str, Any], url: str = "") -> dict[str, Any]:
+    """``answer`` if it holds what ``endpoint`` promises; else ``ServerError`` (``BAD_RESPONSE``).
+
+    Ids must look like ids (they end up in URLs, filters and the cursor): 1 to 128 letters, digits,
+    ``_``, ``.`` or ``-``.
+    """
+    for path, kind in _REQUIRED.get(endpoint, ()):
+        optional = kind.endswith("?")
+        for value in _values_at(answer, path.split("."), optional):
+            if _fits(value, kind.rstrip("?")):
+                continue
+            raise ServerError(
+                200,
+                "BAD_RESPONSE",
+                f"the answer's {path} is {one_line(repr(value), 80)}, not a valid {kind.rstrip('?')} "
+                f"(is {url or 'the server'} an MLflow tracking server?)",
+                endpoint,
+            )
+    return answer
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "missing"
+
+
+_MISSING = _Missing()
+
+
+def _values_at(node: Any, parts: list[str], optional: bool) -> Iterator[Any]:
+    if not parts:
+        yield node
+        return
+    head, is_list = parts[0].removesuffix("[]"), parts[0].endswith("[]")
+    child = node.get(head, _MISSING) if isinstance(node, dict) else _MISSING
+    if child is _MISSING:
+        if not optional:
+            yield _MISSING
+        return
+    if is_list:
+        if not isinstance(child, list):
+            yield child  # not a list: reported as it is
+            return
+        for item in child:
+            yield from _values_at(item, parts[1:], optional=False)
+        return
+    yield from _values_at(child, parts[1:], optional)
+
+
+def _fits(value: Any, kind: str) -> bool:
+    if kind == "id":
+        return (isinstance(value, str) or value.__class__ is int) and bool(_ID_RE.fullmatch(str(value)))
+    if kind == "object":
+        return isinstance(value, dict)
+    return isinstance(value, str)
 
 
 def _parse_retry_after(value: str | None) -> float | None:

@@ -20,13 +20,17 @@ _SPECIAL = ("NaN", "Infinity", "-Infinity")
 
 
 def read_points(
-    key: str, path: str, offset: int, report: RunReport, coalesce: bool = False
+    key: str, path: str, offset: int, report: RunReport, coalesce: bool = False, limit: int | None = None
 ) -> Iterable[list[tuple[dict[str, Any], int]]]:
-    """Chunks of ``(point, end offset of its line)`` after ``offset``; only whole lines."""
+    """Chunks of ``(point, end offset of its line)`` after ``offset``; only whole lines.
+
+    ``limit`` (the size seen when the pass was planned) bounds the read: a file that grows faster than
+    the server takes it would otherwise keep one pass, and every other run, waiting forever.
+    """
     with open(path, "rb") as f:
         f.seek(offset)
         while True:
-            data = f.read(READ_CHUNK)
+            data = f.read(READ_CHUNK if limit is None else min(READ_CHUNK, limit - offset))
             end = data.rfind(b"\n")
             if end < 0:
                 return  # nothing, or a line still being written: the next pass takes it
@@ -39,7 +43,7 @@ def read_points(
             f.seek(offset)
 
 
-# -- artifacts -------------------------------------------------------------------------------
+# -- files -----------------------------------------------------------------------------------
 
 
 def metric_files(run_dir: str) -> list[tuple[str, str]]:

@@ -25,6 +25,8 @@ class RunReport:
     #: True when nothing was pending (no request was made).
     up_to_date: bool = False
     skipped: str | None = None
+    #: True when the pass's time slice for this run ended with metric lines left (the next pass goes on).
+    unfinished: bool = False
     skipped_lines: int = 0
     errors: list[str] = field(default_factory=list)
     #: Dry runs: what would be sent (points as bytes of metric lines).

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..interop._convert import ResultItem, rest_value
 from . import _cursor
-from ._client import MlflowRestClient, ServerError, SyncError
+from ._client import MlflowRestClient, ServerError, SyncError, SyncInterrupted
 from ._cursor import Cursor, fingerprint
 from ._lines import read_points
 from ._summary import RunReport
@@ -22,6 +22,8 @@ MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100
 #: Seconds between cursor saves during a long upload (a crash resends at most this much; replays are
 #: stored once by the server).
 SAVE_EVERY = 1.0
+#: Seconds of metric upload each run gets per pass of a watching agent (``sync --watch``, online mode).
+WATCH_RUN_SLICE = 2.0
 
 
 class Uploader:
@@ -121,12 +123,21 @@ class Uploader:
 
     # -- metrics ---------------------------------------------------------------------------------
 
-    def metrics(self, files: list[tuple[str, str, int, int]], coalesce: bool = False) -> None:
-        """Whole lines of each file after its acknowledged offset, up to 1,000 points per request."""
+    def metrics(
+        self, files: list[tuple[str, str, int, int]], coalesce: bool = False, deadline: float | None = None
+    ) -> bool:
+        """Whole lines of each file after its acknowledged offset, up to 1,000 points per request.
+
+        Reads each file only up to the size the plan saw, stops after the batch in flight once the
+        client's stop event is set (raising :class:`SyncInterrupted`), and once ``deadline``
+        (``time.monotonic()``) has passed. Returns False when stopped by the deadline with lines left.
+        """
         cursor, report = self.cursor, self.report
         batch: list[dict[str, Any]] = []
         ends: list[tuple[str, int]] = []
         saved = time.monotonic()
+        stop = self.client.stop
+        sent = 0
 
         def send() -> None:
             nonlocal saved
@@ -145,19 +156,27 @@ class Uploader:
             if time.monotonic() - saved > SAVE_EVERY:
                 _cursor.save(self.run_dir, self.url, cursor)
                 saved = time.monotonic()
+            if stop.is_set():  # the caller saves the cursor: everything acknowledged is kept
+                raise SyncInterrupted("sync interrupted")
 
         for key, path, offset, size in files:
             if size < offset:  # replaced or truncated: resend it all (the server stores replays once)
                 report.errors.append(f"metric {key!r}: file shrank below the synced offset; resending it")
                 cursor.metrics[key] = offset = 0
-            for points in read_points(key, path, offset, report, coalesce):
+            for points in read_points(key, path, offset, report, coalesce, limit=size):
                 for point, end in points:
                     batch.append(point)
                     ends.append((key, end))
                     if len(batch) == MAX_METRICS:
+                        # Past the deadline a full batch waits for the next pass (after at least one
+                        # batch, so every pass moves on); a last, partial batch is always sent.
+                        if deadline is not None and sent and time.monotonic() >= deadline:
+                            return False
                         send()
+                        sent += 1
         if batch:
             send()
+        return True
 
     # -- results and artifacts -------------------------------------------------------------------
 

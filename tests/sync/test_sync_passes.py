@@ -1,0 +1,125 @@
+"""How long one sync pass runs: bounded by what it planned, by a time slice per run, and by the stop event.
+
+A writer faster than the server (the soak logs ~100 times faster than MLflow takes points) must not keep
+one pass, and so every other run, waiting forever; Ctrl-C on ``sync --watch`` must stop after the batch
+in flight with the cursor saved.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mini_mlflow.sync import MlflowRestClient, SyncAgent, select_runs
+from mini_mlflow.sync._cursor import load as load_cursor
+
+from .sync_helpers import assert_run_equal, make_run, remote_history, remote_run
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _agent(root: Path, url: str, **kwargs: Any) -> SyncAgent:
+    return SyncAgent(str(root), MlflowRestClient(url), **kwargs)
+
+
+def _lines(run_dir: str, key: str = "loss") -> int:
+    return (Path(run_dir) / "metrics" / f"{key}.jsonl").read_bytes().count(b"\n")
+
+
+def test_a_time_slice_per_run_keeps_every_run_moving(
+    tmp_path: Path, mlflow_server: Any, mlflow_client: Any
+) -> None:
+    root = tmp_path / "mlruns"
+    big = make_run(root, "slices", "big", points=5000)
+    small = make_run(root, "slices", "small", points=10)
+    agent = _agent(root, mlflow_server.url)
+    targets = select_runs(str(root), all_runs=True)
+    assert [t.run_dir for t in targets] == sorted([big.run_dir, small.run_dir])
+
+    summary = agent.sync(targets, run_slice=0.0)  # one batch per run and pass
+    reports = {r.run_id: r for r in summary.runs}
+    assert reports[big.run_id].points == 1000 and reports[big.run_id].unfinished
+    assert reports[small.run_id].points == 10 and not reports[small.run_id].unfinished
+    remote_big = remote_run(mlflow_client, "slices", big.run_id)
+    # The final status waits until every line is on the server: FINISHED there means complete.
+    assert remote_big.info.status == "RUNNING"
+    assert len(remote_history(mlflow_client, remote_big.info.run_id, "loss")) == 1000
+    assert load_cursor(big.run_dir, agent.url).metrics["loss"] == len(
+        b"".join((Path(big.run_dir) / "metrics" / "loss.jsonl").read_bytes().splitlines(True)[:1000])
+    )
+    assert_run_equal(mlflow_client, root, "slices", small)
+
+    passes = 1
+    while any(r.unfinished for r in summary.runs):
+        summary = agent.sync(targets, run_slice=0.0)
+        passes += 1
+        assert summary.ok, summary.errors
+    assert passes == 5
+    assert_run_equal(mlflow_client, root, "slices", big)  # every point once, status FINISHED
+    agent.client.close()
+
+
+def test_a_pass_reads_only_what_it_planned_while_the_file_grows(
+    tmp_path: Path, mlflow_server: Any, mlflow_client: Any
+) -> None:
+    root = tmp_path / "mlruns"
+    run = make_run(root, "growing", "growing", points=3000, end=None)
+    path = Path(run.run_dir) / "metrics" / "loss.jsonl"
+    step = [3000]
+
+    def writer_faster_than_the_server(_acked: int) -> None:  # 2,000 new lines per 1,000 sent
+        with open(path, "ab") as f:
+            for _ in range(2000):
+                i = step[0]
+                f.write(
+                    json.dumps({"step": i, "value": float(i), "timestamp": 1_763_900_000_000 + i}).encode()
+                )
+                f.write(b"\n")
+                step[0] += 1
+
+    agent = _agent(root, mlflow_server.url, on_progress=writer_faster_than_the_server)
+    summary = agent.sync(select_runs(str(root), all_runs=True))
+    assert summary.ok and summary.total("points") == 3000  # ends: the growth waits for the next pass
+    assert _lines(run.run_dir) == 3000 + 3 * 2000
+    agent.on_progress = None
+    summary = agent.sync(select_runs(str(root), all_runs=True))
+    assert summary.total("points") == 6000
+    run.end()
+    assert agent.sync(select_runs(str(root), all_runs=True)).ok
+    assert_run_equal(mlflow_client, root, "growing", run)
+    agent.client.close()
+
+
+def test_stop_ends_a_pass_after_the_batch_in_flight_with_the_cursor_saved(
+    tmp_path: Path, mlflow_server: Any, mlflow_client: Any
+) -> None:
+    root = tmp_path / "mlruns"
+    first = make_run(root, "stopped", "first", points=4000)
+    second = make_run(root, "stopped", "second", points=10)
+    agent = _agent(root, mlflow_server.url)
+    batches = []
+
+    def stop_after_two(acked: int) -> None:
+        batches.append(acked)
+        if len(batches) == 2:
+            agent.client.stop.set()  # what SIGINT does to `sync --watch`
+
+    agent.on_progress = stop_after_two
+    targets = sorted(select_runs(str(root), all_runs=True), key=lambda t: t.run_dir != first.run_dir)
+    summary = agent.sync(targets)
+    assert summary.fatal_kind == "interrupted"
+    assert [r.points for r in summary.runs] == [2000]  # the second run was not started
+    remote = remote_run(mlflow_client, "stopped", first.run_id)
+    assert len(remote_history(mlflow_client, remote.info.run_id, "loss")) == 2000
+    assert load_cursor(first.run_dir, agent.url).metrics["loss"] == sum(batches)
+    agent.client.close()
+
+    again = _agent(root, mlflow_server.url)
+    summary = again.sync(select_runs(str(root), all_runs=True))
+    assert summary.ok and summary.total("points") == 2000 + 10
+    assert_run_equal(mlflow_client, root, "stopped", first)
+    assert_run_equal(mlflow_client, root, "stopped", second)
+    again.client.close()
