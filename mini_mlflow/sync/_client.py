@@ -464,7 +464,12 @@ _REQUIRED: dict[str, tuple[tuple[str, str], ...]] = {
     "experiments/create": (("experiment_id", "id"),),
     "runs/create": (("run.info.run_id", "id"),),
     "runs/search": (("runs[].info.run_id", "id?"),),
-    "runs/get": (("run.info", "object"), ("run.data.params[].key", "str?")),
+    "runs/get": (
+        ("run.info", "object"),
+        ("run.info.artifact_uri", "str?"),
+        ("run.data", "object?"),
+        ("run.data.params[].key", "str?"),
+    ),
 }
 
 

@@ -423,6 +423,8 @@ def test_answers_are_checked_before_the_agent_uses_them() -> None:
         ("runs/search", {"runs": "not a list"}),
         ("runs/get", {"run": {"info": {}, "data": {"params": [{"value": "v"}]}}}),
         ("runs/get", {"run": []}),
+        ("runs/get", {"run": {"info": {}, "data": "a string"}}),
+        ("runs/get", {"run": {"info": {"artifact_uri": 3}}}),
     ]:
         with pytest.raises(ServerError, match="BAD_RESPONSE"):
             check_answer(endpoint, answer)
