@@ -42,15 +42,17 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/run.py --markdown bench/README.md
 
 # The soak takes minutes and is not part of `make bench` or CI: 200 random SIGKILLs, processes ×
-# threads at full speed for SOAK_MINUTES (ls in a loop), 10,000 runs and 100,000 keys in one process.
+# threads at full speed for SOAK_MINUTES (ls in a loop, `sync --watch` to a local MLflow server:
+# SOAK_FLAGS= turns it off), 10,000 runs, 100,000 keys and a 1 GB artifact in one process.
 # The report is printed and kept in bench/SOAK.md.
 SOAK_MINUTES ?= 10
+SOAK_FLAGS ?= --sync
 soak: $(BENCH_VENV)/.installed
 	status=0; \
 	printf '# Soak\n\nProduced by `make soak` (SOAK_MINUTES=%s) on %s, %s, %s cores.\n\n' \
 	  "$(SOAK_MINUTES)" "$$(date -u '+%Y-%m-%d %H:%M UTC')" "$$(uname -sm)" "$$(nproc)" > bench/SOAK.md.new; \
 	$(BENCH_VENV)/bin/python bench/soak_kill.py >> bench/SOAK.md.new || status=1; echo >> bench/SOAK.md.new; \
-	$(BENCH_VENV)/bin/python bench/soak.py --minutes $(SOAK_MINUTES) >> bench/SOAK.md.new || status=1; \
+	$(BENCH_VENV)/bin/python bench/soak.py --minutes $(SOAK_MINUTES) $(SOAK_FLAGS) >> bench/SOAK.md.new || status=1; \
 	echo >> bench/SOAK.md.new; \
 	$(BENCH_VENV)/bin/python bench/soak_scale.py >> bench/SOAK.md.new || status=1; \
 	mv bench/SOAK.md.new bench/SOAK.md; cat bench/SOAK.md; exit $$status

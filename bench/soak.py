@@ -6,9 +6,11 @@ two keys of its own, step by step, as fast as it can. Meanwhile the parent sampl
 resident memory and open file descriptors, and (``--ls``, on by default) runs ``mini-mlflow ls`` in a
 loop. ``--sync`` also starts a local ``mlflow server`` and ``mini-mlflow sync --watch`` against it.
 At the end every metric file is read back: the exact number of points each thread logged must be on
-disk, in order, every line parsing; no warning may have been issued.
+disk, in order, every line parsing; no warning may have been issued. What the sync half checks, and
+why it cannot be "everything is on the server", is in ``bench/soak_sync.py``.
 
     python bench/soak.py [--minutes 10] [--processes 2] [--threads 8] [--no-ls] [--sync] [--quick]
+                         [--steady-rate 20]
 
 Run by ``make soak`` (not ``make bench``); prints one Markdown section.
 """
@@ -19,19 +21,18 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+
+from soak_sync import Sampler, SyncSide, steady_child  # noqa: E402
 
 import mini_mlflow as mm  # noqa: E402
 from mini_mlflow._reader import parse_metric_lines  # noqa: E402
@@ -89,18 +90,6 @@ def child(index: int, root: str, shared_id: str, seconds: float, threads: int, w
 # -- the parent: start, watch, check -------------------------------------------------------------------
 
 
-def _proc_numbers(pid: int) -> tuple[int, int] | None:
-    """(resident kB, open descriptors) of a live process, from /proc."""
-    try:
-        rss = 0
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS"):
-                rss = int(line.split()[1])
-        return rss, len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return None
-
-
 class LsLoop(threading.Thread):
     """``mini-mlflow ls --all --json`` over and over while the children log."""
 
@@ -141,44 +130,6 @@ class LsLoop(threading.Thread):
                 self.failures.append(str(exc))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_mlflow_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str] | str:
-    """A local ``mlflow server`` on 127.0.0.1, or the reason there is none."""
-    mlflow = shutil.which("mlflow", path=os.path.dirname(sys.executable)) or shutil.which("mlflow")
-    if mlflow is None:
-        return "not available: mlflow is not installed in this environment"
-    port = _free_port()
-    log = open(workdir / "mlflow-server.log", "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(
-        [
-            *(mlflow, "server", "--host", "127.0.0.1", "--port", str(port)),
-            *("--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}"),
-            *("--default-artifact-root", str(workdir / "mlflow-artifacts"), "--workers", "1"),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=workdir,
-    )
-    url = f"http://127.0.0.1:{port}"
-    import urllib.request
-
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    return "not available: mlflow server did not start"
-
-
 def check_counts(root: Path, counts: dict[str, dict[str, int]]) -> tuple[int, list[str]]:
     """Points found on disk, and every mismatch with what the threads logged."""
     store = mm.Store(root)
@@ -200,6 +151,31 @@ def check_counts(root: Path, counts: dict[str, dict[str, int]]) -> tuple[int, li
     return total, problems
 
 
+def _watch_points(work: Path) -> int:
+    """Points the watcher reported sending (its lines ``<time> <run>: +N points, ...``)."""
+    total = 0
+    for line in (work / "sync-watch.out").read_text(errors="replace").splitlines():
+        _, sep, rest = line.partition(": +")
+        if sep and rest.split(" ", 1)[0].isdigit():
+            total += int(rest.split(" ", 1)[0])
+    return total
+
+
+def _process_rows(
+    name: str, samples: list[tuple[float, int, int, int]], took: float, peak: int = 0
+) -> list[str]:
+    if not samples:
+        return []
+    later = [s for s in samples if s[0] > took * 0.25] or samples  # after warm-up
+    peak = peak or max(s[3] for s in samples)
+    fds = [s[2] for s in samples]
+    return [
+        f"| {name}: peak RSS; RSS after warm-up min-max | {peak / 1024:.0f} MB; "
+        f"{min(s[1] for s in later) / 1024:.0f}-{max(s[1] for s in later) / 1024:.0f} MB |",
+        f"| {name}: open descriptors over {len(fds)} samples min-max | {min(fds)}-{max(fds)} |",
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="how long to log (default 10)")
@@ -208,13 +184,18 @@ def main() -> int:
     parser.add_argument("--work", type=int, default=0, help="pure-Python loop turns per step (default 0)")
     parser.add_argument("--ls", action=argparse.BooleanOptionalAction, default=True, help="run ls in a loop")
     parser.add_argument("--sync", action="store_true", help="sync --watch to a local mlflow server")
+    parser.add_argument("--steady-rate", type=float, default=20.0, help="points/s of the steady run (--sync)")
     parser.add_argument("--dir", default="", help="store folder (default: a temporary one, removed)")
     parser.add_argument("--quick", action="store_true", help="20 seconds, for a smoke run")
     parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument("--steady-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         index, root, shared_id, seconds, threads, work = args.child
         child(int(index), root, shared_id, float(seconds), int(threads), int(work))
+        return 0
+    if args.steady_child:
+        steady_child(args.steady_child[0], float(args.steady_child[1]), float(args.steady_child[2]))
         return 0
     seconds = 20.0 if args.quick else args.minutes * 60
     work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="mm-soak-"))
@@ -223,23 +204,17 @@ def main() -> int:
     env = dict(os.environ, PYTHONPATH=str(ROOT), MINI_MLFLOW_TRACKING_DIR=str(root))
     shared = mm.Run(runs_dir=root, name="shared")
     shared.end()
-    server: Any = None
+    side: SyncSide | None = None
     sync_note = "off (`--sync` to enable)"
-    watcher = None
+    pids: dict[str, int] = {}
     if args.sync:
-        started = start_mlflow_server(work)
-        if isinstance(started, str):
-            sync_note = started
+        side = SyncSide(work, root, env)
+        why = side.start_server()
+        if why is not None:
+            sync_note, side = why, None
         else:
-            server, url = started
-            sync_note = f"`mini-mlflow sync --all --watch` to a local mlflow server ({url})"
-            watcher = subprocess.Popen(
-                [sys.executable, "-m", "mini_mlflow", "sync", "--all", "--watch", "--to", url],
-                env=env,
-                cwd=work,
-                stdout=subprocess.DEVNULL,
-                stderr=open(work / "sync-watch.log", "wb"),  # noqa: SIM115
-            )
+            pids["`sync --watch`"] = side.start_watch()
+            sync_note = "`mini-mlflow sync --all --watch` to a local `mlflow server` (SQLite, 1 worker)"
     print(f"soak: {args.processes} × {args.threads} threads for {seconds:.0f} s in {work}", file=sys.stderr)
     t0 = time.perf_counter()
     children = [
@@ -255,86 +230,120 @@ def main() -> int:
         )
         for p in range(args.processes)
     ]
+    if side is not None:  # one more process, logging below the sync rate into a run of its own
+        children.append(
+            subprocess.Popen(
+                [sys.executable, __file__, "--steady-child", str(root), str(seconds), str(args.steady_rate)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    names = [f"process {n}" for n in range(args.processes)] + (["steady writer"] if side else [])
+    pids.update({name: c.pid for name, c in zip(names, children, strict=True)})
+    sampler = Sampler(pids, min(5.0, max(seconds / 40, 0.5)))
+    sampler.start()
     ls_loop = LsLoop(root, env) if args.ls else None
     if ls_loop is not None:
         ls_loop.start()
-    samples: list[tuple[float, int, int, int]] = []  # (time, child, rss kB, fds)
     while any(c.poll() is None for c in children):
-        for n, c in enumerate(children):
-            got = _proc_numbers(c.pid)
-            if got is not None:
-                samples.append((time.perf_counter() - t0, n, *got))
         time.sleep(min(5.0, max(seconds / 40, 0.5)))
-        elapsed = time.perf_counter() - t0
-        print(f"  {elapsed:.0f}/{seconds:.0f} s", file=sys.stderr, flush=True)
+        print(f"  {time.perf_counter() - t0:.0f}/{seconds:.0f} s", file=sys.stderr, flush=True)
     took = time.perf_counter() - t0
     if ls_loop is not None:
         ls_loop.stop.set()
         ls_loop.join(60)
     results, child_errors = [], []
-    for n, c in enumerate(children):
+    for name, c in zip(names, children, strict=True):
         out, err = c.communicate()
         try:
             results.append(json.loads(out.strip().splitlines()[-1]))
         except (ValueError, IndexError):
-            child_errors.append(f"child {n} exited {c.returncode}: {err.strip()[-500:]}")
-    sync_result = ""
-    if watcher is not None:
-        watcher.send_signal(signal.SIGINT)
-        try:
-            watcher.wait(60)
-        except subprocess.TimeoutExpired:
-            watcher.kill()
-        s0 = time.perf_counter()
-        final = subprocess.run(
-            [sys.executable, "-m", "mini_mlflow", "sync", "--all", "--json", "--to", url],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=work,
-            timeout=3600,
-        )
-        took_sync = time.perf_counter() - s0
-        (work / "sync-final.json").write_text(final.stdout)
-        try:
-            raw = final.stdout
-            report = json.loads(raw[raw.find("{") :])  # after any progress lines
-            runs = [r for r in report.get("run_reports", []) if isinstance(r, dict)]
-            errors = len(report.get("errors") or []) + sum(len(r.get("errors") or []) for r in runs)
-            sync_result = (
-                f"after the watch stopped, a final `sync --all` (exit {final.returncode}, {took_sync:.0f} s) "
-                f"covered {len(runs)} runs: {sum(1 for r in runs if r.get('up_to_date'))} already up to "
-                f"date, {int(report.get('points') or 0):,} points still sent, {errors} errors "
-                "(server-side counts are not checked)"
-            )
-        except (ValueError, AttributeError, TypeError):
-            shown = (final.stdout + final.stderr).strip()[-300:].replace("\n", " ")
-            sync_result = f"final `sync --all` exit {final.returncode}: {shown}"
-    if server is not None:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-
+            child_errors.append(f"{name} exited {c.returncode}: {err.strip()[-500:]}")
     counts: dict[str, dict[str, int]] = {}
     for r in results:
         for run_id, keys in r["counts"].items():
             counts.setdefault(run_id, {}).update(keys)
     logged = sum(n for keys in counts.values() for n in keys.values())
+    sync_rows: list[str] = []
+    sync_problems: list[str] = []
+    if side is not None and len(results) == len(children):
+        steady_id = next(iter(results[-1]["counts"]))
+        steady_logged = sum(results[-1]["counts"][steady_id].values())
+        steady_dir = mm.Store(root).find_run(steady_id)
+        print("stopping the watch ...", file=sys.stderr, flush=True)
+        code = side.stop_watch()
+        watched = side.watch_stopped - side.watch_started
+        sent = _watch_points(work)
+        lag_bytes = side.confirmed(steady_dir)
+        steady_lag = steady_logged - sum(
+            Path(steady_dir, "metrics", f"{k}.jsonl").read_bytes()[:off].count(b"\n")
+            for k, off in lag_bytes.items()
+        )
+        print("final sync of the steady run ...", file=sys.stderr, flush=True)
+        final_took, final_problems = side.final_sync(steady_id)
+        side.stop_server()
+        sampler.stop.set()
+        print("comparing the server's database with the cursors ...", file=sys.stderr, flush=True)
+        totals, sync_problems = side.check(counts, steady_id)
+        sync_problems = final_problems + sync_problems + side.watch_errors()
+        if code != 0:
+            sync_problems.append(f"`sync --watch` exited {code} after SIGINT")
+        sync_rows = [
+            f"| `sync --watch`: points sent while the writers logged / rate | {sent:,} in {watched:.0f} s / "
+            f"{sent / watched:,.0f} points/s |",
+            f"| (a) points the sync cursors confirmed / points in the server's database | "
+            f"{totals['confirmed']:,} / {totals['on_server']:,} |",
+            f"| (a) runs × keys where the server differs from the confirmed lines (count, step, value, time) "
+            f"| **{sum('server holds' in p for p in sync_problems)}** |",
+            f"| points on disk the server never got (logged {logged / took / max(1.0, sent / watched):,.0f}× "
+            f"faster than it stores them) | {totals['backlog']:,} |",
+            f"| (b) steady run ({args.steady_rate:g} points/s): on disk / on the server after one "
+            "`sync <run>` "
+            f"| {totals['steady_disk']:,} / {totals['steady_server']:,} (status FINISHED there: "
+            f"{'no' if any('status on the server' in p for p in sync_problems) else 'yes'}) |",
+            f"| (b) steady run: points behind when the watch stopped; the final sync took | "
+            f"{steady_lag:,}; {final_took:.1f} s |",
+            f"| `sync --watch` stopped after SIGINT in (exit code) | {side.stop_seconds:.1f} s ({code}) |",
+            *_process_rows("`sync --watch`", sampler.samples["`sync --watch`"], took),
+            *_process_rows(
+                "steady writer", sampler.samples["steady writer"], took, results[-1]["peak_rss_kb"]
+            ),
+            "| sync problems (errors, warnings, mismatches, duplicate remote runs) | "
+            f"**{len(sync_problems)}** |",
+        ]
+    elif side is not None:
+        side.stop_watch()
+        side.stop_server()
+    sampler.stop.set()
+
     on_disk, problems = check_counts(root, counts)
     problems = child_errors + problems + [e for r in results for e in r["errors"]]
     warnings_seen = [w for r in results for w in r["warnings"]]
     disk_bytes = sum(p.stat().st_size for p in root.rglob("*.jsonl"))
 
-    print("## Soak: processes × threads at full speed\n")
+    print("## Soak: processes × threads at full speed" + (", synced to MLflow" if sync_rows else "") + "\n")
     print(
-        f"`python bench/soak.py --minutes {seconds / 60:g}`: {args.processes} processes × {args.threads} "
-        f"threads; threads 0-{args.threads // 2 - 1} of every process share one run, the others have a "
-        "run each; every thread logs two keys per step with no pause"
+        f"`python bench/soak.py --minutes {seconds / 60:g}{' --sync' if args.sync else ''}`: "
+        f"{args.processes} processes × {args.threads} threads; threads 0-{args.threads // 2 - 1} of every "
+        "process share one run, "
+        "the others have a run each; every thread logs two keys per step with no pause"
         + (f" ({args.work} loop turns of work per step)" if args.work else "")
         + ".\n"
     )
+    if sync_rows:
+        print(
+            "With `--sync`, a local MLflow server stores points hundreds of times slower than the writers "
+            "log them (the ratio is in the table), so it cannot hold everything at the end. The check has "
+            "two parts: (a) for every run and "
+            "key, the server's database (read with sqlite3 after the server stopped) holds exactly the lines "
+            "the agent's cursor says were acknowledged: same count, every step, value and timestamp equal, "
+            "nothing more (no duplicate, no gap), one remote run per local run; (b) one more process logs at "
+            "a modest rate into a run of its own, and after the watch stops one `mini-mlflow sync <run>` "
+            "must leave every point of it on the server, and the run FINISHED. The watch gives each run a "
+            "time slice per pass, so the steady run keeps moving while the others are far behind.\n"
+        )
     print("| measure | value |")
     print("|---|---|")
     print(f"| time logging | {took:.0f} s |")
@@ -344,17 +353,8 @@ def main() -> int:
     print(f"| count mismatches, unparsable lines, errors | **{len(problems)}** |")
     print(f"| warnings issued | **{len(warnings_seen)}** |")
     for n in range(args.processes):
-        mine = [s for s in samples if s[1] == n]
-        if not mine:
-            continue
-        later = [s for s in mine if s[0] > took * 0.25] or mine  # after warm-up
-        peak = next((r["peak_rss_kb"] for r in results[n : n + 1]), 0)
-        print(
-            f"| process {n}: peak RSS; RSS after warm-up min-max | {peak / 1024:.0f} MB; "
-            f"{min(s[2] for s in later) / 1024:.0f}-{max(s[2] for s in later) / 1024:.0f} MB |"
-        )
-        fds = [s[3] for s in mine]
-        print(f"| process {n}: open descriptors over {len(fds)} samples min-max | {min(fds)}-{max(fds)} |")
+        peak = results[n]["peak_rss_kb"] if n < len(results) else 0
+        print("\n".join(_process_rows(f"process {n}", sampler.samples[f"process {n}"], took, peak)))
     if ls_loop is not None:
         times = sorted(ls_loop.times) or [0.0]
         print(
@@ -364,13 +364,12 @@ def main() -> int:
     else:
         print("| `mini-mlflow ls` loop | off (`--ls`) |")
     print(f"| sync agent | {sync_note} |")
-    if sync_result:
-        print(f"| sync result | {sync_result} |")
-    for item in (problems + warnings_seen + (ls_loop.failures if ls_loop else []))[:10]:
+    print("\n".join(sync_rows))
+    for item in (problems + warnings_seen + (ls_loop.failures if ls_loop else []) + sync_problems)[:10]:
         print(f"\n- {item}")
     if not args.dir:
         shutil.rmtree(work, ignore_errors=True)
-    failed = problems or warnings_seen or (ls_loop is not None and ls_loop.failures)
+    failed = problems or warnings_seen or (ls_loop is not None and ls_loop.failures) or sync_problems
     return 1 if failed else 0
 
 

@@ -1,10 +1,11 @@
-"""Soak: scale limits of one process: 10,000 runs open at once, and 100,000 metric keys in one run.
+"""Soak: scale limits of one process: 10,000 runs open at once, 100,000 metric keys, a 1 GB artifact.
 
 Measures what many open runs cost (creation and end time per run, memory per run, descriptors, the
-background writer's CPU while they sit idle, the logging rate of a busy run among them) and what many
-keys in one run cost (time, peak open descriptors, memory).
+background writer's CPU while they sit idle, the logging rate of a busy run among them), what many
+keys in one run cost (time, peak open descriptors, memory), and what a 1 GB artifact costs to log and
+to export (time and peak memory growth of a fresh process, bytes checked by sha256; then deleted).
 
-    python bench/soak_scale.py [--runs 10000] [--keys 100000] [--quick]
+    python bench/soak_scale.py [--runs 10000] [--keys 100000] [--artifact-mb 1024] [--quick]
 
 Run by ``make soak`` (not ``make bench``); prints one Markdown section.
 """
@@ -12,9 +13,12 @@ Run by ``make soak`` (not ``make bench``); prints one Markdown section.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -141,23 +145,104 @@ def many_keys(root: Path, n: int) -> list[str]:
     ]
 
 
+BIG_CHILD = r"""
+import json, os, resource, sys, time
+import mini_mlflow as mm
+from mini_mlflow.interop._export import export_mlflow
+from mini_mlflow.sync import select_runs
+
+root, src, dest = sys.argv[1:4]
+peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+small = src + ".small"
+with open(small, "wb") as f:
+    f.write(b"x" * 4096)
+warm = mm.Run(runs_dir=root, name="warm-up")  # first calls and imports are not counted
+warm.log_artifact(small)
+warm.end()
+export_mlflow(root, dest + "-warm", select_runs(root, [warm.run_id]))
+run = mm.Run(runs_dir=root, name="big")
+p0, t0 = peak(), time.perf_counter()
+run.log_artifact(src, "data")
+run.end()
+p1, t1 = peak(), time.perf_counter()
+export_mlflow(root, dest, select_runs(root, [run.run_id]))
+p2, t2 = peak(), time.perf_counter()
+print(json.dumps({"run_id": run.run_id, "log": [t1 - t0, p1 - p0], "export": [t2 - t1, p2 - p1]}))
+"""
+
+
+def big_artifact(work: Path, size_mb: int) -> list[str]:
+    """Log and export one ``size_mb`` artifact in a fresh process: time, peak memory growth, sha256."""
+    need = 3 * size_mb << 20
+    work.mkdir(parents=True)
+    free = shutil.disk_usage(work).free
+    if free < need + (1 << 30):
+        return [
+            f"| a {size_mb:,} MB artifact | not measured: {free >> 20:,} MB free, {need >> 20:,} MB needed |"
+        ]
+    src = work / "big.bin"
+    digest = hashlib.sha256()
+    seed = os.urandom(1 << 20)
+    with open(src, "wb") as f:  # distinct 1 MB blocks: a misplaced or repeated block changes the hash
+        for i in range(size_mb):
+            block = i.to_bytes(8, "little") + seed[8:]
+            f.write(block)
+            digest.update(block)
+    env = dict(os.environ, PYTHONPATH=str(HERE.parent))
+    done = subprocess.run(
+        [sys.executable, "-c", BIG_CHILD, str(work / "mlruns"), str(src), str(work / "exported")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=3600,
+    )
+    if done.returncode != 0:
+        return [f"| a {size_mb:,} MB artifact | failed: {done.stderr.strip()[-300:]} |"]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    exact = []
+    for copy in [
+        *work.glob("mlruns/*/*/artifacts/data/big.bin"),
+        *work.glob("exported/*/*/artifacts/data/big.bin"),
+    ]:
+        h = hashlib.sha256()
+        with open(copy, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        exact.append(copy.stat().st_size == size_mb << 20 and h.hexdigest() == digest.hexdigest())
+    same = "yes" if len(exact) == 2 and all(exact) else f"**no** ({exact})"
+    shutil.rmtree(work, ignore_errors=True)
+    (log_s, log_kb), (exp_s, exp_kb) = got["log"], got["export"]
+    return [
+        f"| a {size_mb:,} MB artifact: `log_artifact` time / peak memory growth of the process | "
+        f"{log_s:.1f} s ({size_mb / max(log_s, 1e-9):,.0f} MB/s) / {log_kb / 1024:.0f} MB |",
+        f"| the same: `export --format mlflow` time / peak memory growth | "
+        f"{exp_s:.1f} s / {exp_kb / 1024:.0f} MB |",
+        f"| the same: stored and exported copies equal the source (size and sha256); then deleted | {same} |",
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--keys", type=int, default=100_000)
-    parser.add_argument("--quick", action="store_true", help="1,000 runs and 10,000 keys")
+    parser.add_argument("--artifact-mb", type=int, default=1024, help="artifact size (0: skip)")
+    parser.add_argument("--quick", action="store_true", help="1,000 runs, 10,000 keys, 256 MB")
     args = parser.parse_args()
-    runs, keys = (1000, 10_000) if args.quick else (args.runs, args.keys)
+    runs, keys, big = (1000, 10_000, 256) if args.quick else (args.runs, args.keys, args.artifact_mb)
     work = Path(tempfile.mkdtemp(prefix="mm-soak-scale-"))
     try:
+        rows = []
+        if big:  # first, in a fresh process, so nothing else is in memory
+            print(f"{big} MB artifact ...", file=sys.stderr, flush=True)
+            rows += big_artifact(work / "artifact", big)
         print(f"{runs} runs ...", file=sys.stderr, flush=True)
-        rows = many_runs(work / "runs", runs)
+        rows += many_runs(work / "runs", runs)
         print(f"{keys} keys ...", file=sys.stderr, flush=True)
         rows += many_keys(work / "keys", keys)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print("## Soak: many runs and many keys in one process\n")
-    print(f"`python bench/soak_scale.py --runs {runs} --keys {keys}`\n")
+    print("## Soak: many runs, many keys and a big artifact in one process\n")
+    print(f"`python bench/soak_scale.py --runs {runs} --keys {keys} --artifact-mb {big}`\n")
     print("| measure | value |")
     print("|---|---|")
     print("\n".join(rows))

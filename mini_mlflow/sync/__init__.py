@@ -103,7 +103,9 @@ def watch(
         total.bytes_sent += summary.bytes_sent
         total.requests += summary.requests
         total.retries += summary.retries
-        if summary.fatal_kind in ("auth", "interrupted"):
+        if summary.fatal_kind == "interrupted":  # stopped: how a watch ends, not an error
+            break
+        if summary.fatal_kind == "auth":
             total.fatal, total.fatal_kind = summary.fatal, summary.fatal_kind
             break
         stop.wait(interval)
