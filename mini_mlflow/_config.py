@@ -16,9 +16,15 @@ from ._errors import InvalidInputError
 FSYNC_POLICIES = ("never", "end", "flush")
 
 
+#: Bounds of every "seconds" setting: below a millisecond the background threads would spin, and
+#: beyond a day a timer overflows the platform's time_t (``Event.wait(1e308)`` raises OverflowError).
+MIN_SECONDS, MAX_SECONDS = 0.001, 86_400.0
+_SECONDS = f"a number of seconds > 0 (from {MIN_SECONDS:g} to {MAX_SECONDS:g})"
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
-    if not value > 0 or value != value or value == float("inf"):
+    if not MIN_SECONDS <= value <= MAX_SECONDS:  # NaN fails every comparison
         raise ValueError
     return value
 
@@ -41,9 +47,15 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _url(text: str) -> str:
+    from urllib.parse import urlsplit
+
     text = text.strip()
-    if not text.startswith(("http://", "https://")) or len(text) <= len("https://"):
+    if any(ch.isspace() or not ch.isprintable() for ch in text):
         raise ValueError
+    parts = urlsplit(text)  # ValueError for a malformed host ("http://[::1")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError
+    _ = parts.port  # ValueError for a port that is not a number from 0 to 65535
     return text.rstrip("/")
 
 
@@ -92,7 +104,7 @@ SPECS: tuple[_Spec, ...] = (
         "flush_interval",
         "MINI_MLFLOW_FLUSH_INTERVAL",
         _positive_float,
-        "a number of seconds > 0",
+        _SECONDS,
         0.1,
         "seconds between background writes; the most a SIGKILL can lose",
     ),
@@ -116,7 +128,7 @@ SPECS: tuple[_Spec, ...] = (
         "heartbeat_interval",
         "MINI_MLFLOW_HEARTBEAT",
         _positive_float,
-        "a number of seconds > 0",
+        _SECONDS,
         10.0,
         "seconds between heartbeats of a live run; a silent RUNNING run is shown as crashed",
     ),
@@ -132,7 +144,7 @@ SPECS: tuple[_Spec, ...] = (
         "sync_interval",
         "MINI_MLFLOW_SYNC_INTERVAL",
         _positive_float,
-        "a number of seconds > 0",
+        _SECONDS,
         5.0,
         "seconds between passes of the sync agent",
     ),
@@ -220,8 +232,23 @@ def resolve(**overrides: Any) -> Settings:
 def _parse(spec: _Spec, text: str, source: str) -> Any:
     try:
         return spec.parse(text)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"invalid {source}={text!r}: must be {spec.allowed}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidInputError(f"invalid {source}={_shown(spec, text)}: must be {spec.allowed}") from None
+
+
+def _shown(spec: _Spec, text: str) -> str:
+    return _quote(text, url=spec.parse is _url)
+
+
+def _quote(text: str, url: bool = False) -> str:
+    """The refused value for a message: quoted with escapes, cut short, a URL's secrets masked."""
+    if url or "@" in text:  # a URL with credentials, even in the wrong variable
+        try:
+            text = mask_url(text) or ""
+        except ValueError:
+            return "(a value that is not a URL; not shown, it may hold credentials)"
+    shown = repr(text)
+    return shown if len(shown) <= 80 else f"{shown[:60]}...' ({len(text)} characters)"
 
 
 def _warn_unknown_variables() -> None:
@@ -344,6 +371,15 @@ def claim_attached_run_id() -> str | None:
     run_id = os.environ.get(ATTACH_RUN_ID)
     if not run_id:
         return None
+    from ._layout import validate_run_id
+
+    try:
+        validate_run_id(run_id)
+    except InvalidInputError:
+        raise InvalidInputError(
+            f"invalid {ATTACH_RUN_ID}={_quote(run_id)}: must be a run id (a letter or digit, then up to "
+            "255 letters, digits, '_' or '-'); it is set by mini-mlflow run"
+        ) from None
     with _attach_lock:
         if run_id in _attach_claimed:
             return None

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .._errors import InvalidInputError
+from .._errors import InvalidInputError, NotFoundError
 from .._layout import iso_from_ms
 from .._records import RunRecord, SearchResult
 from ._common import exits_cleanly, experiment_names, resolve_experiment, root_of, root_option
@@ -24,7 +24,10 @@ def _default_experiment(root: str) -> list[str]:
 
     for var in ("MINI_MLFLOW_EXPERIMENT_ID", "MINI_MLFLOW_EXPERIMENT_NAME"):
         if os.environ.get(var):
-            return [resolve_experiment(root, os.environ[var])]
+            try:
+                return [resolve_experiment(root, os.environ[var])]
+            except NotFoundError as exc:
+                raise NotFoundError(f"{exc} (from {var})") from None
     ids = _index.experiment_ids(root)
     if len(ids) <= 1:
         return ids

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from .._errors import MiniMlflowError
 
@@ -82,9 +83,27 @@ def _print_summary(summary: Any, as_json: bool, dry_run: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Show what would be sent; contact no server.")
 @click.option("--coalesce", is_flag=True, help="Send only the last value of a metric at each step.")
 @click.option("--watch", is_flag=True, help="Keep syncing live runs until interrupted.")
-@click.option("--interval", default=1.0, show_default=True, help="Seconds between --watch passes.")
-@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for each answer.")
-@click.option("--retries", default=7, show_default=True, help="Retries of a failed request.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.01, 86_400),
+    default=1.0,
+    show_default=True,
+    help="Seconds between --watch passes.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.01, 86_400),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for each answer (the whole answer; uploads get time for their size too).",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 100),
+    default=7,
+    show_default=True,
+    help="Retries of a failed request.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_obj
 def sync_cmd(
@@ -116,7 +135,8 @@ def sync_cmd(
     try:
         client = MlflowRestClient(url, timeout=timeout, max_retries=retries)
     except SyncError as exc:
-        _fail(str(exc))
+        source = click.get_current_context().get_parameter_source("url")
+        _fail(str(exc) + (" (from MINI_MLFLOW_SYNC_URL)" if source == ParameterSource.ENVIRONMENT else ""))
     stop = client.stop
     with client:
         if watch:
