@@ -3,7 +3,8 @@
 Measures what many open runs cost (creation and end time per run, memory per run, descriptors, the
 background writer's CPU while they sit idle, the logging rate of a busy run among them), what many
 keys in one run cost (time, peak open descriptors, memory), and what a 1 GB artifact costs to log and
-to export (time and peak memory growth of a fresh process, bytes checked by sha256; then deleted).
+to export and to sync to a local MLflow server (time and peak memory growth of a fresh process, every
+copy checked by sha256; then deleted).
 
     python bench/soak_scale.py [--runs 10000] [--keys 100000] [--artifact-mb 1024] [--quick]
 
@@ -27,6 +28,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+
+from soak_sync import SyncSide  # noqa: E402
 
 import mini_mlflow as mm  # noqa: E402
 from mini_mlflow._config import resolve  # noqa: E402
@@ -151,7 +154,7 @@ import mini_mlflow as mm
 from mini_mlflow.interop._export import export_mlflow
 from mini_mlflow.sync import select_runs
 
-root, src, dest = sys.argv[1:4]
+root, src, dest, url = sys.argv[1:5]
 peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 small = src + ".small"
 with open(small, "wb") as f:
@@ -167,13 +170,23 @@ run.end()
 p1, t1 = peak(), time.perf_counter()
 export_mlflow(root, dest, select_runs(root, [run.run_id]))
 p2, t2 = peak(), time.perf_counter()
-print(json.dumps({"run_id": run.run_id, "log": [t1 - t0, p1 - p0], "export": [t2 - t1, p2 - p1]}))
+out = {"run_id": run.run_id, "log": [t1 - t0, p1 - p0], "export": [t2 - t1, p2 - p1]}
+if url:
+    from mini_mlflow.sync import MlflowRestClient, SyncAgent
+
+    client = MlflowRestClient(url, timeout=600)
+    assert SyncAgent(root, client).sync(select_runs(root, [warm.run_id])).ok
+    p2, t2 = peak(), time.perf_counter()
+    summary = SyncAgent(root, client).sync(select_runs(root, [run.run_id]))
+    assert summary.ok, summary.errors
+    out["sync"] = [time.perf_counter() - t2, peak() - p2]
+print(json.dumps(out))
 """
 
 
 def big_artifact(work: Path, size_mb: int) -> list[str]:
     """Log and export one ``size_mb`` artifact in a fresh process: time, peak memory growth, sha256."""
-    need = 3 * size_mb << 20
+    need = 4 * size_mb << 20
     work.mkdir(parents=True)
     free = shutil.disk_usage(work).free
     if free < need + (1 << 30):
@@ -189,35 +202,59 @@ def big_artifact(work: Path, size_mb: int) -> list[str]:
             f.write(block)
             digest.update(block)
     env = dict(os.environ, PYTHONPATH=str(HERE.parent))
-    done = subprocess.run(
-        [sys.executable, "-c", BIG_CHILD, str(work / "mlruns"), str(src), str(work / "exported")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=3600,
-    )
+    side = SyncSide(work, work / "mlruns", env)
+    no_server = side.start_server()
+    try:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                BIG_CHILD,
+                str(work / "mlruns"),
+                str(src),
+                str(work / "exported"),
+                side.url if no_server is None else "",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=3600,
+        )
+    finally:
+        side.stop_server()
     if done.returncode != 0:
         return [f"| a {size_mb:,} MB artifact | failed: {done.stderr.strip()[-300:]} |"]
     got = json.loads(done.stdout.strip().splitlines()[-1])
     exact = []
-    for copy in [
+    copies = [
         *work.glob("mlruns/*/*/artifacts/data/big.bin"),
         *work.glob("exported/*/*/artifacts/data/big.bin"),
-    ]:
+        *(work / "mlflow-artifacts").rglob("big.bin"),
+    ]
+    for copy in copies:
         h = hashlib.sha256()
         with open(copy, "rb") as f:
             while chunk := f.read(1 << 20):
                 h.update(chunk)
         exact.append(copy.stat().st_size == size_mb << 20 and h.hexdigest() == digest.hexdigest())
-    same = "yes" if len(exact) == 2 and all(exact) else f"**no** ({exact})"
+    same = "yes" if len(exact) == 2 + ("sync" in got) and all(exact) else f"**no** ({exact})"
     shutil.rmtree(work, ignore_errors=True)
     (log_s, log_kb), (exp_s, exp_kb) = got["log"], got["export"]
+    if "sync" in got:
+        sync_row = (
+            f"| the same: `sync` to a local MLflow server (artifact proxy) time / peak memory growth | "
+            f"{got['sync'][0]:.1f} s / {got['sync'][1] / 1024:.0f} MB |"
+        )
+    else:
+        sync_row = f"| the same: `sync` to a local MLflow server | {no_server} |"
     return [
         f"| a {size_mb:,} MB artifact: `log_artifact` time / peak memory growth of the process | "
         f"{log_s:.1f} s ({size_mb / max(log_s, 1e-9):,.0f} MB/s) / {log_kb / 1024:.0f} MB |",
         f"| the same: `export --format mlflow` time / peak memory growth | "
         f"{exp_s:.1f} s / {exp_kb / 1024:.0f} MB |",
-        f"| the same: stored and exported copies equal the source (size and sha256); then deleted | {same} |",
+        sync_row,
+        "| the same: the stored, exported and server's copies equal the source (size and sha256); then "
+        f"deleted | {same} |",
     ]
 
 

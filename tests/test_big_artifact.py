@@ -2,7 +2,8 @@
 
 Each step runs in a fresh child process that measures its own peak resident memory
 (``resource.getrusage().ru_maxrss``) before and after; the file is ``SIZE_MB`` and the growth must stay
-far below it. ``bench/soak_scale.py`` does the same with 1 GB.
+far below it. ``bench/soak_scale.py`` does the same with 1 GB. (``log_artifact`` alone is also covered by
+``test_hardening.py``; this file follows the bytes through every path that copies or sends them.)
 """
 
 from __future__ import annotations
