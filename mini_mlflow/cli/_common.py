@@ -15,6 +15,18 @@ from .._errors import InvalidInputError, MiniMlflowError, NotFoundError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class SafePath(click.Path):
+    """``click.Path`` that refuses what no file system accepts (a NUL character) with a usage error,
+    before anything deeper turns it into a ``ValueError`` traceback."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and "\x00" in value:
+            from ._render import clean
+
+            self.fail(f"{clean(value[:200])!r} contains a NUL character, which no path can hold", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def _set_root(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
     if value is not None:
         root = ctx.find_root()
@@ -24,7 +36,7 @@ def _set_root(ctx: click.Context, _param: click.Parameter, value: str | None) ->
 #: ``--root`` after the command name too (``mini-mlflow ls --root mlruns.sample``).
 root_option = click.option(
     "--root",
-    type=click.Path(file_okay=False),
+    type=SafePath(file_okay=False),
     expose_value=False,
     is_eager=True,
     callback=_set_root,
@@ -37,10 +49,18 @@ def root_of(ctx: click.Context) -> str:
     return str(obj.get("root") or os.environ.get("MINI_MLFLOW_TRACKING_DIR") or "mlruns")
 
 
+#: Longest error message printed: a hostile 100,000-character argument is not echoed back whole.
+MAX_MESSAGE = 1000
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
+    """Print ``error: <message>`` on one line (control characters escaped, cut short) and exit."""
     from ._render import clean
 
-    click.echo(f"error: {clean(message)}", err=True)
+    text = " ".join(clean(message).split("\n"))
+    if len(text) > MAX_MESSAGE:
+        text = f"{text[: MAX_MESSAGE - 40]}... ({len(text):,} characters in all)"
+    click.echo(f"error: {text}", err=True)
     sys.exit(code)
 
 

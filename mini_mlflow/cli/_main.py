@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from ._common import SafePath
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -13,7 +14,7 @@ from .. import __version__
     envvar="MINI_MLFLOW_TRACKING_DIR",
     default="mlruns",
     show_default=True,
-    type=click.Path(file_okay=False),
+    type=SafePath(file_okay=False),
     help="Store root (also MINI_MLFLOW_TRACKING_DIR).",
 )
 @click.version_option(__version__, prog_name="mini-mlflow")

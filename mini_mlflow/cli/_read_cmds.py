@@ -125,7 +125,9 @@ def ls_cmd(
             copy=False,
         )
     except InvalidInputError as exc:
-        raise click.UsageError(str(exc)) from None
+        from ._render import clean
+
+        raise click.UsageError(clean(str(exc))) from None
     total = len(found)
     shown = SearchResult(found[:limit], found.broken)
     if as_json:

@@ -13,13 +13,14 @@ import click
 from click.core import ParameterSource
 
 from .._errors import MiniMlflowError
+from ._common import SafePath, fail
+from ._render import clean
 
 _SELECTION_HELP = "name runs, --experiment NAME|ID (repeatable) or --all"
 
 
 def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
+    fail(message)
 
 
 def _targets(root: str, run_ids: tuple[str, ...], experiments: tuple[str, ...], all_runs: bool) -> list[Any]:
@@ -209,7 +210,7 @@ def _watch(
 
 @click.command("export")
 @click.option("--format", "fmt", type=click.Choice(["mlflow"]), required=True, help="Layout to write.")
-@click.argument("dest", type=click.Path(file_okay=False))
+@click.argument("dest", type=SafePath(file_okay=False))
 @click.argument("run_ids", nargs=-1)
 @click.option("--experiment", "-e", "experiments", multiple=True, help="Experiment name or id (repeatable).")
 @click.option("--all", "all_runs", is_flag=True, help="Every run of the store.")
@@ -239,15 +240,15 @@ def export_cmd(
             f"exported {report.runs} runs of {report.experiments} experiments "
             f"({report.points:,} points, {report.results} results, {report.artifacts} artifacts; "
             f"{report.duplicates} repeated "
-            f"identical points written once) to {report.dest}"
+            f"identical points written once) to {clean(report.dest)}"
         )
         for line in report.skipped:
-            click.echo(f"  skipped: {line}", err=True)
+            click.echo(f"  skipped: {clean(line)}", err=True)
 
 
 @click.command("import")
 @click.option("--format", "fmt", type=click.Choice(["mlflow"]), required=True, help="Layout to read.")
-@click.argument("src", type=click.Path(file_okay=False))
+@click.argument("src", type=SafePath(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
 def import_cmd(obj: dict[str, Any], fmt: str, src: str, as_json: bool) -> None:
@@ -264,7 +265,7 @@ def import_cmd(obj: dict[str, Any], fmt: str, src: str, as_json: bool) -> None:
         click.echo(
             f"imported {report.runs} runs of {report.experiments} experiments "
             f"({report.points:,} points, {report.artifacts} artifacts; {report.existing} already here, "
-            f"{report.skipped_lines} unreadable metric lines skipped) from {report.source}"
+            f"{report.skipped_lines} unreadable metric lines skipped) from {clean(report.source)}"
         )
         for line in report.skipped:
-            click.echo(f"  skipped: {line}", err=True)
+            click.echo(f"  skipped: {clean(line)}", err=True)

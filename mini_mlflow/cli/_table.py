@@ -13,8 +13,10 @@ import unicodedata
 from dataclasses import dataclass
 from typing import IO
 
-# C0/C1 control characters and DEL: never sent to a terminal from store content (escape sequences).
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0/C1 control characters and DEL: never sent to a terminal from store content (escape sequences);
+# bidirectional overrides (text that reads differently than it is) and lone surrogates (bytes of a
+# name that were not UTF-8, which would make printing fail) are shown as escapes too.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _SGR = {
     "bold": "1",
     "dim": "2",
@@ -29,7 +31,12 @@ _SGR = {
 
 def clean(text: object) -> str:
     """Store content made printable: control characters shown as ``\\xNN``, never interpreted."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+    return _CONTROL.sub(_escape, str(text))
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def use_color(stream: IO[str] | None = None) -> bool:

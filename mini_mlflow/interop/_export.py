@@ -101,7 +101,7 @@ def _write_experiment(root: str, base: str, experiment_id: str, name: str) -> No
         local = {}
     created = _ms(local.get("creation_time")) or now_ms()
     meta = {
-        "artifact_location": "file://" + folder,
+        "artifact_location": _file_uri(folder),
         "creation_time": created,
         "experiment_id": experiment_id,  # a string: MLflow compares it with the folder name
         "last_update_time": _ms(local.get("last_update_time")) or created,
@@ -157,7 +157,7 @@ def _write_run(base: str, view: Any, report: ExportReport) -> None:
         report.artifacts += 1
     _note_links(view.run_dir, report)
     meta = {
-        "artifact_uri": "file://" + artifacts_dir,
+        "artifact_uri": _file_uri(artifacts_dir),
         "end_time": view.end_ms,
         "entry_point_name": "",
         "experiment_id": view.experiment_id,
@@ -224,3 +224,11 @@ def _note_links(run_dir: str, report: ExportReport) -> None:
             if os.path.islink(path):
                 where = "inside" if inside(base, path) else "outside"
                 report.skipped.append(f"artifact {path}: a symlink ({where} the run), not exported")
+
+
+def _file_uri(path: str) -> str:
+    """``file://`` URI of an absolute path, percent-encoded as MLflow writes it (``Path.as_uri``), so a
+    folder name with ``%``, spaces or bytes that are not UTF-8 survives the YAML and MLflow's decoding."""
+    import pathlib
+
+    return pathlib.Path(path).as_uri()

@@ -14,6 +14,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from .. import _store
 from .._buffer import format_point
@@ -220,7 +221,8 @@ def _import_artifacts(
     folder = os.path.join(src, "artifacts")
     uri = str(meta.get("artifact_uri") or "")
     if not os.path.isdir(folder) and uri.startswith("file://"):
-        folder = uri[len("file://") :]  # a store whose artifacts live elsewhere inside the tree
+        # A store whose artifacts live elsewhere inside the tree (percent-encoded, as MLflow writes it).
+        folder = os.fsdecode(unquote_to_bytes(uri[len("file://") :]))
         if not inside(base, folder):
             report.skipped.append(f"artifacts of {src}: {folder} is outside {base}, not imported")
             return 0
