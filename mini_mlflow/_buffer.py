@@ -17,6 +17,7 @@ import threading
 import time
 import warnings
 from collections import deque
+from itertools import islice
 from typing import Any
 
 from . import _files, _log
@@ -43,6 +44,49 @@ def format_point(step: int, value: float, timestamp: Any) -> str:
     return f'{{"step":{step},"value":"{text}","timestamp":{timestamp}}}\n'
 
 
+#: ``orjson.dumps`` when installed (formats floats ~10x faster than ``repr``), else None.
+_dumps: Any = None
+#: The constant pieces of a run of JSON lines; the None slots take step, value and timestamp.
+_SLOTS = [b'}\n{"step":', None, b',"value":', None, b',"timestamp":', None]
+_TO_MS = (1000.0).__mul__
+
+
+def load_fast_formatter() -> None:
+    """Use orjson for formatting lines when it is installed (called when a run starts, not at import)."""
+    global _dumps
+    if _dumps is None:
+        dumps: Any = False
+        try:
+            from orjson import dumps
+        except ImportError:
+            pass
+        _dumps = dumps
+
+
+def format_lines(points: list[Point]) -> bytes:
+    """The JSON lines of one metric's points, in order (all points have the same key)."""
+    if _dumps:
+        try:
+            _, values, steps, stamps = zip(*points, strict=True)
+            if set(map(type, stamps)) == {float}:  # seconds from time.time(), the usual case
+                millis = list(map(int, map(_TO_MS, stamps)))
+            else:
+                millis = [t if t.__class__ is int else int(t * 1000) for t in stamps]
+            value_array = _dumps(values)
+            # orjson writes NaN and ±inf as null; such a batch takes the slow path for their strings.
+            if b"null" not in value_array:
+                # Each column is formatted by one C call, split into numbers and slotted between the
+                # constant pieces: no Python-level work per point.
+                parts = _SLOTS * len(points)
+                parts[1::6] = _dumps(steps)[1:-1].split(b",")
+                parts[3::6] = value_array[1:-1].split(b",")
+                parts[5::6] = _dumps(millis)[1:-1].split(b",")
+                return b"".join(parts)[2:] + b"}\n"  # type: ignore[arg-type]
+        except TypeError:  # orjson.JSONEncodeError: e.g. a step beyond 64 bits
+            pass
+    return "".join([format_point(step, value, stamp) for _, value, step, stamp in points]).encode()
+
+
 class PointBuffer:
     """Points logged to one run by this process and not yet on disk, and the state of writing them."""
 
@@ -64,6 +108,7 @@ class PointBuffer:
         self._held_count: dict[str, int] = {}
         #: The metric files this buffer appends to.
         self.files = MetricFiles(run_dir, settings.fsync)
+        load_fast_formatter()
         self.error: StorageError | None = None
         self.dropped = 0
         self._warned: set[Any] = set()
@@ -118,32 +163,26 @@ class PointBuffer:
             self.lock.release()
         return True
 
-    def _format(self, n: int) -> dict[str, list[str]]:
-        pop = self.queue.popleft
-        groups: dict[str, list[str]] = {}
+    def _format(self, n: int) -> dict[str, bytes]:
+        # Bulk-pop at C speed (``iter(popleft, None)`` stops only after n items: None is never queued),
+        # then one Python step per point to group by key; the lines are built per key, in columns.
+        points = list(islice(iter(self.queue.popleft, None), n))
+        groups: dict[str, list[Point]] = {}
         get = groups.get
-        for _ in range(n):
-            key, value, step, timestamp = pop()
-            if timestamp.__class__ is float:
-                timestamp = int(timestamp * 1000)
-            if value - value == 0.0:
-                line = f'{{"step":{step},"value":{value!r},"timestamp":{timestamp}}}\n'
+        for point in points:
+            same_key = get(point[0])
+            if same_key is None:
+                groups[point[0]] = [point]
             else:
-                line = format_point(step, value, timestamp)
-            lines = get(key)
-            if lines is None:
-                groups[key] = [line]
-            else:
-                lines.append(line)
-        return groups
+                same_key.append(point)
+        return {key: format_lines(group) for key, group in groups.items()}
 
-    def _write(self, groups: dict[str, list[str]]) -> None:
+    def _write(self, groups: dict[str, bytes]) -> None:
         held, counts = self._held, self._held_count
         if (groups or held) and self.files.open_count:
             self.files.check_open()
         for key in [*held, *(k for k in groups if k not in held)]:
-            lines = groups.get(key, ())
-            data = held.pop(key, b"") + "".join(lines).encode("utf-8")
+            data = held.pop(key, b"") + groups.get(key, b"")
             counts.pop(key, None)
             path = os.path.join(self.run_dir, "metrics", key + METRIC_SUFFIX)
             try:

@@ -58,6 +58,48 @@ def test_metric_keys_and_values_round_trip_or_are_refused(run: mm.Run, key: str,
     assert history.steps[-1] == 7
 
 
+point_batches = st.lists(
+    st.tuples(
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.integers(-(2**70), 2**70),  # beyond 64 bits too: orjson refuses those, the slow path takes them
+        st.floats(0, 4e9, allow_nan=False)
+        | st.integers(0, 2**62),  # seconds from time.time(), or caller's ms
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@pytest.mark.parametrize("formatter", ["orjson", "stdlib"])
+@SETTINGS
+@given(points=point_batches)
+def test_a_batch_of_points_formats_to_lines_that_read_back_exactly(
+    formatter: str, points: list[tuple[float, int, float | int]]
+) -> None:
+    """Both ways of formatting a drain (orjson columns, and the pure-Python fallback) give the same data."""
+    from mini_mlflow import _buffer
+    from mini_mlflow._reader import parse_metric_lines
+
+    if formatter == "orjson":
+        pytest.importorskip("orjson")
+    saved = _buffer._dumps
+    _buffer._dumps = None if formatter == "orjson" else False
+    _buffer.load_fast_formatter()
+    try:
+        data = _buffer.format_lines([("k", v, s, t) for v, s, t in points])
+    finally:
+        _buffer._dumps = saved
+    assert data.count(b"\n") == len(points) and data.endswith(b"\n")
+    history = parse_metric_lines(data, "k")
+    assert history.skipped_lines == 0
+    assert history.steps == [s for _, s, _ in points]
+    assert history.timestamps == [t if isinstance(t, int) else int(t * 1000) for _, _, t in points]
+    for got, (want, _, _) in zip(history.values, points, strict=True):
+        assert (math.isnan(got) and math.isnan(want)) or (
+            got == want and math.copysign(1, got) == math.copysign(1, want)
+        )
+
+
 json_values = st.recursive(
     st.none()
     | st.booleans()
