@@ -130,6 +130,10 @@ class LsLoop(threading.Thread):
                 self.failures.append(str(exc))
 
 
+#: Bytes of a metrics file parsed at a time by the final check.
+CHECK_CHUNK = 64 << 20
+
+
 def check_counts(root: Path, counts: dict[str, dict[str, int]]) -> tuple[int, list[str]]:
     """Points found on disk, and every mismatch with what the threads logged."""
     store = mm.Store(root)
@@ -138,13 +142,26 @@ def check_counts(root: Path, counts: dict[str, dict[str, int]]) -> tuple[int, li
     for run_id, keys in counts.items():
         rdir = Path(store.find_run(run_id))
         for key, n in keys.items():
-            data = (rdir / "metrics" / f"{key}.jsonl").read_bytes()
-            history = parse_metric_lines(data, key)
-            total += len(history.steps)
-            if history.skipped_lines:
-                problems.append(f"{run_id}/{key}: {history.skipped_lines} lines do not parse")
-            if history.steps != list(range(n)):
-                problems.append(f"{run_id}/{key}: {len(history.steps)} points on disk, {n} logged")
+            found, skipped, in_order = 0, 0, True
+            with open(rdir / "metrics" / f"{key}.jsonl", "rb") as f:  # in pieces: files of GBs
+                rest = b""
+                while chunk := f.read(CHECK_CHUNK):
+                    data = rest + chunk
+                    end = data.rfind(b"\n") + 1
+                    data, rest = data[:end], data[end:]
+                    history = parse_metric_lines(data, key)
+                    skipped += history.skipped_lines
+                    in_order = in_order and history.steps == list(range(found, found + len(history.steps)))
+                    found += len(history.steps)
+                skipped += 1 if rest.strip() else 0  # an unterminated last line
+            total += found
+            if skipped:
+                problems.append(f"{run_id}/{key}: {skipped} lines do not parse")
+            if found != n or not in_order:
+                problems.append(
+                    f"{run_id}/{key}: {found} points on disk "
+                    f"({'in' if in_order else 'out of'} order), {n} logged"
+                )
         meta = store.load_meta(str(rdir))
         if meta.get("status") != "FINISHED":
             problems.append(f"{run_id}: status {meta.get('status')} {meta.get('broken', '')}")

@@ -16,6 +16,8 @@ from .._reader import _walk_keys
 from ._summary import RunReport
 
 READ_CHUNK = 4 << 20
+#: The first read of a file: about 2,000 lines, two batches.
+FIRST_CHUNK = 128 << 10
 _SPECIAL = ("NaN", "Infinity", "-Infinity")
 
 
@@ -27,12 +29,20 @@ def read_points(
     ``limit`` (the size seen when the pass was planned) bounds the read: a file that grows faster than
     the server takes it would otherwise keep one pass, and every other run, waiting forever.
     """
+    # Small first, then growing: a pass cut short by its time slice has parsed little it did not send.
+    # (Coalescing keeps whole chunks, so the last value per step is taken over as many lines as can be.)
+    chunk = READ_CHUNK if coalesce else FIRST_CHUNK
     with open(path, "rb") as f:
         f.seek(offset)
         while True:
-            data = f.read(READ_CHUNK if limit is None else min(READ_CHUNK, limit - offset))
+            want = chunk if limit is None else min(chunk, limit - offset)
+            data = f.read(want)
+            grown, chunk = chunk, min(chunk * 4, READ_CHUNK)
             end = data.rfind(b"\n")
             if end < 0:
+                if len(data) == want and grown < chunk:  # a long line: read it with a bigger chunk
+                    f.seek(offset)
+                    continue
                 return  # nothing, or a line still being written: the next pass takes it
             body = data[: end + 1]
             points = _parse_lines(key, body, offset, report)

@@ -123,3 +123,24 @@ def test_stop_ends_a_pass_after_the_batch_in_flight_with_the_cursor_saved(
     assert_run_equal(mlflow_client, root, "stopped", first)
     assert_run_equal(mlflow_client, root, "stopped", second)
     again.client.close()
+
+
+def test_reading_starts_small_and_still_gets_past_a_line_longer_than_the_first_read(tmp_path: Path) -> None:
+    from mini_mlflow.sync._lines import FIRST_CHUNK, read_points
+    from mini_mlflow.sync._summary import RunReport
+
+    path = tmp_path / "m.jsonl"
+    lines = [
+        json.dumps({"step": i, "value": i / 2, "timestamp": 1_763_900_000_000 + i}) for i in range(20000)
+    ]
+    garbage = "x" * (3 * FIRST_CHUNK)  # no newline within the first read
+    path.write_text(garbage + "\n" + "\n".join(lines) + "\n" + '{"step": 20000, "val')
+    report = RunReport("r")
+    chunks = list(read_points("m", str(path), 0, report))
+    points = [point for chunk in chunks for point, _ in chunk]
+    assert [p["step"] for p in points] == list(range(20000))
+    assert report.skipped_lines == 1
+    assert chunks[-1][-1][1] == path.stat().st_size - len('{"step": 20000, "val')  # the torn tail waits
+    assert len(chunks[0]) < 10000  # read in growing pieces, not at once
+    limited = list(read_points("m", str(path), 0, RunReport("r"), limit=len(garbage) + 1 + len(lines[0]) + 1))
+    assert [p["step"] for chunk in limited for p, _ in chunk] == [0]  # never past the planned size
