@@ -5,6 +5,12 @@ metric lines with 2, 3 or 5 fields, duplicated lines (kept, as MLflow reports th
 (skipped, where MLflow would fail). Each run is assembled under a temporary name and renamed into place,
 so an interrupted import leaves no half run; a run already in the store is skipped, so importing twice
 changes nothing. Nothing is read through a symlink that leads out of the source tree.
+
+The source is not trusted: only regular files are read (a FIFO would block, a symlink could lead
+anywhere), each with a size bound (a meta.yaml, a param or a tag that is too big is reported, not read
+whole), metric lines are read with a bounded length, ids that reach paths (run ids, parent run ids) are
+validated, and any run that cannot be read is skipped with the reason in the report while the others
+are imported exactly.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -21,9 +28,13 @@ from .._buffer import format_point
 from .._errors import InvalidInputError
 from .._layout import (
     FORMAT_VERSION,
+    MAX_EXPERIMENT_NAME_LENGTH,
+    MAX_PARAM_VALUE_LENGTH,
+    MAX_TAG_VALUE_LENGTH,
     METRIC_SUFFIX,
     RUN_STATUSES,
     TMP_MARK,
+    check_text,
     iso_from_ms,
     validate_artifact_path,
     validate_key,
@@ -31,6 +42,14 @@ from .._layout import (
 )
 from ._convert import STATUS_NAMES
 from ._paths import inside, make_dirs, safe_join
+
+#: Largest meta.yaml read (MLflow's are a few hundred bytes; a bigger one is not a run's meta.yaml).
+MAX_META_BYTES = 1 << 20
+#: Longest metric line read (a valid one is under 100 bytes: "<timestamp> <value> <step>").
+MAX_LINE_BYTES = 4096
+#: Metric lines written per batch while importing a metric (memory stays bounded for huge files).
+_WRITE_BATCH = 10_000
+_INT64 = 1 << 63
 
 
 @dataclass
@@ -61,6 +80,7 @@ def import_mlflow(src: str, root: str) -> ImportReport:
     report = ImportReport(base)
     os.makedirs(root, exist_ok=True)
     root_real = os.path.realpath(root)
+    seen: dict[str, str] = {}  # run id -> experiment folder it was found in first
     for name in sorted(os.listdir(base)):
         folder = os.path.join(base, name)
         if name.startswith(".") or name == "models" or not os.path.isdir(folder):
@@ -69,7 +89,7 @@ def import_mlflow(src: str, root: str) -> ImportReport:
             report.skipped.append(f"{folder}: a symlink out of {base}, not followed")
             continue
         try:
-            meta = _store.read_meta(os.path.join(folder, "meta.yaml"))
+            meta = _read_meta(base, os.path.join(folder, "meta.yaml"))
         except (OSError, ValueError) as exc:
             report.skipped.append(f"experiment folder {name}: no readable meta.yaml ({exc})")
             continue
@@ -77,36 +97,73 @@ def import_mlflow(src: str, root: str) -> ImportReport:
             report.skipped.append(f"experiment {meta.get('name')!r}: deleted in MLflow, not imported")
             continue
         exp_name = str(meta.get("name") or f"experiment_{name}")
-        if str(meta.get("experiment_id", name)) == "0" and exp_name == _store.DEFAULT_EXPERIMENT_NAME:
-            _store.ensure_experiment(root, _store.DEFAULT_EXPERIMENT_ID)
-            local_exp = _store.DEFAULT_EXPERIMENT_ID
-        else:
-            local_exp = _store.get_or_create_experiment(root, exp_name)
+        try:
+            if str(meta.get("experiment_id", name)) == "0" and exp_name == _store.DEFAULT_EXPERIMENT_NAME:
+                _store.ensure_experiment(root, _store.DEFAULT_EXPERIMENT_ID)
+                local_exp = _store.DEFAULT_EXPERIMENT_ID
+            else:
+                local_exp = _store.get_or_create_experiment(root, exp_name[: MAX_EXPERIMENT_NAME_LENGTH + 1])
+        except InvalidInputError as exc:
+            report.skipped.append(f"experiment folder {name}: {exc}; its runs are not imported")
+            continue
         report.experiments += 1
         for run_name in sorted(os.listdir(folder)):
             run_folder = os.path.join(folder, run_name)
-            if run_name == "tags" or not os.path.isfile(os.path.join(run_folder, "meta.yaml")):
+            if run_name == "tags" or not os.path.lexists(os.path.join(run_folder, "meta.yaml")):
                 continue
+            if run_name in seen:
+                report.skipped.append(
+                    f"run {run_name} in experiment folder {name}: the same run id is also in experiment "
+                    f"folder {seen[run_name]}; imported from there only"
+                )
+                continue
+            seen[run_name] = name
             try:
                 _import_run(base, root_real, run_folder, local_exp, report)
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+            except Exception as exc:  # a hostile run is skipped with its reason; the others go on
                 report.skipped.append(f"run {run_name}: {type(exc).__name__}: {exc}")
     return report
+
+
+def _read_meta(base: str, path: str) -> dict[str, Any]:
+    """A meta.yaml of the source: a regular file inside it, of sane size, parsed safely, a mapping."""
+    _regular_inside(base, path, MAX_META_BYTES)
+    return _store.read_meta(path)
+
+
+def _regular_inside(base: str, path: str, limit: int) -> int:
+    """The size of ``path``; ``ValueError`` unless it is a regular file inside ``base`` of at most
+    ``limit`` bytes (not a symlink, a FIFO that would block the read, or a device)."""
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode) or not inside(base, path):
+        raise ValueError(f"{path} is a symlink; not followed")
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{path} is not a regular file; not read")
+    if info.st_size > limit:
+        raise ValueError(f"{path} is {info.st_size:,} bytes, more than the {limit:,} allowed; not read")
+    return info.st_size
 
 
 def _import_run(base: str, root: str, src: str, experiment_id: str, report: ImportReport) -> None:
     if not inside(base, src):
         report.skipped.append(f"{src}: a symlink out of {base}, not followed")
         return
-    meta = _store.read_meta(os.path.join(src, "meta.yaml"))
+    meta = _read_meta(base, os.path.join(src, "meta.yaml"))
     run_id = validate_run_id(os.path.basename(src))
     if str(meta.get("run_id") or meta.get("run_uuid") or run_id) != run_id:
         raise InvalidInputError(f"meta.yaml names run {meta.get('run_id')!r}, the folder {run_id!r}")
     if _store.find_run_dir(root, run_id) is not None:
         report.existing += 1
         return
-    tags = _read_texts(base, os.path.join(src, "tags"), report)
-    params = _read_texts(base, os.path.join(src, "params"), report)
+    tags = _read_texts(base, os.path.join(src, "tags"), report, MAX_TAG_VALUE_LENGTH)
+    params = _read_texts(base, os.path.join(src, "params"), report, MAX_PARAM_VALUE_LENGTH)
+    parent = tags.get("mlflow.parentRunId")
+    if parent is not None:
+        try:
+            validate_run_id(parent)
+        except InvalidInputError as exc:  # it would become a path when the parent is looked up
+            report.skipped.append(f"run {run_id}: parent {exc}; imported without a parent")
+            parent = None
     final = safe_join(root, experiment_id, run_id)
     tmp = safe_join(root, experiment_id, f"{TMP_MARK}.import.{os.getpid()}.{run_id}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -120,18 +177,18 @@ def _import_run(base: str, root: str, src: str, experiment_id: str, report: Impo
     run_meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "run_id": run_id,
-        "run_name": meta.get("run_name") or tags.get("mlflow.runName"),
+        "run_name": _text(meta.get("run_name")) or tags.get("mlflow.runName"),
         "experiment_id": experiment_id,
         "status": status,
         "start_time": iso_from_ms(_int(meta.get("start_time"))),
         "end_time": iso_from_ms(_int(meta.get("end_time"))),
-        "user": str(meta.get("user_id") or tags.get("mlflow.user") or "unknown"),
+        "user": _text(meta.get("user_id")) or tags.get("mlflow.user") or "unknown",
         "source": {
-            "name": tags.get("mlflow.source.name", meta.get("source_name") or ""),
-            "git_commit": tags.get("mlflow.source.git.commit") or meta.get("source_version") or None,
+            "name": tags.get("mlflow.source.name", _text(meta.get("source_name")) or ""),
+            "git_commit": tags.get("mlflow.source.git.commit") or _text(meta.get("source_version")) or None,
         },
-        "lifecycle_stage": str(meta.get("lifecycle_stage") or "active"),
-        "parent_run_id": tags.get("mlflow.parentRunId"),
+        "lifecycle_stage": "deleted" if meta.get("lifecycle_stage") == "deleted" else "active",
+        "parent_run_id": parent,
     }
     try:
         # meta.yaml first: the folder is hidden (temporary name) until renamed into place.
@@ -139,7 +196,7 @@ def _import_run(base: str, root: str, src: str, experiment_id: str, report: Impo
         for key, text in params.items():
             _store.write_param(tmp, key, _store.param_json(key, text))
         for key, text in tags.items():
-            _store.write_tag(tmp, key, json.dumps(text, ensure_ascii=False))
+            _store.write_tag(tmp, key, json.dumps(check_text(text, f"tag {key!r}"), ensure_ascii=False))
         report.points += _import_metrics(base, src, tmp, report)
         report.artifacts += _import_artifacts(base, src, meta, tmp, root, report)
         os.rename(tmp, final)
@@ -150,13 +207,23 @@ def _import_run(base: str, root: str, src: str, experiment_id: str, report: Impo
 
 
 def _int(value: Any) -> int | None:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
+        return None
+    return int(value) if -_INT64 < value < _INT64 else None
+
+
+def _text(value: Any) -> str | None:
+    """A meta.yaml field that must be text: a list, a mapping or a date there is not taken as a name."""
+    return value if isinstance(value, str) else str(value) if isinstance(value, (int, float)) else None
 
 
 def _files_under(base: str, folder: str, report: ImportReport) -> list[tuple[str, str]]:
     """``(key, path)`` of the regular files below ``folder``; symlinks are reported, never read."""
     out: list[tuple[str, str]] = []
-    if not os.path.isdir(folder) or os.path.islink(folder):
+    if os.path.islink(folder):
+        report.skipped.append(f"{folder}: a symlink, not followed")
+        return out
+    if not os.path.isdir(folder):
         return out
     for current, dirs, files in os.walk(folder):
         for name in list(dirs):
@@ -168,20 +235,32 @@ def _files_under(base: str, folder: str, report: ImportReport) -> list[tuple[str
             if os.path.islink(path) or not inside(base, path):
                 report.skipped.append(f"{path}: a symlink, not read")
                 continue
+            if not os.path.isfile(path):
+                report.skipped.append(f"{path}: not a regular file, not read")
+                continue
             out.append((os.path.relpath(path, folder).replace(os.sep, "/"), path))
     return out
 
 
-def _read_texts(base: str, folder: str, report: ImportReport) -> dict[str, str]:
+def _read_texts(base: str, folder: str, report: ImportReport, limit: int) -> dict[str, str]:
+    """Param or tag values (at most ``limit`` characters of UTF-8 text each); the rest is reported."""
     out = {}
     for key, path in _files_under(base, folder, report):
         try:
             validate_key(key)
-        except InvalidInputError as exc:
+            _regular_inside(base, path, 4 * limit)  # UTF-8: at most 4 bytes a character
+            with open(path, "rb") as f:
+                text = f.read(4 * limit + 1).decode("utf-8")
+            if len(text) > limit:
+                raise ValueError(f"{len(text):,} characters, more than MLflow's {limit:,}; not imported")
+            check_text(text, "value")  # NUL: refused by the store as by the API
+        except UnicodeDecodeError:
+            report.skipped.append(f"{path}: not UTF-8 text; not imported")
+            continue
+        except (InvalidInputError, ValueError) as exc:
             report.skipped.append(f"{path}: {exc}")
             continue
-        with open(path, encoding="utf-8", errors="replace") as f:
-            out[key] = f.read()
+        out[key] = text
     return out
 
 
@@ -193,26 +272,51 @@ def _import_metrics(base: str, src: str, dest: str, report: ImportReport) -> int
         except InvalidInputError as exc:
             report.skipped.append(f"{path}: {exc}")
             continue
-        lines = []
-        with open(path, "rb") as f:
-            for raw in f:
-                parts = raw.split()
-                try:
-                    if len(parts) not in (2, 3, 5) or (not raw.endswith(b"\n") and len(parts) < 3):
-                        raise ValueError
-                    stamp, value = int(parts[0]), float(parts[1])
-                    step = int(parts[2]) if len(parts) >= 3 else 0
-                except ValueError:
+        out = os.path.join(dest, "metrics", key + METRIC_SUFFIX)
+        make_dirs(os.path.realpath(dest), os.path.dirname(out))
+        with open(path, "rb") as f, open(out, "w", encoding="utf-8") as sink:
+            lines: list[str] = []
+            for raw in _bounded_lines(f, report):
+                point = _metric_point(raw)
+                if point is None:
                     if raw.strip():
                         report.skipped_lines += 1
                     continue
-                lines.append(format_point(step, value, stamp))
-        out = os.path.join(dest, "metrics", key + METRIC_SUFFIX)
-        make_dirs(os.path.realpath(dest), os.path.dirname(out))
-        with open(out, "w", encoding="utf-8") as f:
-            f.write("".join(lines))
-        count += len(lines)
+                lines.append(format_point(*point))
+                if len(lines) == _WRITE_BATCH:
+                    sink.write("".join(lines))
+                    count += len(lines)
+                    lines.clear()
+            sink.write("".join(lines))
+            count += len(lines)
     return count
+
+
+def _bounded_lines(f: Any, report: ImportReport) -> Any:
+    """The lines of a metric file, none longer than ``MAX_LINE_BYTES`` (a longer one is skipped whole,
+    read in pieces: a file of garbage without a newline never sits in memory at once)."""
+    while raw := f.readline(MAX_LINE_BYTES):
+        if len(raw) == MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while (rest := f.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                pass
+            report.skipped_lines += 1
+            continue
+        yield raw
+
+
+def _metric_point(raw: bytes) -> tuple[int, float, int] | None:
+    """``(step, value, timestamp)`` of a FileStore metric line, or None when it is not one."""
+    parts = raw.split()
+    if len(parts) not in (2, 3, 5) or (not raw.endswith(b"\n") and len(parts) < 3):
+        return None  # a torn last line ("<timestamp> <val") is not guessed at
+    try:
+        stamp, value = int(parts[0]), float(parts[1])
+        step = int(parts[2]) if len(parts) >= 3 else 0
+    except ValueError:
+        return None
+    if not (-_INT64 <= stamp < _INT64 and -_INT64 <= step < _INT64):
+        return None  # MLflow's steps and timestamps are 64-bit
+    return step, value, stamp
 
 
 def _import_artifacts(
