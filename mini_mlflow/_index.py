@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from typing import Any
 
@@ -33,10 +34,12 @@ from ._records import RunRecord
 from ._scan import RACY_NS, build_run, sig_of
 
 INDEX_DIR = ".index"
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 #: A finished run whose folder changed less than this long ago is still checked deeply (a second
 #: process sharing the run may still be flushing; its heartbeat touches the folder while it lives).
 SETTLED_S = 30
+#: A save that re-checked at least this many runs also rebuilds the in-memory index compactly.
+COMPACT_AFTER = 1000
 TERMINAL = frozenset({"FINISHED", "FAILED", "KILLED"})
 META_COLUMNS = (
     "run_id",
@@ -78,9 +81,18 @@ def _load_detail(root: str, exp_id: str, name: str) -> dict[str, Any] | None:
 
 
 def _load(root: str, exp_id: str) -> ExperimentIndex:
+    try:
+        data = read_bytes(os.path.join(root, INDEX_DIR, exp_id + ".json"))
+    except OSError:
+        return ExperimentIndex()
+    return _from_summary(root, exp_id, data)
+
+
+def _from_summary(root: str, exp_id: str, data: bytes) -> ExperimentIndex:
+    """The index held in an experiment's summary file (an empty one if it is garbage or foreign)."""
     index = ExperimentIndex()
     try:
-        doc = json.loads(read_bytes(os.path.join(root, INDEX_DIR, exp_id + ".json")))
+        doc = json.loads(data)
         if not isinstance(doc, dict) or doc.get("v") != INDEX_VERSION:
             return index
         exp_dir = os.path.join(root, exp_id)
@@ -91,7 +103,8 @@ def _load(root: str, exp_id: str) -> ExperimentIndex:
         tags: list[dict[str, Any]] = [{} for _ in names]
         metrics: list[dict[str, float]] = [{} for _ in names]
         for target, sparse in ((params, p_cols), (tags, t_cols), (metrics, x_cols)):
-            for key, (rows, vals) in sparse.items():
+            for name, (rows, vals) in sparse.items():
+                key = sys.intern(name)  # shared with the filter's key: lookups match by identity
                 for i, v in zip(rows, vals, strict=False):
                     target[i][key] = v
         warnings = doc["w"]
@@ -138,11 +151,12 @@ def _remove_stale_temporaries(folder: str, older_than_s: float = 600) -> None:
                 pass
 
 
-def _save(root: str, exp_id: str, index: ExperimentIndex, dirty_details: list[str]) -> bool:
+def _save(root: str, exp_id: str, index: ExperimentIndex, dirty_details: list[str]) -> bytes | None:
+    """Write the changed run details and the summary; the summary's bytes, or None if not written."""
     folder = os.path.join(root, INDEX_DIR)
     try:
         if os.path.islink(folder) or os.path.islink(os.path.join(folder, exp_id)):
-            return False  # never follow a link out of the store
+            return None  # never follow a link out of the store
         os.makedirs(os.path.join(folder, exp_id), exist_ok=True)
         _remove_stale_temporaries(folder)
         for name in dirty_details:
@@ -183,10 +197,11 @@ def _save(root: str, exp_id: str, index: ExperimentIndex, dirty_details: list[st
             "b": index.broken,
             "stray": index.stray,
         }
-        write_atomic(os.path.join(folder, exp_id + ".json"), json.dumps(doc, separators=(",", ":")).encode())
+        data = json.dumps(doc, separators=(",", ":")).encode()
+        write_atomic(os.path.join(folder, exp_id + ".json"), data)
     except OSError:
-        return False  # a read-only store still lists fine, just without a cache
-    return True
+        return None  # a read-only store still lists fine, just without a cache
+    return data
 
 
 def _check_info(root: str, exp_id: str, index: ExperimentIndex, now_ns: int) -> bool:
@@ -268,7 +283,7 @@ def load_experiment(root: str, exp_id: str, save: bool = True, only: str | None 
         if old is None and name in index.d:
             old = _load_detail(root, exp_id, name)
         try:
-            record, broken, detail = build_run(path, name, exp_id, old, now_ns, root)
+            record, broken, detail = build_run(path, name, exp_id, old, now_ns, root, listing=only is None)
         except OSError as exc:  # vanished or unreadable while we looked: report it, keep listing
             record, broken, detail = None, f"{path}: {exc}", {"at": now_ns}
         before = (index.records.get(name), index.broken.get(name))
@@ -300,12 +315,31 @@ def load_experiment(root: str, exp_id: str, save: bool = True, only: str | None 
         if stray != index.stray:
             index.stray, dirty = stray, True
     _MEMORY[key] = index
-    if dirty and save and _save(root, exp_id, index, dirty_details):
+    summary = _save(root, exp_id, index, dirty_details) if dirty and save else None
+    if summary is not None:
         # Settled runs' details are on disk now; keeping 10,000 of them in memory only slows the
         # garbage collector. They are read back if a run ever needs checking again.
         for name in [n for n in index.details if index.ok.get(n) and n != only]:
             del index.details[name]
+        if len(dirty_details) >= COMPACT_AFTER:
+            index = _compacted(root, exp_id, index, summary)
+            _MEMORY[key] = index
     return index
+
+
+def _compacted(root: str, exp_id: str, index: ExperimentIndex, summary: bytes) -> ExperimentIndex:
+    """The same index re-read from the summary just written: its records laid out side by side.
+
+    Records built while checking thousands of runs end up scattered among the garbage of that work, and
+    every later search of this process paid for it in cache misses (measured: 10,000 runs searched in
+    ~1.5x the time a process that loaded the summary took). Rebuilding them from the summary costs about
+    one load of it, once after a big re-check.
+    """
+    compact = _from_summary(root, exp_id, summary)
+    if not compact.d:
+        return index
+    compact.details = index.details  # runs still settling keep their details
+    return compact
 
 
 def experiment_ids(root: str) -> list[str]:
@@ -327,7 +361,8 @@ def current_status(record: RunRecord) -> str:
 
 
 def metric_summary(root: str, exp_id: str, name: str) -> dict[str, list[Any]]:
-    """Per metric ``[ino, size, mtime, offset, count, last, min, max, last_step, skipped]`` of one run."""
+    """Per metric ``[ino, size, mtime, offset, count, last, min, max, last_step, skipped, mark, behind]``
+    of one run, every file read to its end."""
     index = load_experiment(root, exp_id, only=name)
     detail = index.details.get(name) or {}
     return dict(detail.get("x", {}))

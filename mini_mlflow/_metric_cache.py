@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 from ._files import _NOFOLLOW, _tmp_name
 from ._layout import TMP_MARK
-from ._reader import MetricHistory, parse_metric_lines
+from ._metric_parse import MetricHistory, parse_columns
 
 #: Metric files smaller than this are parsed directly (the parse is already fast; no cache file).
 MIN_CACHE_BYTES = 1 << 20
@@ -42,6 +42,7 @@ _EDGE = 4096  # bytes hashed at each end of the cached prefix
 _PROBES = 16  # short windows hashed in between (a rewrite that keeps both ends is still caught)
 _PROBE = 64
 _RDONLY = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+_PREADV = hasattr(os, "preadv")
 
 
 class Cached(NamedTuple):
@@ -61,7 +62,7 @@ def cache_path(root: str, run_id: str, key: str) -> str:
     return os.path.join(root, CACHE_FOLDER, run_id, name + ".bin")
 
 
-def _fingerprint(fd: int, consumed: int) -> bytes | None:
+def fingerprint(fd: int, consumed: int) -> bytes | None:
     """A hash of the prefix's two ends and a few windows in between; None if it does not end a line."""
     edge = min(_EDGE, consumed)
     head = os.pread(fd, edge, 0)
@@ -95,7 +96,7 @@ def _load(cache_file: str, key: str, fd: int, st: os.stat_result) -> Cached | No
             return None
         if consumed == 0 or consumed > st.st_size or (st.st_size == size_seen and st.st_mtime_ns != mtime):
             return None  # shorter than what we cached, or changed in place without growing
-        if _fingerprint(fd, consumed) != mark:
+        if fingerprint(fd, consumed) != mark:
             return None
         nbytes = count * 8
         payload = os.pread(cfd, 3 * nbytes + 1, _HEADER.size + key_len)
@@ -165,17 +166,21 @@ def _save(
     skipped: int,
     h: MetricHistory,
     old: Cached | None,
+    packed: tuple[array[int], array[float], array[int]] | None = None,
 ) -> None:
     """Write the cache of the first ``consumed`` bytes (parsed as ``h``) atomically; errors propagate.
 
-    With ``old``, the cache being extended, only the points after its packed arrays are packed.
+    With ``old``, the cache being extended, only the points after its packed arrays are packed;
+    ``packed`` is ``h`` already packed by the parser (no second conversion of a million numbers).
     """
-    mark = _fingerprint(fd, consumed)
+    mark = fingerprint(fd, consumed)
     if mark is None:
         return
     try:
-        if old is None:
-            parts: list[array[Any]] = [array("q", h.steps), array("d", h.values), array("q", h.timestamps)]
+        if packed is not None and old is None:
+            parts: list[array[Any]] = list(packed)
+        elif old is None:
+            parts = [array("q", h.steps), array("d", h.values), array("q", h.timestamps)]
         else:
             parts, done = old.arrays, len(old.arrays[1])  # (old.values is h.values, extended)
             parts[0].extend(h.steps[done:])
@@ -225,6 +230,35 @@ def _save(
         raise
 
 
+def read_from(fd: int, start: int, size: int) -> bytearray:
+    """The bytes of ``fd`` from ``start`` to its end, read straight into one mutable buffer.
+
+    ``size`` is the expected end (from ``fstat``); a file that grows while we read is followed to its
+    new end, so the caller never sees less than what it stat-ed.
+    """
+    buf = bytearray(max(0, size - start))
+    got = 0
+    view = memoryview(buf)
+    while got < len(buf):
+        n = os.preadv(fd, [view[got:]], start + got) if _PREADV else _pread_into(fd, view[got:], start + got)
+        if not n:
+            break
+        got += n
+    view.release()
+    del buf[got:]
+    while True:  # to the end, even if the file grows while we read
+        chunk = os.pread(fd, 1 << 20, start + len(buf))
+        if not chunk:
+            return buf
+        buf += chunk
+
+
+def _pread_into(fd: int, view: memoryview, offset: int) -> int:
+    chunk = os.pread(fd, len(view), offset)
+    view[: len(chunk)] = chunk
+    return len(chunk)
+
+
 def read_metric(
     fd: int,
     key: str,
@@ -256,18 +290,12 @@ def read_metric(
     if use_cache and _folder_is_ours(root, run_id):  # type: ignore[arg-type]
         cached = _load(cache_path(root, run_id, key), key, fd, st)  # type: ignore[arg-type]
     start = cached.consumed if cached else offset
-    chunks = []
-    position = start
-    while True:  # to the end, even if the file grows while we read
-        chunk = os.pread(fd, max(65536, st.st_size - position + 1), position)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        position += len(chunk)
-    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    data = read_from(fd, start, st.st_size)
     end = data.rfind(b"\n") + 1
     torn = bool(data[end:].strip())
-    fresh = parse_metric_lines(data[:end] if end < len(data) else data, key) if end else MetricHistory(key)
+    del data[end:]  # whole lines only; the parser may change the buffer (it is ours)
+    fresh, packed = parse_columns(data, key) if end else (MetricHistory(key), None)
+    del data
     consumed = start + end
     if not use_cache:
         return fresh, end, torn
@@ -283,7 +311,8 @@ def read_metric(
     # that (a run still logging is read again and again; a small tail is cheap to parse each time).
     if write and consumed >= min_bytes and (cached is None or end * EXTEND_RATIO >= cached.consumed):
         try:  # describe the file as it is after our read: a later same-size, other-mtime file was changed
-            _save(root, run_id, key, fd, os.fstat(fd), consumed, history.skipped_lines, history, cached)  # type: ignore[arg-type]
+            after = os.fstat(fd)
+            _save(root, run_id, key, fd, after, consumed, history.skipped_lines, history, cached, packed)  # type: ignore[arg-type]
         except OSError:
             pass  # a read-only or full store: reading still works, without the cache
     return history, consumed, torn

@@ -11,8 +11,6 @@ import json
 import os
 import socket
 import time
-from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
 
 from ._errors import InvalidInputError, NotFoundError
@@ -28,111 +26,15 @@ from ._layout import (
     validate_key,
     validate_run_id,
 )
+from ._metric_parse import MetricHistory as MetricHistory  # re-exported: the read API's types
+from ._metric_parse import MetricPoint as MetricPoint
+from ._metric_parse import parse_metric_lines as parse_metric_lines
 from ._store import iter_experiments, read_meta
 
-_SPECIAL = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 #: A RUNNING run with no sign of life for this many heartbeat intervals is considered crashed.
 STALE_AFTER_BEATS = 3
 #: ...and at least this many seconds (covers a process that died before its first heartbeat).
 STALE_MIN_SECONDS = 30.0
-
-
-@dataclass
-class MetricPoint:
-    step: int
-    value: float
-    timestamp: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "value": self.value, "timestamp": self.timestamp}
-
-
-@dataclass
-class MetricHistory:
-    """Every readable point of one metric in logged order, and how many lines were unreadable."""
-
-    key: str
-    steps: list[int] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)
-    timestamps: list[int] = field(default_factory=list)
-    skipped_lines: int = 0
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-    def points(self) -> list[MetricPoint]:
-        return [
-            MetricPoint(s, v, t) for s, v, t in zip(self.steps, self.values, self.timestamps, strict=True)
-        ]
-
-
-def _value(raw: Any) -> float:
-    if raw.__class__ is float:
-        return raw  # type: ignore[no-any-return]
-    if raw.__class__ is int:
-        return float(raw)
-    return _SPECIAL[raw]
-
-
-_orjson_loads: Any = None
-_STEP, _VALUE, _STAMP = itemgetter("step"), itemgetter("value"), itemgetter("timestamp")
-
-
-def _array_loads(size: int) -> Any:
-    """``orjson.loads`` for big inputs when it is installed (about 2x faster here), else ``json.loads``."""
-    global _orjson_loads
-    if size < 65536:
-        return json.loads
-    if _orjson_loads is None:
-        try:
-            import orjson
-
-            _orjson_loads = orjson.loads
-        except ImportError:
-            _orjson_loads = json.loads
-    return _orjson_loads
-
-
-def parse_metric_lines(data: bytes, key: str = "") -> MetricHistory:
-    """Parse the bytes of a metrics/<key>.jsonl file (tolerating a torn tail and garbage lines)."""
-    history = MetricHistory(key)
-    end = data.rfind(b"\n")
-    if end < 0:
-        history.skipped_lines = 1 if data.strip() else 0
-        return history
-    if end + 1 < len(data) and data[end + 1 :].strip():
-        history.skipped_lines += 1  # a torn last line: the writer died mid-write
-    body = data[: end + 1]
-    try:  # fast path: the whole file as one JSON array (two copies of the bytes, no per-line work)
-        array = bytearray(b"[")
-        array += body
-        array[-1:] = b"]"
-        rows = _array_loads(len(body))(array.replace(b"\n", b","))
-        steps = list(map(_STEP, rows))
-        values = list(map(_VALUE, rows))
-        stamps = list(map(_STAMP, rows))
-        if set(map(type, values)) - {float}:  # ints, or "NaN"/"Infinity" spelled as strings
-            values = list(map(_value, values))
-        if not set(map(type, steps)) - {int} and not set(map(type, stamps)) - {int}:
-            history.steps, history.values, history.timestamps = steps, values, stamps
-            return history
-    except (ValueError, KeyError, TypeError):
-        pass
-    for line in body.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            step, value, stamp = row["step"], _value(row["value"]), row["timestamp"]
-            if step.__class__ is not int or stamp.__class__ is not int:
-                raise TypeError
-        except (ValueError, KeyError, TypeError, AttributeError):
-            history.skipped_lines += 1
-            continue
-        history.steps.append(step)
-        history.values.append(value)
-        history.timestamps.append(stamp)
-    return history
 
 
 def last_point(path: str) -> MetricPoint | None:

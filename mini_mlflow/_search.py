@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterable
 from operator import itemgetter
 from typing import Any
@@ -45,7 +46,7 @@ def _copy(r: RunRecord) -> RunRecord:
 
 
 def _getter(f: Field) -> Callable[[RunRecord], Any]:
-    key = f.key
+    key = sys.intern(f.key)  # the records' keys are interned too: lookups match by identity
     if f.entity == "metrics":
         return lambda r: r.metrics.get(key)
     if f.entity == "params":
