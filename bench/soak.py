@@ -10,7 +10,7 @@ disk, in order, every line parsing; no warning may have been issued. What the sy
 why it cannot be "everything is on the server", is in ``bench/soak_sync.py``.
 
     python bench/soak.py [--minutes 10] [--processes 2] [--threads 8] [--no-ls] [--sync] [--quick]
-                         [--steady-rate 20]
+                         [--steady-rate 20] [--catch-up 30]
 
 Run by ``make soak`` (not ``make bench``); prints one Markdown section.
 """
@@ -168,16 +168,6 @@ def check_counts(root: Path, counts: dict[str, dict[str, int]]) -> tuple[int, li
     return total, problems
 
 
-def _watch_points(work: Path) -> int:
-    """Points the watcher reported sending (its lines ``<time> <run>: +N points, ...``)."""
-    total = 0
-    for line in (work / "sync-watch.out").read_text(errors="replace").splitlines():
-        _, sep, rest = line.partition(": +")
-        if sep and rest.split(" ", 1)[0].isdigit():
-            total += int(rest.split(" ", 1)[0])
-    return total
-
-
 def _process_rows(
     name: str, samples: list[tuple[float, int, int, int]], took: float, peak: int = 0
 ) -> list[str]:
@@ -202,6 +192,7 @@ def main() -> int:
     parser.add_argument("--ls", action=argparse.BooleanOptionalAction, default=True, help="run ls in a loop")
     parser.add_argument("--sync", action="store_true", help="sync --watch to a local mlflow server")
     parser.add_argument("--steady-rate", type=float, default=20.0, help="points/s of the steady run (--sync)")
+    parser.add_argument("--catch-up", type=float, default=30.0, help="seconds of sync after logging")
     parser.add_argument("--dir", default="", help="store folder (default: a temporary one, removed)")
     parser.add_argument("--quick", action="store_true", help="20 seconds, for a smoke run")
     parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
@@ -288,16 +279,13 @@ def main() -> int:
     if side is not None and len(results) == len(children):
         steady_id = next(iter(results[-1]["counts"]))
         steady_logged = sum(results[-1]["counts"][steady_id].values())
-        steady_dir = mm.Store(root).find_run(steady_id)
+        at_end = side.confirmed_points(counts)  # the moment the writers stopped
+        steady_lag = steady_logged - side.confirmed_points({steady_id: counts[steady_id]})
+        print(f"the watch catches up for {args.catch_up:g} s ...", file=sys.stderr, flush=True)
+        time.sleep(args.catch_up)  # the machine is free now: the server's own pace
+        caught_up = side.confirmed_points(counts) - at_end
         print("stopping the watch ...", file=sys.stderr, flush=True)
         code = side.stop_watch()
-        watched = side.watch_stopped - side.watch_started
-        sent = _watch_points(work)
-        lag_bytes = side.confirmed(steady_dir)
-        steady_lag = steady_logged - sum(
-            Path(steady_dir, "metrics", f"{k}.jsonl").read_bytes()[:off].count(b"\n")
-            for k, off in lag_bytes.items()
-        )
         print("final sync of the steady run ...", file=sys.stderr, flush=True)
         final_took, final_problems = side.final_sync(steady_id)
         side.stop_server()
@@ -308,19 +296,21 @@ def main() -> int:
         if code != 0:
             sync_problems.append(f"`sync --watch` exited {code} after SIGINT")
         sync_rows = [
-            f"| `sync --watch`: points sent while the writers logged / rate | {sent:,} in {watched:.0f} s / "
-            f"{sent / watched:,.0f} points/s |",
+            f"| `sync --watch`: points on the server when the writers stopped / rate while they logged | "
+            f"{at_end:,} / {at_end / took:,.0f} points/s |",
+            f"| `sync --watch` for {args.catch_up:g} s more with the writers stopped (the server's pace on a "
+            f"free machine) | {caught_up / max(args.catch_up, 1e-9):,.0f} points/s |",
             f"| (a) points the sync cursors confirmed / points in the server's database | "
             f"{totals['confirmed']:,} / {totals['on_server']:,} |",
             f"| (a) runs × keys where the server differs from the confirmed lines (count, step, value, time) "
             f"| **{sum('server holds' in p for p in sync_problems)}** |",
-            f"| points on disk the server never got (logged {logged / took / max(1.0, sent / watched):,.0f}× "
-            f"faster than it stores them) | {totals['backlog']:,} |",
+            f"| points on disk the server never got (logged {logged / max(at_end, 1):,.0f}× faster than it "
+            f"stored them) | {totals['backlog']:,} |",
             f"| (b) steady run ({args.steady_rate:g} points/s): on disk / on the server after one "
             "`sync <run>` "
             f"| {totals['steady_disk']:,} / {totals['steady_server']:,} (status FINISHED there: "
             f"{'no' if any('status on the server' in p for p in sync_problems) else 'yes'}) |",
-            f"| (b) steady run: points behind when the watch stopped; the final sync took | "
+            f"| (b) steady run: points not yet on the server when the writers stopped; the final sync took | "
             f"{steady_lag:,}; {final_took:.1f} s |",
             f"| `sync --watch` stopped after SIGINT in (exit code) | {side.stop_seconds:.1f} s ({code}) |",
             *_process_rows("`sync --watch`", sampler.samples["`sync --watch`"], took),

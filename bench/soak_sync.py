@@ -187,9 +187,18 @@ class SyncSide:
 
     # -- checks ----------------------------------------------------------------------------------
 
-    def confirmed(self, run_dir: str) -> dict[str, int]:
-        """Byte offsets the cursor says the server acknowledged, per key."""
-        return dict(_cursor.load(run_dir, self.url).metrics)
+    def confirmed_points(self, counts: dict[str, dict[str, int]]) -> int:
+        """Points the cursors of these runs say the server acknowledged (lines before each offset)."""
+        store, total = mm.Store(self.root), 0
+        for run_id, keys in counts.items():
+            rdir = store.find_run(run_id)
+            cursor = _cursor.load(rdir, self.url)
+            for key in keys:
+                offset = cursor.metrics.get(key, 0)
+                if offset:
+                    with open(Path(rdir) / "metrics" / f"{key}.jsonl", "rb") as f:
+                        total += f.read(offset).count(b"\n")
+        return total
 
     def check(self, counts: dict[str, dict[str, int]], steady_id: str) -> tuple[dict[str, int], list[str]]:
         """Compare the server's database (server stopped) with the cursors and the files on disk.
