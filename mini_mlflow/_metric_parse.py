@@ -153,9 +153,14 @@ def _canonical_columns(body: bytearray, loads: Any) -> _Columns | None:
     return steps, values, stamps, packed
 
 
-def parse_columns(data: bytes | bytearray, key: str = "") -> tuple[MetricHistory, _Packed | None]:
+def parse_columns(
+    data: bytes | bytearray, key: str = "", loads: Any = None
+) -> tuple[MetricHistory, _Packed | None]:
     """Like :func:`parse_metric_lines`, plus the columns packed as int64/float64/int64 arrays when the
-    fast path produced them (None otherwise). A bytearray given here may be modified."""
+    fast path produced them (None otherwise). A bytearray given here may be modified.
+
+    ``loads`` parses a JSON document (default: orjson for big inputs when installed, else the stdlib).
+    """
     history = MetricHistory(key)
     end = data.rfind(b"\n")
     if end < 0:
@@ -164,11 +169,12 @@ def parse_columns(data: bytes | bytearray, key: str = "") -> tuple[MetricHistory
     if end + 1 < len(data) and data[end + 1 :].strip():
         history.skipped_lines += 1  # a torn last line: the writer died mid-write
     body = data if isinstance(data, bytearray) and end + 1 == len(data) else bytearray(data[: end + 1])
-    columns = _canonical_columns(body, _array_loads(len(body)))
+    loads = loads or _array_loads(len(body))
+    columns = _canonical_columns(body, loads)
     if columns is not None:
         history.steps, history.values, history.timestamps, packed = columns
         return history, packed
-    _general(body, history)
+    _general(body, history, loads)
     return history, None
 
 
@@ -177,13 +183,13 @@ def parse_metric_lines(data: bytes | bytearray, key: str = "") -> MetricHistory:
     return parse_columns(data, key)[0]
 
 
-def _general(body: bytes | bytearray, history: MetricHistory) -> None:
+def _general(body: bytes | bytearray, history: MetricHistory, loads: Any) -> None:
     """Any valid JSON lines: first the whole buffer as one array of objects, else line by line."""
     try:  # every line an object with the three keys, whatever their order or spacing
         array_text = bytearray(b"[")
         array_text += body
         array_text[-1:] = b"]"
-        rows = _array_loads(len(body))(array_text.replace(b"\n", b","))
+        rows = loads(array_text.replace(b"\n", b","))
         steps = list(map(_STEP, rows))
         values = list(map(_VALUE, rows))
         stamps = list(map(_STAMP, rows))
