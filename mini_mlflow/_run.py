@@ -176,6 +176,7 @@ class Run:
         self._end_lock = threading.Lock()
         self._buffer = PointBuffer(rdir, run_id, self._settings)
         self._append = self._buffer.queue.append
+        self._extend = self._buffer.queue.extend
         self._metric_keys: set[str] | frozenset[str] = set()
         self._buffer.drain()  # writes the first heartbeat now: readers never see a silent live run
         WRITER.register(self._buffer)
@@ -233,7 +234,6 @@ class Run:
             step = _to_step("<log_metrics>", step)
         stamp: Any = now if timestamp is None else _to_timestamp("<log_metrics>", timestamp)
         keys = self._metric_keys
-        append = self._append
         try:
             items = metrics.items()
         except AttributeError:
@@ -247,8 +247,7 @@ class Run:
             if value.__class__ is not float:
                 value = _to_float(key, value)
             points.append((key, value, step, stamp))
-        for point in points:  # all validated first: a bad key logs none of the dict
-            append(point)
+        self._extend(points)  # all validated first: a bad key logs none of the dict
         if now > self._buffer.due:
             self._buffer.on_due(now)
 
