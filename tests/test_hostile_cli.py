@@ -186,7 +186,7 @@ def test_every_command_survives_every_listed_hostile_value(work: Path, template:
         assert after == {k: v for k, v in outside.items() if not k.startswith(("mlruns", "out"))}, args
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(template=st.sampled_from(COMMANDS), value=hostile)
 def test_hypothesis_hostile_arguments(work: Path, template: tuple[str, ...], value: str) -> None:
     store = work / "mlruns"
@@ -208,7 +208,12 @@ def test_names_shown_literally_and_refs_never_leave_the_store(work: Path) -> Non
         mm.log_param("p", "[bold]x[/bold]\x1b]0;t\x07")
     outside = work / "abcdef0123"
     (outside / "metrics").mkdir(parents=True)
-    for args in (("ls",), ("show", run.run_id), ("compare", run.run_id, run.run_id[:6]), ("tail", run.run_id)):
+    for args in (
+        ("ls",),
+        ("show", run.run_id),
+        ("compare", run.run_id, run.run_id[:6]),
+        ("tail", run.run_id),
+    ):
         result = run_cli(store, *args)
         check(result, args)
         assert result.exit_code == 0, result.output
@@ -228,7 +233,11 @@ def test_export_destinations_stay_where_they_are_told(work: Path) -> None:
     store = work / "mlruns"
     (work / "cwd").mkdir()
     os.chdir(work / "cwd")
-    for dest, where in (("..", work), ("../out-up", work / "out-up"), (str(work / "out-abs"), work / "out-abs")):
+    for dest, where in (
+        ("..", work),
+        ("../out-up", work / "out-up"),
+        (str(work / "out-abs"), work / "out-abs"),
+    ):
         result = run_cli(store, "export", "--format", "mlflow", dest, "--all")
         check(result, ("export", dest))
         assert result.exit_code == 0, result.output
@@ -248,7 +257,11 @@ REAL = [
     (["tail", "0", "-n", "nan"], 2, "--lines"),
     (["show", "../" * 1000 + "etc"], 1, "invalid run id"),
     (["delete", "/etc/passwd"], 1, "invalid run id"),
-    (["import", "--format", "mlflow", b"/nonexistent/\xff".decode("utf-8", "surrogateescape")], 1, "not a folder"),
+    (
+        ["import", "--format", "mlflow", b"/nonexistent/\xff".decode("utf-8", "surrogateescape")],
+        1,
+        "not a folder",
+    ),
 ]
 
 

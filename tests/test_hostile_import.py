@@ -252,23 +252,23 @@ def test_huge_metric_files_are_read_with_bounded_memory(tmp_path: Path) -> None:
     src, dest = tmp_path / "mlflow", tmp_path / "mlruns"
     exp = write_experiment(src, "1", "big")
     run = write_run(exp)
-    with open(run / "metrics" / "garbage", "wb") as f:  # 40 MB without a single newline
+    with open(run / "metrics" / "garbage", "wb") as f:  # 16 MB without a single newline
         chunk = os.urandom(1 << 20).replace(b"\n", b"x")
-        for _ in range(40):
+        for _ in range(16):
             f.write(chunk)
         f.write(b"\n1763900000000 1.5 3\n")
-    with open(run / "metrics" / "many", "wb") as f:  # 300,000 valid lines (~8 MB)
-        f.write(b"".join(b"%d %d.5 %d\n" % (1763900000000 + i, i, i) for i in range(300_000)))
+    with open(run / "metrics" / "many", "wb") as f:  # 100,000 valid lines (~3 MB)
+        f.write(b"".join(b"%d %d.5 %d\n" % (1763900000000 + i, i, i) for i in range(100_000)))
     tracemalloc.start()
     try:
         report = import_mlflow(str(src), str(dest))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert report.runs == 1 and report.points == 300_001 and report.skipped_lines == 1
-    assert peak < 16 << 20, f"peak {peak / 1e6:.1f} MB while importing 48 MB of metric files"
+    assert report.runs == 1 and report.points == 100_001 and report.skipped_lines == 1
+    assert peak < 12 << 20, f"peak {peak / 1e6:.1f} MB while importing 19 MB of metric files"
     history = mm.Store(dest).get_metric_history(run.name, "many")
-    assert len(history.steps) == 300_000 and history.values[-1] == 299_999.5
+    assert len(history.steps) == 100_000 and history.values[-1] == 99_999.5
     assert mm.Store(dest).get_metric_history(run.name, "garbage").steps == [3]
 
 
@@ -334,6 +334,10 @@ def test_hypothesis_metric_lines_and_values_import_exactly(
     params = mm.Store(dest).get_run(run.name)["params"]
     try:
         value.encode("utf-8")
-        assert params == {"p": value}
     except UnicodeEncodeError:  # a lone surrogate: bytes that are not UTF-8 on disk
         assert params == {} and any("not UTF-8" in s for s in report.skipped)
+        return
+    if "\x00" in value:  # refused by the store, as by the API
+        assert params == {} and any("NUL" in s for s in report.skipped)
+    else:
+        assert params == {"p": value}

@@ -294,6 +294,8 @@ class MlflowRestClient:
                 # (create) must not be replayed blindly after a timeout.
                 if self._expired.is_set():
                     what = f"no complete answer within {deadline:g} s (the server is stalling)"
+                elif isinstance(exc, httpx.ReadTimeout):
+                    what = f"no answer within {self.timeout:g} s (ReadTimeout)"
                 else:
                     what = f"{type(exc).__name__}: {one_line(exc) or 'no answer'}"
                 if (not retry and not isinstance(exc, httpx.ConnectError)) or attempt >= self.max_retries:

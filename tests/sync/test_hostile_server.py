@@ -276,9 +276,9 @@ HOSTILE = [
     pytest.param(html_error_page, "HTML page (502 Bad Gateway)", id="html-502"),
     pytest.param(huge_streamed_body, "limit is 16 MB", id="huge-200MB-streamed"),
     pytest.param(huge_announced_body, "limit is 16 MB", id="huge-announced"),
-    pytest.param(trickle_body, "no complete answer within", id="trickled-body"),
-    pytest.param(trickle_headers, "no complete answer within", id="trickled-headers"),
-    pytest.param(never_answers, "ReadTimeout", id="never-answers"),
+    pytest.param(trickle_body, "answer within", id="trickled-body"),
+    pytest.param(trickle_headers, "answer within", id="trickled-headers"),
+    pytest.param(never_answers, "answer within", id="never-answers"),
 ]
 
 
@@ -288,19 +288,20 @@ def test_hostile_answers_end_the_sync_clearly_and_lose_nothing(
 ) -> None:
     experiment = f"hostile-{behaviour.__name__}"
     root = tmp_path / "mlruns"
-    run = make_run(root, experiment, "victim", points=1500, keys=("a", "b"))
+    run = make_run(root, experiment, "victim", points=600, keys=("a", "b"))
     before = {key: path.read_bytes() for key, path in metric_files(Path(run.run_dir)).items()}
     server = hostile()
-    server.plan = metric_batches_from(2, behaviour)  # the first of the three batches is answered honestly
+    server.plan = metric_batches_from(2, behaviour)  # the first of the two batches is answered honestly
 
-    code, out, err, elapsed, rss = sync_cli(root, server.url, "--timeout", "1", "--retries", "1")
+    # 3 s: long enough for the honest first batch on a loaded machine, short for a stalled answer.
+    code, out, err, elapsed, rss = sync_cli(root, server.url, "--timeout", "3", "--retries", "0")
 
     assert code == 1, (out, err)
     assert "Traceback" not in out + err
     assert expected in err, err
     for line in err.splitlines():
         assert len(line) < 600 and "\x1b" not in line, line  # one clear line, no escape sequence
-    assert elapsed < 30, f"the agent took {elapsed:.1f} s against a hostile server"
+    assert elapsed < 25, f"the agent took {elapsed:.1f} s against a hostile server"
     assert 0 < rss < 200_000, f"peak RSS {rss} kB: the answer was read into memory"
     # The cursor holds exactly the one honestly answered batch of 1,000 points, all on the server.
     assert assert_cursor_within_what_the_server_holds(run, server.url, mlflow_client, experiment) == 1000
