@@ -149,25 +149,23 @@ def backdate(root: str, seconds: float = 3600) -> None:
                     os.utime(path, (stamp, stamp))
 
 
-def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    """Median seconds over ``repeat`` calls, and the last result."""
+Row = tuple[str, str, str, str]
+
+
+def timed(fn: Callable[[], Any], repeat: int, setup: Callable[[], Any] | None = None) -> tuple[float, Any]:
+    """Median seconds over ``repeat`` calls of ``fn`` (``setup`` runs untimed before each), last result."""
     times, out = [], None
     for _ in range(repeat):
+        if setup is not None:
+            setup()
         t = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times), out
 
 
-def timed_after(setup: Callable[[], Any], fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    """Like ``timed``, with ``setup`` run untimed before each call."""
-    times, out = [], None
-    for _ in range(repeat):
-        setup()
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
+def ms(seconds: float, digits: int = 0) -> str:
+    return f"{seconds * 1000:.{digits}f} ms"
 
 
 def cli(root: str, *args: str) -> Callable[[], subprocess.CompletedProcess[str]]:
@@ -204,7 +202,13 @@ def _search_in_new_process(root: str) -> dict[str, float]:
     return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
-def write_big_metric(root: str, points: int) -> str:
+def _points(first: int, count: int) -> str:
+    return "".join(
+        f'{{"step":{s},"value":{_curve(s)!r},"timestamp":{T0 + s}}}\n' for s in range(first, first + count)
+    )
+
+
+def write_big_metric(root: str, points: int, status: str = "FINISHED") -> str:
     run_id = uuid.uuid4().hex
     rdir = os.path.join(root, "0", run_id)
     for sub in ("params", "metrics", "tags", "artifacts"):
@@ -213,112 +217,102 @@ def write_big_metric(root: str, points: int) -> str:
         f.write("format_version: 1\nexperiment_id: '0'\nname: Default\nlifecycle_stage: active\n")
     with open(os.path.join(rdir, "meta.yaml"), "w") as f:
         f.write(
-            f"format_version: 1\nrun_id: {run_id}\nrun_name: long\nexperiment_id: '0'\nstatus: FINISHED\n"
+            f"format_version: 1\nrun_id: {run_id}\nrun_name: long\nexperiment_id: '0'\nstatus: {status}\n"
             f"start_time: '{iso(T0)}'\nend_time: '{iso(T0 + points)}'\nlifecycle_stage: active\n"
         )
     with open(os.path.join(rdir, "metrics", "loss.jsonl"), "w") as f:
-        chunk = 100_000
-        for start in range(0, points, chunk):
-            f.write(
-                "".join(
-                    f'{{"step":{s},"value":{_curve(s)!r},"timestamp":{T0 + s}}}\n'
-                    for s in range(start, min(points, start + chunk))
-                )
-            )
+        for start in range(0, points, 100_000):
+            f.write(_points(start, min(points, start + 100_000) - start))
     return run_id
 
 
-def _history_rows(tmp: str, big: int) -> list[tuple[str, str, str, str]]:
-    """A big metric: first and cached `get_metric_history`, a grown file, and `show` as a process."""
-    from mini_mlflow import Store
+def _search_rows(tmp: str, n: int) -> tuple[list[Row], list[dict[str, Any]], Any, float]:
+    """search_runs (first call, fresh files, warm, new process) and `ls` as a process, on W1."""
+    from mini_mlflow._search import search_runs
 
-    rows: list[tuple[str, str, str, str]] = []
+    ours = os.path.join(tmp, "mlruns")
+    runs = make_runs(n, points=20)
+    log(f"writing {n} runs in mini_mlflow's format ...")
+    write_ours(ours, runs)
+
+    def search() -> Any:
+        return search_runs(filter_string=FILTER, order_by=ORDER, root=ours)
+
+    cold, _ = timed(search, 1)
+    fresh, _ = timed(search, 1)
+    backdate(ours)
+    timed(search, 1)  # the backdated folders are re-checked once (untimed)
+    warm, found = timed(search, 7)
+    other = _search_in_new_process(ours)
+    ls_time, _ = timed(cli(ours, "ls"), 5)
+    ls_f, _ = timed(cli(ours, "ls", "--filter", FILTER, "--order-by", ORDER[0]), 3)
+    log(f"search_runs: cold {cold:.3f}s warm {warm * 1000:.1f}ms, {len(found)} found; ls {ls_time:.3f}s")
+    rows: list[Row] = [
+        (f"`search_runs` filter + order, {n:,} runs, first call (builds the index)", ms(cold), "", ""),
+        (
+            f"`search_runs` again, all {n:,} runs written < 30 s ago",
+            ms(fresh),
+            "",
+            "runs changed < 30 s ago may still be flushing: their files are re-checked (unchanged: not read)",
+        ),
+        (
+            f"`search_runs` filter + order, {n:,} runs, warm (same process that built the index)",
+            ms(warm, 1),
+            "≤ 100 ms",
+            f"{warm / other['warm']:.2f}× the new process's warm time",
+        ),
+        (
+            f"`search_runs` filter + order, {n:,} runs, in a new process (first call, then warm)",
+            f"{ms(other['first'])}, then {ms(other['warm'], 1)}",
+            "≤ 100 ms",
+            "first call loads the index file",
+        ),
+        (f"`mini-mlflow ls` whole process, {n:,} runs (warm index)", ms(ls_time), "≤ 500 ms", ""),
+        (f"`mini-mlflow ls --filter ... --order-by ...`, {n:,} runs", ms(ls_f), "≤ 500 ms", ""),
+    ]
+    return rows, runs, found, warm
+
+
+def _mlflow_row(tmp: str, n: int, runs: list[dict[str, Any]], found: Any, warm: float) -> Row:
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        return ("MLflow `search_runs`", "not installed", "", "")
+    ml = os.path.join(tmp, "mlflow_runs")
+    log(f"writing the same {n} runs in MLflow's FileStore format ...")
+    write_mlflow(ml, runs)
+    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"file://{ml}")
+    ml_time, ml_found = timed(
+        lambda: client.search_runs(["0"], filter_string=FILTER, order_by=ORDER, max_results=1000),
+        1 if n > 2000 else 3,
+    )
+    same = [r.info.run_id for r in ml_found] == [r.run_id for r in found]
+    log(f"mlflow: {ml_time:.2f}s, {len(ml_found)} found, same={same}")
+    return (
+        f"MLflow `MlflowClient.search_runs`, same {n:,} runs, file store",
+        ms(ml_time),
+        "",
+        f"**{ml_time / warm:.0f}×** slower than ours (warm); same result: {same}",
+    )
+
+
+def _history_rows(tmp: str, big: int) -> list[Row]:
+    """A big metric: first and cached `get_metric_history`, a grown file, and `show` as a process."""
+    from mini_mlflow import Store, _metric_parse
+
     log(f"writing a {big:,}-point metric ...")
     long_root = os.path.join(tmp, "long")
     run_id = write_big_metric(long_root, big)
     store = Store(long_root)
+    no_cache = Store(long_root, metric_cache_bytes=1 << 62)
     index_dir = os.path.join(long_root, ".index")
+    metric_file = os.path.join(long_root, "0", run_id, "metrics", "loss.jsonl")
 
     def drop_caches() -> None:
         shutil.rmtree(index_dir, ignore_errors=True)  # no metric cache: parse the whole file
-
-    def first_read() -> Any:
-        return store.get_metric_history(run_id, "loss")
-
-    no_cache = Store(long_root, metric_cache_bytes=1 << 62)
-    hist_time, hist = timed_after(drop_caches, first_read, 3)
-    assert len(hist) == big
-    rows.append(
-        (
-            f"`get_metric_history`, {big:,} points, first read (parses the file, writes the cache)",
-            f"{hist_time * 1000:.0f} ms",
-            "≤ 1000 ms",
-            _parser_note(),
-        )
-    )
-    bare, _ = timed(lambda: no_cache.get_metric_history(run_id, "loss"), 3)
-    rows.append(
-        (
-            f"`get_metric_history`, {big:,} points, with the metric cache off",
-            f"{bare * 1000:.0f} ms",
-            "",
-            f"the parse alone; building the cache adds {max(0.0, hist_time / bare - 1) * 100:.0f}%",
-        )
-    )
-    again, hist2 = timed(lambda: store.get_metric_history(run_id, "loss"), 5)
-    assert hist2.steps == hist.steps and hist2.timestamps == hist.timestamps
-    rows.append(
-        (
-            f"`get_metric_history`, {big:,} points, again (binary cache in `.index/metrics`)",
-            f"{again * 1000:.0f} ms",
-            "≤ 1000 ms",
-            f"{hist_time / again:.0f}× faster than the first read",
-        )
-    )
-    metric_file = os.path.join(long_root, "0", run_id, "metrics", "loss.jsonl")
-
-    next_step = [big]
-
-    def grown_read() -> Any:
-        first = next_step[0]
-        next_step[0] += 1000
-        with open(metric_file, "a") as f:  # a run still logging: 1,000 more points each time
-            f.write(
-                "".join(
-                    f'{{"step":{s},"value":{_curve(s)!r},"timestamp":{T0 + s}}}\n'
-                    for s in range(first, first + 1000)
-                )
-            )
-        return store.get_metric_history(run_id, "loss")
-
-    original_size = os.path.getsize(metric_file)
-    grown, _ = timed(grown_read, 3)
-    os.truncate(metric_file, original_size)  # back to exactly {big} points for what follows
-    rows.append(
-        (
-            f"`get_metric_history` after 1,000 more points were appended (~{big:,} points)",
-            f"{grown * 1000:.0f} ms",
-            "≤ 1000 ms",
-            "cache + parse of the tail (the cache is rewritten once the tail is 1/16 of it)",
-        )
-    )
-    from mini_mlflow import _reader
-
-    if _reader._array_loads(1 << 20) is not json.loads:
-        _reader._orjson_loads = json.loads  # the same read without the optional orjson
-        plain, _ = timed_after(drop_caches, first_read, 3)
-        _reader._orjson_loads = None
-        rows.append(
-            (
-                f"`get_metric_history`, {big:,} points, first read, stdlib json only",
-                f"{plain * 1000:.0f} ms",
-                "≤ 1000 ms",
-                f"orjson makes it {plain / hist_time:.1f}× faster; repeat reads use the cache either way",
-            )
-        )
-
-    show_cold, _ = timed_after(drop_caches, cli(long_root, "show", run_id[:8]), 3)
-    store.get_metric_history(run_id, "loss")  # leaves the metric cache
 
     def drop_run_index() -> None:
         for name in os.listdir(index_dir):
@@ -326,37 +320,134 @@ def _history_rows(tmp: str, big: int) -> list[tuple[str, str, str, str]]:
                 path = os.path.join(index_dir, name)
                 shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
 
-    show_cached, _ = timed_after(drop_run_index, cli(long_root, "show", run_id[:8]), 3)
-    show_warm, _ = timed(cli(long_root, "show", run_id[:8]), 3)
-    rows.append(
+    def first_read() -> Any:
+        return store.get_metric_history(run_id, "loss")
+
+    next_step = [big]
+
+    def grown_read() -> Any:
+        with open(metric_file, "a") as f:  # a run still logging: 1,000 more points each time
+            f.write(_points(next_step[0], 1000))
+        next_step[0] += 1000
+        return store.get_metric_history(run_id, "loss")
+
+    first, hist = timed(first_read, 5, setup=drop_caches)
+    assert len(hist) == big
+    bare, _ = timed(lambda: no_cache.get_metric_history(run_id, "loss"), 5)
+    again, hist2 = timed(first_read, 5)
+    assert hist2.steps == hist.steps and hist2.timestamps == hist.timestamps
+    original_size = os.path.getsize(metric_file)
+    grown, _ = timed(grown_read, 3)
+    os.truncate(metric_file, original_size)  # back to exactly {big} points for what follows
+    rows: list[Row] = [
+        (
+            f"`get_metric_history`, {big:,} points, first read (parses the file, writes the cache)",
+            ms(first),
+            "≤ 1000 ms",
+            _parser_note(),
+        ),
+        (
+            f"`get_metric_history`, {big:,} points, with the metric cache off",
+            ms(bare),
+            "",
+            f"the parse alone; building the cache adds {max(0.0, first / bare - 1) * 100:.0f}%",
+        ),
+        (
+            f"`get_metric_history`, {big:,} points, again (binary cache in `.index/metrics`)",
+            ms(again),
+            "≤ 1000 ms",
+            f"{first / again:.0f}× faster than the first read",
+        ),
+        (
+            f"`get_metric_history` after 1,000 more points were appended (~{big:,} points)",
+            ms(grown),
+            "≤ 1000 ms",
+            "cache + parse of the tail (the cache is rewritten once the tail is 1/16 of it)",
+        ),
+    ]
+    if _metric_parse._array_loads(1 << 20) is not json.loads:
+        _metric_parse._orjson_loads = json.loads  # the same read without orjson
+        plain, _ = timed(first_read, 3, setup=drop_caches)
+        _metric_parse._orjson_loads = None
+        rows.append(
+            (
+                f"`get_metric_history`, {big:,} points, first read, stdlib json only",
+                ms(plain),
+                "≤ 1000 ms",
+                f"orjson makes it {plain / first:.1f}× faster; repeat reads use the cache either way",
+            )
+        )
+    show = cli(long_root, "show", run_id[:8])
+    show_cold, _ = timed(show, 3, setup=drop_caches)
+    store.get_metric_history(run_id, "loss")  # leaves the metric cache
+    show_cached, _ = timed(show, 3, setup=drop_run_index)
+    show_warm, _ = timed(show, 3)
+    rows += [
         (
             f"`mini-mlflow show` of that run, first time (parses all {big:,} points for count/min/max)",
-            f"{show_cold * 1000:.0f} ms",
+            ms(show_cold),
             "≤ 1500 ms",
             "nothing cached: no `.index/` at all",
-        )
-    )
-    rows.append(
+        ),
         (
             "`mini-mlflow show` of that run, first time after a `get_metric_history`",
-            f"{show_cached * 1000:.0f} ms",
+            ms(show_cached),
             "≤ 1500 ms",
             "run index rebuilt from the metric cache",
-        )
-    )
-    rows.append(
-        (
-            "`mini-mlflow show` of that run, again (index warm)",
-            f"{show_warm * 1000:.0f} ms",
-            "≤ 1500 ms",
-            "",
-        )
-    )
+        ),
+        ("`mini-mlflow show` of that run, again (index warm)", ms(show_warm), "≤ 1500 ms", ""),
+    ]
     log(
-        f"history first {hist_time:.3f}s again {again:.3f}s grown {grown:.3f}s; "
+        f"history first {first:.3f}s again {again:.3f}s grown {grown:.3f}s; "
         f"show first {show_cold:.3f}s after read {show_cached:.3f}s warm {show_warm:.3f}s"
     )
     return rows
+
+
+def _live_rows(tmp: str, runs: int, start_points: int, grow_mb: int) -> list[Row]:
+    """`ls --all` beside live runs whose metric files grow by ``grow_mb`` MB each between calls."""
+    from mini_mlflow import _index
+
+    root = os.path.join(tmp, "live")
+    ids = [write_big_metric(root, start_points, status="RUNNING") for _ in range(runs)]
+    files = [os.path.join(root, "0", run_id, "metrics", "loss.jsonl") for run_id in ids]
+    per_mb = os.path.getsize(files[0]) / start_points / 1e6  # MB per point
+    grow_points = int(grow_mb / per_mb)
+    steps = [start_points] * runs
+    log(f"live: {runs} runs of {start_points:,} points, each growing {grow_points:,} points between calls")
+
+    def grow() -> None:
+        for i, path in enumerate(files):
+            with open(path, "a") as f:
+                f.write(_points(steps[i], grow_points))
+            steps[i] += grow_points
+
+    ls_all = cli(root, "ls", "--all", "--json")
+    ls_all()  # first listing: the index notes where each file stands
+    live, _ = timed(ls_all, 5, setup=grow)
+
+    def full_look() -> Any:  # what `show` does: every new point parsed for count/min/max
+        _index._MEMORY.clear()
+        return [_index.metric_summary(root, "0", run_id) for run_id in ids]
+
+    full_look()  # catches up with everything the listings left behind (untimed)
+    full, _ = timed(full_look, 3, setup=grow)
+    log(f"live ls {live:.3f}s; full look {full:.3f}s")
+    return [
+        (
+            f"`mini-mlflow ls --all --json` beside {runs} live runs, each metric file grown by "
+            f"{grow_mb} MB (~{grow_points:,} points) since the last call",
+            ms(live),
+            "≤ 1000 ms",
+            "a backlog over 4 MB is not parsed by a listing: only each file's last point is read",
+        ),
+        (
+            f"the same growth read in full ({runs} runs × {grow_mb} MB, what `show` parses)",
+            ms(full),
+            "",
+            f"what each `ls` parsed before it read only the tail: {full / live:.1f}× the listing",
+        ),
+    ]
 
 
 def main() -> None:
@@ -366,109 +457,16 @@ def main() -> None:
     args = parser.parse_args()
     n = 1_000 if args.quick else 10_000
     big = 100_000 if args.quick else 1_000_000
-    from mini_mlflow._search import search_runs
-
-    rows: list[tuple[str, str, str, str]] = []
+    rows: list[Row] = []
     tmp = tempfile.mkdtemp(prefix="bench_read_")
     try:
         if not args.history_only:
-            ours = os.path.join(tmp, "mlruns")
-            runs = make_runs(n, points=20)
-            log(f"writing {n} runs in mini_mlflow's format ...")
-            write_ours(ours, runs)
-
-            cold, _ = timed(lambda: search_runs(filter_string=FILTER, order_by=ORDER, root=ours), 1)
-            rows.append(
-                (
-                    f"`search_runs` filter + order, {n:,} runs, first call (builds the index)",
-                    f"{cold * 1000:.0f} ms",
-                    "",
-                    "",
-                )
-            )
-            fresh, _ = timed(lambda: search_runs(filter_string=FILTER, order_by=ORDER, root=ours), 1)
-            note = "runs changed < 30 s ago may still be flushing: their files are re-checked"
-            rows.append(
-                (
-                    f"`search_runs` again, all {n:,} runs written < 30 s ago",
-                    f"{fresh * 1000:.0f} ms",
-                    "",
-                    note,
-                )
-            )
-            backdate(ours)
-            warm, found = timed(lambda: search_runs(filter_string=FILTER, order_by=ORDER, root=ours), 5)
-            rows.append(
-                (
-                    f"`search_runs` filter + order, {n:,} runs, warm (same process that built the index)",
-                    f"{warm * 1000:.1f} ms",
-                    "≤ 100 ms",
-                    "",
-                )
-            )
-            other = _search_in_new_process(ours)
-            rows.append(
-                (
-                    f"`search_runs` filter + order, {n:,} runs, in a new process (first call, then warm)",
-                    f"{other['first'] * 1000:.0f} ms, then {other['warm'] * 1000:.1f} ms",
-                    "≤ 100 ms",
-                    "first call loads the index file",
-                )
-            )
-            log(f"search_runs: cold {cold:.3f}s warm {warm * 1000:.1f}ms, {len(found)} found")
-
-            ls_time, _ = timed(cli(ours, "ls"), 5)
-            rows.append(
-                (
-                    f"`mini-mlflow ls` whole process, {n:,} runs (warm index)",
-                    f"{ls_time * 1000:.0f} ms",
-                    "≤ 500 ms",
-                    "",
-                )
-            )
-            ls_f, _ = timed(cli(ours, "ls", "--filter", FILTER, "--order-by", ORDER[0]), 3)
-            rows.append(
-                (
-                    f"`mini-mlflow ls --filter ... --order-by ...`, {n:,} runs",
-                    f"{ls_f * 1000:.0f} ms",
-                    "≤ 500 ms",
-                    "",
-                )
-            )
-            log(f"ls: {ls_time:.3f}s, with filter {ls_f:.3f}s")
-
-            try:
-                import mlflow  # noqa: F401
-
-                have_mlflow = True
-            except ImportError:
-                have_mlflow = False
-            if have_mlflow:
-                ml = os.path.join(tmp, "mlflow_runs")
-                log(f"writing the same {n} runs in MLflow's FileStore format ...")
-                write_mlflow(ml, runs)
-                os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
-                from mlflow.tracking import MlflowClient
-
-                client = MlflowClient(tracking_uri=f"file://{ml}")
-                flt = FILTER.replace("params.optimizer", "params.optimizer")
-                ml_time, ml_found = timed(
-                    lambda: client.search_runs(["0"], filter_string=flt, order_by=ORDER, max_results=1000),
-                    1 if n > 2000 else 3,
-                )
-                same = [r.info.run_id for r in ml_found] == [r.run_id for r in found]
-                rows.append(
-                    (
-                        f"MLflow `MlflowClient.search_runs`, same {n:,} runs, file store",
-                        f"{ml_time * 1000:.0f} ms",
-                        "",
-                        f"**{ml_time / warm:.0f}×** slower than ours (warm); same result: {same}",
-                    )
-                )
-                log(f"mlflow: {ml_time:.2f}s, {len(ml_found)} found, same={same}")
-            else:
-                rows.append(("MLflow `search_runs`", "not installed", "", ""))
+            search_rows, runs, found, warm = _search_rows(tmp, n)
+            rows += search_rows
+            rows.append(_mlflow_row(tmp, n, runs, found, warm))
         rows += _history_rows(tmp, big)
+        if not args.history_only:
+            rows += _live_rows(tmp, runs=4, start_points=big // 10, grow_mb=8 if args.quick else 16)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -489,9 +487,9 @@ def _parser_note() -> str:
     try:
         import orjson  # noqa: F401
 
-        return "orjson installed (optional fast path)"
+        return "orjson (a dependency); canonical lines parsed as one flat array of numbers"
     except ImportError:
-        return "stdlib json (install orjson for the fast path)"
+        return "stdlib json (orjson missing); canonical lines parsed as one flat array of numbers"
 
 
 if __name__ == "__main__":
