@@ -12,9 +12,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from . import _config, _registry, _store
+from ._coerce import to_step
 from ._errors import InvalidInputError, InvalidValueError
 from ._layout import validate_experiment_name
-from ._run import Run, _to_step
+from ._run import Run
 
 #: ``finish`` statuses in W&B's spelling and the run status each one records.
 _FINISH_STATUSES = {"finished": "FINISHED", "failed": "FAILED", "killed": "KILLED", "crashed": "FAILED"}
@@ -101,7 +102,7 @@ class InitRun:
             InvalidValueError: a value is not a real number (the message names its key); nothing of
                 this call is logged then.
         """
-        use = self._step if step is None else (step if step.__class__ is int else _to_step("<log>", step))
+        use = self._step if step is None else (step if step.__class__ is int else to_step("<log>", step))
         stamp = None if timestamp is None else _seconds_to_ms(timestamp)
         if data.__class__ is not dict and not isinstance(data, Mapping):
             raise InvalidInputError(f"log takes a dict of metric name → number, got {type(data).__name__}")

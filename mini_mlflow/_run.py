@@ -16,17 +16,16 @@ from typing import Any
 
 from . import _log, _registry, _store
 from ._buffer import PointBuffer
+from ._coerce import check_status, status_for_exception, to_float, to_step, to_timestamp
 from ._config import Settings, resolve
 from ._errors import (
     InvalidInputError,
-    InvalidValueError,
     ParamConflictError,
     RunEndedError,
     StorageError,
 )
 from ._files import storage_error
 from ._layout import (
-    END_STATUSES,
     check_text,
     iso_from_ms,
     ms_from_iso,
@@ -47,54 +46,6 @@ def new_run_id() -> str:
     raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
     return raw.hex()
-
-
-def _to_float(key: str, value: Any) -> float:
-    if isinstance(value, bool) or value is None or isinstance(value, (str, bytes)):
-        raise InvalidValueError(
-            f"metric {key!r}: value {value!r} is not a real number (got {type(value).__name__}); "
-            "metric values must be int or float (NaN and ±inf are allowed)"
-        )
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise InvalidValueError(
-            f"metric {key!r}: value {value!r} is not a real number (got {type(value).__name__}); "
-            "metric values must be int or float (NaN and ±inf are allowed)"
-        ) from None
-
-
-def _to_step(key: str, step: Any) -> int:
-    if not isinstance(step, bool):
-        try:
-            return int(step.__index__())
-        except (AttributeError, TypeError):
-            pass
-    raise InvalidValueError(f"metric {key!r}: step {step!r} must be an int")
-
-
-def _to_timestamp(key: str, timestamp: Any) -> int:
-    if isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)) or timestamp != timestamp:
-        raise InvalidValueError(f"metric {key!r}: timestamp {timestamp!r} must be milliseconds (int)")
-    return int(timestamp)
-
-
-def status_for_exception(exc_type: type[BaseException] | None, exc: BaseException | None) -> str:
-    """The honest end status for a block left with this exception (None: left normally)."""
-    if exc_type is None:
-        return "FINISHED"
-    if issubclass(exc_type, KeyboardInterrupt):
-        return "KILLED"
-    if issubclass(exc_type, SystemExit):  # sys.exit(0) / sys.exit() is a normal end
-        code = exc.code if isinstance(exc, SystemExit) else None
-        return "FINISHED" if code is None or code == 0 else "FAILED"
-    return "FAILED"
-
-
-def _check_status(status: Any) -> str:
-    if isinstance(status, str) and status.upper() in END_STATUSES:
-        return status.upper()
-    raise InvalidInputError(f"Invalid status {status!r}: must be one of {', '.join(END_STATUSES)}")
 
 
 class Run:
@@ -214,12 +165,12 @@ class Run:
         if key not in self._metric_keys:
             self._new_metric_key(key)
         if value.__class__ is not float:
-            value = _to_float(key, value)
+            value = to_float(key, value)
         if step is None:
             step = 0
         elif step.__class__ is not int:
-            step = _to_step(key, step)
-        self._append((key, value, step, now if timestamp is None else _to_timestamp(key, timestamp)))
+            step = to_step(key, step)
+        self._append((key, value, step, now if timestamp is None else to_timestamp(key, timestamp)))
         if now > self._buffer.due:
             self._buffer.on_due(now)
 
@@ -231,8 +182,8 @@ class Run:
         if step is None:
             step = 0
         elif step.__class__ is not int:
-            step = _to_step("<log_metrics>", step)
-        stamp: Any = now if timestamp is None else _to_timestamp("<log_metrics>", timestamp)
+            step = to_step("<log_metrics>", step)
+        stamp: Any = now if timestamp is None else to_timestamp("<log_metrics>", timestamp)
         keys = self._metric_keys
         try:
             items = metrics.items()
@@ -245,7 +196,7 @@ class Run:
             if key not in keys:
                 self._new_metric_key(key)
             if value.__class__ is not float:
-                value = _to_float(key, value)
+                value = to_float(key, value)
             points.append((key, value, step, stamp))
         self._extend(points)  # all validated first: a bad key logs none of the dict
         if now > self._buffer.due:
@@ -405,7 +356,7 @@ class Run:
             StorageError: something logged could not be written; the run stays open (and keeps the
                 data), so ``end`` can be called again once the cause is fixed.
         """
-        status = _check_status(status)
+        status = check_status(status)
         # _lock_timeout bounds every wait when ending from a signal handler, which may have
         # interrupted this very thread inside a drain.
         if not self._end_lock.acquire(timeout=_lock_timeout):

@@ -224,6 +224,13 @@ def test_metric_step_and_timestamp_types(store: Path) -> None:
             mm.log_metric("m", 1.0, step=True)
         with pytest.raises(TypeError, match="timestamp"):
             mm.log_metric("m", 1.0, timestamp="now")  # type: ignore[arg-type]
+        for bad in (float("inf"), float("-inf"), float("nan")):  # int() of these would be a deep error
+            with pytest.raises(TypeError, match="timestamp .* finite"):
+                mm.log_metric("m", 1.0, timestamp=bad)  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match="timestamp .* finite"):
+                mm.log_metrics({"m": 1.0}, timestamp=bad)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="'m': value 1000.* too large for a float"):
+            mm.log_metric("m", 10**400)
         mm.log_metric("m", 1.0, step=-5, timestamp=3)
     assert read_jsonl(Path(run.run_dir) / "metrics" / "m.jsonl") == [
         {"step": -5, "value": 1.0, "timestamp": 3}
