@@ -162,6 +162,9 @@ COMMANDS: list[tuple[str, ...]] = [
     ("export", "--format", "{x}", "out"),
     ("export", "--format", "mlflow", "out", "{x}"),
     ("export", "--format", "mlflow", "out", "-e", "{x}"),
+    ("run", "-s", "{x}", "--", "true"),
+    ("run", "-n", "{x}", "-p", "k={x}", "--", "true"),
+    ("run", "-e", "{x}", "--", "true"),
 ]
 
 

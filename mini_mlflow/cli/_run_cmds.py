@@ -25,6 +25,7 @@ from .._config import ATTACH_INPUTS, ATTACH_PARAMS, ATTACH_RUN_ID, ATTACH_SECRET
 from .._errors import InvalidInputError, MiniMlflowError
 from .._layout import MAX_TAG_VALUE_LENGTH
 from .._run import Run
+from ._common import SafePath
 from ._doctor import doctor
 
 __all__ = ["doctor", "parse_param_value", "run"]
@@ -205,7 +206,7 @@ def _status_for(returncode: int, interrupted: bool, forwarded: bool) -> str:
     "--secrets",
     "secrets_files",
     multiple=True,
-    type=click.Path(exists=True, dir_okay=False),
+    type=SafePath(exists=True, dir_okay=False),
     help="KEY=value file for get_secret(); its values are masked in the output and never stored.",
 )
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
