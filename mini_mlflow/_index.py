@@ -298,7 +298,8 @@ def load_experiment(root: str, exp_id: str, save: bool = True, only: str | None 
             index.broken[name] = str(broken)
         else:
             index.broken.pop(name, None)
-            index.records[name] = record
+            if record != before[0]:  # an unchanged run keeps its record (and where it sits in memory)
+                index.records[name] = record
         if (
             before != (index.records.get(name), index.broken.get(name))
             or old is None
