@@ -222,7 +222,24 @@ def test_compare(store: Path, sample: dict[str, str]) -> None:
     assert "(min)" in lines["train/loss"] and "—" in lines["train/loss"]
     doc = json.loads(invoke(store, "compare", sample["alpha"], sample["beta"], "--json").output)
     assert doc["params"]["lr"] == [0.1, 0.01] and doc["metrics"]["acc"][1]["last"] == 0.95
+    assert doc["best_is"] == {"acc": "max", "train/loss": "min"}
     assert invoke(store, "compare", sample["alpha"]).exit_code == 2
+
+
+def test_compare_min_and_max_override_the_guess_from_the_name(store: Path, sample: dict[str, str]) -> None:
+    result = invoke(store, "compare", sample["alpha"], sample["beta"], "--min", "acc", "--max", "train/loss")
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
+    # acc: the lower best (alpha's minimum, 0.0455) wins; alpha and beta share the best loss, 1.0
+    assert "(min)" in lines["acc"] and lines["acc"].count("★") == 1
+    assert lines["acc"].index("★") < lines["acc"].index("0.95")
+    assert "(max)" in lines["train/loss"] and lines["train/loss"].count("★") == 2
+    doc = json.loads(
+        invoke(store, "compare", sample["alpha"], sample["beta"], "--min", "acc", "--json").output
+    )
+    assert doc["best_is"] == {"acc": "min", "train/loss": "min"}
+    both = invoke(store, "compare", sample["alpha"], sample["beta"], "--min", "acc", "--max", "acc")
+    assert both.exit_code == 2 and "'acc' is given to both --min and --max" in both.output
 
 
 def test_tail(store: Path, sample: dict[str, str]) -> None:

@@ -190,13 +190,28 @@ def _size(n: int) -> str:
 @click.command("compare")
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON.")
+@click.option("--min", "minimize", multiple=True, metavar="KEY", help="Best of metric KEY is its minimum.")
+@click.option("--max", "maximize", multiple=True, metavar="KEY", help="Best of metric KEY is its maximum.")
 @root_option
 @click.pass_context
 @exits_cleanly
-def compare_cmd(ctx: click.Context, runs: tuple[str, ...], as_json: bool) -> None:
-    """Compare runs side by side: params (differences highlighted), metrics last and best."""
+def compare_cmd(
+    ctx: click.Context,
+    runs: tuple[str, ...],
+    as_json: bool,
+    minimize: tuple[str, ...],
+    maximize: tuple[str, ...],
+) -> None:
+    """Compare runs side by side: params (differences highlighted), metrics last and best.
+
+    Which way is best is guessed from the metric's name (loss, error, time, ... are minimised;
+    the rest maximised) and shown beside it; --min/--max KEY say it outright.
+    """
     if len(runs) < 2:
         raise click.UsageError("compare needs at least two runs")
+    both = sorted(set(minimize) & set(maximize))
+    if both:
+        raise click.UsageError(f"metric {both[0]!r} is given to both --min and --max")
     root = root_of(ctx)
     loaded = []
     for ref in runs:
@@ -208,11 +223,13 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], as_json: bool) -> Non
 
     params = sorted({k for r, _ in loaded for k in r.params})
     metrics = sorted({k for _, a in loaded for k in a})
+    low_keys = {k for k in metrics if k in minimize or (k not in maximize and lower_is_better(k))}
     if as_json:
         doc = {
             "runs": [r.run_id for r, _ in loaded],
             "params": {k: [r.params.get(k) for r, _ in loaded] for k in params},
             "metrics": {k: [_summary({k: a[k]})[k] if k in a else None for _, a in loaded] for k in metrics},
+            "best_is": {k: "min" if k in low_keys else "max" for k in metrics},
         }
         click.echo(json.dumps(doc, indent=2, default=str))
         return
@@ -236,7 +253,7 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], as_json: bool) -> Non
         )
     table.add_row(Text("metrics (last / best)", style="bold"), *["" for _ in loaded])
     for key in metrics:
-        low = lower_is_better(key)
+        low = key in low_keys
         bests = [(a[key][6] if low else a[key][7]) if key in a else None for _, a in loaded]
         finite = [b for b in bests if b is not None and b == b]
         winner = (min(finite) if low else max(finite)) if finite else None
