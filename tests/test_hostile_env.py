@@ -192,6 +192,9 @@ CLI_CASES = [
     ("MINI_MLFLOW_SYNC_URL", b"http://user:s3cr3t-pw@[::1", ("sync", "--all"), "MINI_MLFLOW_SYNC_URL"),
     ("MINI_MLFLOW_SYNC_URL", b"nope", ("sync", "--all"), "MINI_MLFLOW_SYNC_URL"),
     ("MINI_MLFLOW_SYNC_URL", b"http://h:99999", ("sync", "--all"), "MINI_MLFLOW_SYNC_URL"),
+    ("MINI_MLFLOW_FSYNC", b"\x1b[31msometimes", ("run", "--", "true"), "MINI_MLFLOW_FSYNC"),
+    ("MINI_MLFLOW_FLUSH_INTERVAL", b"1e308", ("run", "--", "true"), "from 0.001 to 86400"),
+    ("MINI_MLFLOW_SYNC_URL", b"ftp://x", ("run", "--", "true"), "MINI_MLFLOW_SYNC_URL"),
 ]
 
 

@@ -82,15 +82,19 @@ def display_url(url: str) -> str:
         host = f"[{host}]"
     netloc = f"{host}:{port}" if port else host
     shown = urlunsplit((parts.scheme.lower(), netloc.lower(), parts.path.rstrip("/"), "", ""))
-    return one_line(shown, 200)
+    # Escaped, never cut short: the cursor of each server is named by a hash of this text.
+    return _UNPRINTABLE.sub(_escaped, shown)
 
 
 def one_line(text: object, limit: int = 300) -> str:
     """Text from a server or a URL made safe for a one-line message: whitespace runs collapsed,
     control and bidirectional characters shown as escapes, cut to ``limit`` characters."""
-    flat = " ".join(str(text).split())
-    flat = _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape", "backslashreplace").decode(), flat)
+    flat = _UNPRINTABLE.sub(_escaped, " ".join(str(text).split()))
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
 
 
 @dataclass
