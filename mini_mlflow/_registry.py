@@ -1,8 +1,9 @@
 """Active-run registry: the thread-local run stack, the process's open runs and their last words.
 
 One guarded set of hooks per process ends every open run honestly: at interpreter exit (FINISHED, or
-FAILED/KILLED when an uncaught exception or Ctrl-C ended the program), on SIGTERM (KILLED, then the
-process dies of the signal as it would have), and after ``fork`` the child forgets the parent's runs.
+FAILED/KILLED when an uncaught exception, Ctrl-C or ``sys.exit`` with a failure code ended the
+program), on SIGTERM (KILLED, then the process dies of the signal as it would have), and after
+``fork`` the child forgets the parent's runs.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import signal
 import sys
 import threading
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._writer import WRITER
 
@@ -49,6 +50,13 @@ _hooks_installed = False
 _exit_status = "FINISHED"
 _previous_excepthook = sys.excepthook
 _previous_sigterm: Any = None
+_previous_exit: Any = sys.exit
+#: The status last passed to ``sys.exit`` (``_NOT_CALLED`` if it was not called).
+_NOT_CALLED = object()
+_exit_code: Any = _NOT_CALLED
+#: The outermost frame of the main thread when the first run started (the ``__main__`` module, or
+#: runpy's for ``python -m``): whether it returned tells a normal end from one by ``sys.exit``.
+_outermost: FrameType | None = None
 
 
 def on_start(run: Run) -> None:
@@ -99,7 +107,7 @@ def end_all(status: str, lock_timeout: float = -1) -> None:
 
 
 def _install_hooks() -> None:
-    global _hooks_installed, _previous_excepthook, _previous_sigterm
+    global _hooks_installed, _previous_excepthook, _previous_sigterm, _previous_exit, _outermost
     if _hooks_installed:
         return
     with _lock:
@@ -109,7 +117,14 @@ def _install_hooks() -> None:
         atexit.register(_at_exit)
         _previous_excepthook = sys.excepthook
         sys.excepthook = _excepthook
+        # Exit hooks are not told the exit code, so sys.exit reports it on its way.
+        _previous_exit = sys.exit
+        sys.exit = _exit
         if threading.current_thread() is threading.main_thread():
+            frame = sys._getframe()
+            while frame.f_back is not None:
+                frame = frame.f_back
+            _outermost = frame
             try:
                 current = signal.getsignal(signal.SIGTERM)
                 if current is signal.SIG_DFL or callable(current):
@@ -125,8 +140,35 @@ def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: Traceback
     _previous_excepthook(exc_type, exc, tb)
 
 
+def _exit(status: Any = None) -> NoReturn:
+    global _exit_code
+    _exit_code = status
+    _previous_exit(status)
+    raise SystemExit(status)  # only if a replaced sys.exit returned
+
+
+def _failed_by_exit_code() -> bool:
+    """Whether the program is ending because ``sys.exit`` was called with a failure status.
+
+    A status recorded by ``_exit`` counts only if the main program did not run to its end: a
+    ``SystemExit`` that was caught, after which the program went on and ended normally, does not.
+    """
+    code = _exit_code
+    if code is _NOT_CALLED or code is None or code is False or code == 0:
+        return False
+    frame = _outermost
+    if frame is None:  # the first run started in another thread: trust the recorded status
+        return True
+    from opcode import opname
+
+    return opname[frame.f_code.co_code[frame.f_lasti]] not in ("RETURN_VALUE", "RETURN_CONST")
+
+
 def _at_exit() -> None:
-    end_all(_exit_status)
+    status = _exit_status
+    if status == "FINISHED" and _failed_by_exit_code():
+        status = "FAILED"
+    end_all(status)
     WRITER.stop()
 
 
@@ -143,8 +185,9 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _lock
+    global _lock, _exit_code
     _lock = threading.Lock()
+    _exit_code = _NOT_CALLED
     _open.clear()
     _state.stack = []
     _state.refresh()

@@ -105,6 +105,12 @@ ENDINGS = {
     "normal": ("pass", 0, "FINISHED"),
     "exception": ("raise RuntimeError('boom')", 1, "FAILED"),
     "keyboard": ("raise KeyboardInterrupt", -signal.SIGINT, "KILLED"),  # Python dies of SIGINT
+    "sys.exit(3)": ("import sys; sys.exit(3)", 3, "FAILED"),
+    "sys.exit(message)": ("import sys; sys.exit('gave up')", 1, "FAILED"),
+    "sys.exit(0)": ("import sys; sys.exit(0)", 0, "FINISHED"),
+    "sys.exit() in a function": ("import sys\ndef main():\n    sys.exit(4)\nmain()", 4, "FAILED"),
+    # a SystemExit the program catches does not end it: the normal end that follows counts
+    "caught sys.exit(2)": ("import sys\ntry:\n    sys.exit(2)\nexcept SystemExit:\n    pass", 0, "FINISHED"),
 }
 
 
