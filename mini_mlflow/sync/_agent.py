@@ -38,9 +38,7 @@ from ._plan import plan
 from ._remote import RemoteRuns
 from ._select import Target
 from ._summary import RunReport, SyncSummary
-from ._upload import MAX_METRICS, MAX_PARAMS, MAX_TAGS, SAVE_EVERY, Uploader
-
-__all__ = ["FAULT_ENV", "MAX_METRICS", "MAX_PARAMS", "MAX_TAGS", "SAVE_EVERY", "SyncAgent"]
+from ._upload import Uploader
 
 FAULT_ENV = "_MINI_MLFLOW_SYNC_FAULT"
 
