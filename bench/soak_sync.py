@@ -210,17 +210,13 @@ class SyncSide:
         db = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
         problems: list[str] = []
         totals = dict.fromkeys(("confirmed", "on_server", "steady_disk", "steady_server", "backlog"), 0)
-        remote_of = {
-            local: [remote for (remote,) in rows]
-            for local in counts
-            for rows in [
-                db.execute("SELECT run_uuid FROM tags WHERE key='mini_mlflow.run_id' AND value=?", (local,))
-            ]
-        }
+        remote_of: dict[str, list[str]] = {}  # local run id → every remote run tagged with it
+        for remote, local in db.execute("SELECT run_uuid, value FROM tags WHERE key='mini_mlflow.run_id'"):
+            remote_of.setdefault(local, []).append(remote)
         for run_id, keys in counts.items():
             rdir = store.find_run(run_id)
             cursor = _cursor.load(rdir, self.url)
-            remotes = remote_of[run_id]
+            remotes = remote_of.get(run_id, [])
             if len(remotes) > 1 or (remotes and remotes != [cursor.remote_run_id]):
                 problems.append(f"{run_id}: remote runs {remotes}, cursor says {cursor.remote_run_id}")
             remote = cursor.remote_run_id or ""
@@ -257,7 +253,7 @@ class SyncSide:
                     totals["steady_server"] += len(rows)
                     if len(rows) != on_disk:
                         problems.append(f"steady run {key}: {on_disk} on disk, {len(rows)} on the server")
-        steady_remote = (remote_of[steady_id] or [""])[0]
+        steady_remote = (remote_of.get(steady_id) or [""])[0]
         status = db.execute("SELECT status FROM runs WHERE run_uuid=?", (steady_remote,)).fetchone()
         if not status or status[0] != "FINISHED":
             problems.append(f"steady run: status on the server {status}, FINISHED expected")
