@@ -10,7 +10,8 @@ A server is not trusted to behave: every request has a total deadline (a watchdo
 down when it passes, so a server trickling bytes cannot hold the agent), answers larger than
 ``MAX_RESPONSE_BYTES`` are refused without being read into memory, answers that are not the JSON
 object an endpoint promises raise ``ServerError`` (``BAD_RESPONSE``) instead of a ``KeyError`` deep in
-the agent, and text from the server is shown on one line with control characters escaped.
+the agent, compressed answers (never asked for) are refused rather than decoded, and text from the
+server is shown on one line with control characters escaped.
 """
 
 from __future__ import annotations
@@ -205,7 +206,9 @@ class MlflowRestClient:
             cert=self.credentials.client_cert,
             follow_redirects=False,
             transport=transport,
-            headers={"User-Agent": "mini-mlflow-sync"},
+            # Uncompressed answers only: a compressed one could expand a thousandfold in one read
+            # before the size limit sees it (MLflow's answers are small; uploads are not affected).
+            headers={"User-Agent": "mini-mlflow-sync", "Accept-Encoding": "identity"},
         )
 
     def close(self) -> None:
@@ -367,6 +370,15 @@ class MlflowRestClient:
         try:
             response = self._http.send(request, stream=True)
             try:
+                encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+                if encoding not in ("", "identity"):
+                    raise ServerError(
+                        response.status_code,
+                        "BAD_RESPONSE",
+                        f"answer compressed ({one_line(encoding, 40)}) though only identity was accepted; "
+                        "not decoded",
+                        one_line(request.url.path, 200),
+                    )
                 size = response.headers.get("Content-Length", "")
                 if size.isdigit() and int(size) > MAX_RESPONSE_BYTES:
                     raise _too_big(response.status_code, f"{int(size):,} bytes announced", request)

@@ -413,6 +413,30 @@ def test_every_request_has_a_bounded_total_time(hostile: Any) -> None:
     assert "no complete answer within 0.5 s" in str(info.value)
 
 
+def test_a_compressed_bomb_is_refused_undecoded(hostile: Any) -> None:
+    """1 GB of zeros gzip-compressed to 1 MB: the client asked for identity and decodes nothing."""
+    import gzip
+    import tracemalloc
+
+    bomb = gzip.compress(b"\0" * (64 << 20), compresslevel=9) * 16  # 16 members: 1 GB decoded
+
+    def compressed(h: _Handler, status: int, data: bytes) -> None:
+        h.answer(200, bomb, Content_Encoding="gzip")
+
+    server = hostile(forward=False)
+    server.plan = lambda n, method, path, body: compressed
+    tracemalloc.start()
+    try:
+        with MlflowRestClient(server.url, max_retries=0) as client, pytest.raises(ServerError) as info:
+            client.get("experiments/get-by-name", {"experiment_name": "x"})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "BAD_RESPONSE" in str(info.value) and "compressed (gzip)" in str(info.value)
+    assert peak < 32 << 20, f"peak {peak / 1e6:.0f} MB"
+    assert server.count == 1
+
+
 def test_answers_are_checked_before_the_agent_uses_them() -> None:
     assert check_answer("runs/create", {"run": {"info": {"run_id": "0123abcd"}}})
     assert check_answer("runs/search", {}) == {}  # no run found: no "runs" at all
