@@ -181,7 +181,8 @@ class MlflowRestClient:
                 f"invalid server URL {display_url(url)!r}: must be http:// or https://HOST[:PORT]"
             )
         self.url = display_url(url)
-        self._origin = (parts.scheme, hostname.lower(), port)
+        default_port = {"http": 80, "https": 443}[parts.scheme]
+        self._origin = (parts.scheme, hostname.lower(), None if port == default_port else port)
         self.timeout = timeout
         # Connections this client opened: a request past its deadline has its socket shut down.
         self._streams: weakref.WeakSet[Any] = weakref.WeakSet()
