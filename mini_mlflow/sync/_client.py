@@ -150,7 +150,8 @@ class MlflowRestClient:
     Args:
         url: Server base URL, e.g. ``http://127.0.0.1:5000``.
         credentials: Auth and TLS; read from the environment when None.
-        timeout: Seconds for connecting and for each read.
+        timeout: Seconds for connecting, for each read, and for a whole answer (a watchdog ends a request
+            still unanswered then; one with a body also gets time to upload it at ``MIN_UPLOAD_RATE``).
         max_retries: Retries of one request after the first attempt.
         backoff_base: First backoff in seconds (doubled each retry, full jitter, at most ``backoff_max``).
         stop: An event that interrupts backoff waits (the agent's stop signal).
