@@ -103,7 +103,8 @@ def _from_summary(root: str, exp_id: str, data: bytes) -> ExperimentIndex:
         tags: list[dict[str, Any]] = [{} for _ in names]
         metrics: list[dict[str, float]] = [{} for _ in names]
         for target, sparse in ((params, p_cols), (tags, t_cols), (metrics, x_cols)):
-            for name, (rows, vals) in sparse.items():
+            # in key order, as a run's own files list them: a record reads the same built or loaded
+            for name, (rows, vals) in sorted(sparse.items()):
                 key = sys.intern(name)  # shared with the filter's key: lookups match by identity
                 for i, v in zip(rows, vals, strict=False):
                     target[i][key] = v

@@ -344,3 +344,16 @@ def test_a_search_after_a_big_build_matches_a_fresh_process(tmp_path: Path) -> N
         1 for i in range(_index.COMPACT_AFTER + 10) if i % 2 == 0 and i * 7919 % 1000 > 500
     )
     assert [r.to_dict() for r in built] == [r.to_dict() for r in again] == fresh
+
+
+def test_records_read_the_same_built_or_loaded_from_the_summary(store: Path) -> None:
+    # key sets whose first appearance across runs is rarely in sorted order
+    for tags in ({"m": 1}, {"a": 1, "m": 2, "z": 3}, {"z": 1}, {"q": 1}, {"b": 1, "q": 2, "y": 3}, {"y": 1}):
+        with mm.start_run():
+            mm.set_tags({k: str(v) for k, v in tags.items()})
+            mm.log_params({f"p{k}": v for k, v in tags.items()})
+    root = str(store)
+    built = {n: r.to_dict() for n, r in _index.load_experiment(root, "0").records.items()}
+    loaded = {n: r.to_dict() for n, r in _index._load(root, "0").records.items()}
+    assert json.dumps(built) == json.dumps(loaded)  # same runs, same values, keys in the same order
+    assert all(list(r["tags"]) == sorted(r["tags"]) for r in loaded.values())
