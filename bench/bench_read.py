@@ -439,7 +439,7 @@ def _live_rows(tmp: str, runs: int, start_points: int, grow_mb: int) -> list[Row
             f"{grow_mb} MB (~{grow_points:,} points) since the last call",
             ms(live),
             "≤ 1000 ms",
-            "a backlog over 4 MB is not parsed by a listing: only each file's last point is read",
+            "a backlog over 1 MiB is not parsed by a listing: only each file's last point is read",
         ),
         (
             f"the same growth read in full ({runs} runs × {grow_mb} MB, what `show` parses)",
