@@ -153,6 +153,7 @@ ODD_LINES = [
     b"garbage",
     b'{"ste-p":1,"value":2.0,"timestamp":5}',
     b'{"step":--1,"value":2.0,"timestamp":5}',
+    b'{"step":1,"value":2.0\n"timestamp":5}',  # one line cut in two: two unreadable lines
 ]
 
 
