@@ -413,6 +413,42 @@ def test_every_request_has_a_bounded_total_time(hostile: Any) -> None:
     assert "no complete answer within 0.5 s" in str(info.value)
 
 
+def test_a_live_run_syncing_to_a_stalling_server_still_ends_and_exits(tmp_path: Path, hostile: Any) -> None:
+    """Online mode (MINI_MLFLOW_SYNC_URL) against a server that trickles its headers forever: the loop
+    never waits on it, end_run returns at once, the process exits within the agent's exit timeout
+    with one warning, and every point is on disk."""
+    from mini_mlflow.sync._background import EXIT_TIMEOUT
+
+    server = hostile(forward=False)
+    server.plan = lambda n, method, path, body: trickle_headers
+    code = (
+        "import time, mini_mlflow as mm\n"
+        "mm.start_run()\n"
+        "for i in range(2000):\n"
+        "    mm.log_metric('a', float(i), step=i)\n"
+        "time.sleep(0.5)\n"  # the agent is now inside a request to the stalling server
+        "started = time.monotonic()\n"
+        "mm.end_run()\n"
+        "print(time.monotonic() - started)\n"
+    )
+    env = clean_env(
+        PYTHONPATH=str(ROOT),
+        MINI_MLFLOW_TRACKING_DIR=str(tmp_path / "mlruns"),
+        MINI_MLFLOW_SYNC_URL=server.url,
+        MINI_MLFLOW_SYNC_INTERVAL="0.1",
+    )
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=90)
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert float(proc.stdout) < 2.0  # end_run does not wait for the server
+    assert elapsed < EXIT_TIMEOUT + 10, f"exit took {elapsed:.1f} s"
+    assert proc.stderr.count("background sync did not finish") == 1, proc.stderr
+    assert server.count >= 1  # the agent did reach the hostile server
+    (metrics,) = (tmp_path / "mlruns").glob("0/*/metrics/a.jsonl")
+    assert len(metrics.read_text().splitlines()) == 2000
+
+
 def test_a_compressed_bomb_is_refused_undecoded(hostile: Any) -> None:
     """1 GB of zeros gzip-compressed to 1 MB: the client asked for identity and decodes nothing."""
     import gzip
