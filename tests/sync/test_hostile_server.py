@@ -449,6 +449,41 @@ def test_a_live_run_syncing_to_a_stalling_server_still_ends_and_exits(tmp_path: 
     assert len(metrics.read_text().splitlines()) == 2000
 
 
+def test_sync_watch_against_a_stalling_server_stops_on_ctrl_c(tmp_path: Path, hostile: Any) -> None:
+    """``sync --watch`` keeps retrying a server that trickles forever, reports it, and Ctrl-C ends it
+    within one request deadline (no request may outlive its deadline, so the stop is never stuck)."""
+    import signal
+
+    server = hostile(forward=False)
+    server.plan = lambda n, method, path, body: trickle_headers
+    root = tmp_path / "mlruns"
+    make_run(root, "watched", "w", points=20)
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "mini_mlflow", "--root", str(root), "sync", "--all", "--watch"),
+            *("--to", server.url, "--timeout", "1", "--retries", "0", "--interval", "0.2"),
+        ],
+        env=clean_env(PYTHONPATH=str(ROOT)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while server.count < 2 and time.monotonic() < deadline:  # two passes have met the stall
+            time.sleep(0.05)
+        assert server.count >= 2
+        stopped = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert time.monotonic() - stopped < 5, "Ctrl-C waited for the stalled server"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode in (0, 1) and "Traceback" not in err, err
+    assert "no complete answer within" in err and "(retrying)" in err, err
+
+
 def test_a_compressed_bomb_is_refused_undecoded(hostile: Any) -> None:
     """1 GB of zeros gzip-compressed to 1 MB: the client asked for identity and decodes nothing."""
     import gzip
