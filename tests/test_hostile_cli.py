@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -74,23 +75,34 @@ hostile = st.one_of(
 )
 
 
-@pytest.fixture
-def work(store: Path, tmp_path: Path) -> Iterator[Path]:
-    """A store with two experiments, three runs (one deleted) and artifacts, at ``tmp_path/mlruns``."""
-    for name in ("alpha", "beta"):
-        with mm.start_run(run_name=name) as run:
-            mm.log_params({"lr": 0.1, "name": name})
-            for step in range(5):
-                mm.log_metric("acc", step / 10, step=step)
-            mm.log_text("hi", "notes/a.txt")
+@pytest.fixture(scope="module")
+def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store with two experiments, three runs (one deleted) and artifacts, built once per module."""
     from mini_mlflow import _store
 
-    exp = _store.get_or_create_experiment(str(store), "second")
-    with mm.start_run(experiment_id=exp, run_name="gone") as run:
-        mm.log_metric("acc", 1.0)
-    mm.Store(store)  # the reader exists and works on it
-    result = CliRunner().invoke(cli, ["--root", str(store), "delete", run.run_id])
+    root = tmp_path_factory.mktemp("template") / "mlruns"
+    mm.set_tracking_dir(root)
+    try:
+        for name in ("alpha", "beta"):
+            with mm.start_run(run_name=name):
+                mm.log_params({"lr": 0.1, "name": name})
+                for step in range(5):
+                    mm.log_metric("acc", step / 10, step=step)
+                mm.log_text("hi", "notes/a.txt")
+        exp = _store.get_or_create_experiment(str(root), "second")
+        with mm.start_run(experiment_id=exp, run_name="gone") as run:
+            mm.log_metric("acc", 1.0)
+    finally:
+        mm.set_tracking_dir(None)
+    result = CliRunner().invoke(cli, ["--root", str(root), "delete", run.run_id])
     assert result.exit_code == 0, result.output
+    return root
+
+
+@pytest.fixture
+def work(store: Path, tmp_path: Path, store_template: Path) -> Iterator[Path]:
+    """A fresh copy of the template store at ``tmp_path/mlruns`` (the fluent API's store too)."""
+    shutil.copytree(store_template, store, symlinks=True)
     yield tmp_path
 
 
