@@ -11,8 +11,10 @@ file-system signatures (inode, size, mtime):
 On each read every run folder is ``lstat``-ed once. Replacing meta.yaml (status, lifecycle) or a
 heartbeat changes the folder's mtime, which triggers a re-check of that run. Runs that are not finished,
 or changed in the last ``SETTLED_S`` seconds, are checked deeply every time; a grown metric file is
-parsed only from where the last read stopped (metric files are append-only). An mtime within ``RACY_NS``
-of the moment it was read is not trusted (file-system clocks are coarse), so that part is re-read.
+parsed only from where the last read stopped (metric files are append-only; a fingerprint of the bytes
+already read tells a rewritten file), and a listing facing a big backlog reads just the last point. An
+mtime within ``RACY_NS`` of the moment it was read is not trusted (file-system clocks are coarse), so
+that part is re-read.
 
 Index files are written atomically and only when something changed; a missing, stale, garbage or
 foreign-version index is rebuilt, and deleting ``.index/`` is always safe.
