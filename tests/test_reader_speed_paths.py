@@ -358,3 +358,19 @@ def test_records_read_the_same_built_or_loaded_from_the_summary(store: Path) -> 
     loaded = {n: r.to_dict() for n, r in _index._load(root, "0").records.items()}
     assert json.dumps(built) == json.dumps(loaded)  # same runs, same values, keys in the same order
     assert all(list(r["tags"]) == sorted(r["tags"]) for r in loaded.values())
+
+
+def test_files_from_the_writer_take_the_fast_path(store: Path) -> None:
+    rng = random.Random(7)
+    values = [
+        rng.choice([rng.random(), -rng.random() * 1e-7, rng.random() * 1e20, 5e-324, -0.0, 2.0])
+        for _ in range(3000)
+    ]
+    with mm.start_run():
+        for i, value in enumerate(values):
+            mm.log_metric("m", value, step=i * 7 - 50)
+    data = (only_run_dir(store) / "metrics" / "m.jsonl").read_bytes()
+    for loads in LOADERS.values():
+        check(data, loads, fast=True)
+    history, _ = parse_columns(data)
+    assert same(history.values, values) and history.steps == [i * 7 - 50 for i in range(3000)]
