@@ -46,7 +46,7 @@ def format_point(step: int, value: float, timestamp: Any) -> str:
     return f'{{"step":{step},"value":"{text}","timestamp":{timestamp}}}\n'
 
 
-#: ``orjson.dumps`` when installed (formats floats ~10x faster than ``repr``), else None.
+#: ``orjson.dumps`` (formats floats ~10x faster than ``repr``); False without orjson, None until looked up.
 _dumps: Any = None
 #: The constant pieces of a run of JSON lines; the None slots take step, value and timestamp.
 _SLOTS = [b'}\n{"step":', None, b',"value":', None, b',"timestamp":', None]
