@@ -11,15 +11,8 @@ from collections.abc import Sequence
 
 from ._agent import FAULT_ENV, SyncAgent
 from ._background import start_background
-from ._client import (
-    AuthError,
-    Credentials,
-    MlflowRestClient,
-    ServerError,
-    SyncError,
-    SyncInterrupted,
-    UnreachableError,
-)
+from ._client import Credentials, MlflowRestClient
+from ._errors import AuthError, ServerError, SyncError, SyncInterrupted, UnreachableError
 from ._select import Target, select_runs
 from ._summary import RunReport, SyncSummary
 from ._upload import WATCH_RUN_SLICE

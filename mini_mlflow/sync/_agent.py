@@ -32,7 +32,8 @@ from typing import Any
 
 from ..interop._convert import load_run_view
 from . import _cursor
-from ._client import AuthError, MlflowRestClient, SyncError, SyncInterrupted, UnreachableError
+from ._client import MlflowRestClient
+from ._errors import AuthError, SyncError, SyncInterrupted, UnreachableError
 from ._lines import metric_files, size_of
 from ._plan import plan
 from ._remote import RemoteRuns

@@ -27,9 +27,18 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from .._errors import MiniMlflowError
+from ._answers import check_answer
+from ._errors import (
+    AuthError,
+    ServerError,
+    SyncError,
+    SyncInterrupted,
+    UnreachableError,
+    display_url,
+    one_line,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -42,60 +51,6 @@ MAX_REDIRECTS = 5
 MAX_RESPONSE_BYTES = 16 << 20
 #: Slowest upload rate a request body is given time for (bytes/s), on top of ``timeout``.
 MIN_UPLOAD_RATE = 256 << 10
-_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
-
-
-class SyncError(MiniMlflowError, RuntimeError):
-    """Syncing to a tracking server failed."""
-
-
-class UnreachableError(SyncError):
-    """The server could not be reached (or kept failing) after every retry."""
-
-
-class ServerError(SyncError):
-    """The server answered with an error; ``status``, ``error_code`` and the server's ``message``."""
-
-    def __init__(self, status: int, error_code: str, message: str, endpoint: str) -> None:
-        super().__init__(f"{endpoint}: HTTP {status} {error_code}: {message}")
-        self.status = status
-        self.error_code = error_code
-        self.message = message
-
-
-class SyncInterrupted(SyncError):
-    """The agent was asked to stop while waiting to retry."""
-
-
-class AuthError(ServerError):
-    """The server refused the credentials (401/403): fatal for the whole sync."""
-
-
-def display_url(url: str) -> str:
-    """``url`` without user info, query or trailing slash: safe to print and to hash."""
-    try:
-        parts = urlsplit(url.strip())
-        host, port = parts.hostname or "", parts.port
-    except ValueError:  # "http://[::1", a port that is not a number: nothing of it is shown
-        return "(not a valid URL)"
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{port}" if port else host
-    shown = urlunsplit((parts.scheme.lower(), netloc.lower(), parts.path.rstrip("/"), "", ""))
-    # Escaped, never cut short: the cursor of each server is named by a hash of this text.
-    return _UNPRINTABLE.sub(_escaped, shown)
-
-
-def one_line(text: object, limit: int = 300) -> str:
-    """Text from a server or a URL made safe for a one-line message: whitespace runs collapsed,
-    control and bidirectional characters shown as escapes, cut to ``limit`` characters."""
-    flat = _UNPRINTABLE.sub(_escaped, " ".join(str(text).split()))
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
-def _escaped(match: re.Match[str]) -> str:
-    return match.group().encode("unicode_escape").decode("ascii")
 
 
 @dataclass
@@ -476,78 +431,6 @@ def _too_big(status: int, what: str, request: httpx.Request) -> ServerError:
         f"answer refused: {what}, the limit is {MAX_RESPONSE_BYTES >> 20} MB",
         one_line(request.url.path, 200),
     )
-
-
-#: What each endpoint's answer must hold for the agent (dotted paths; ``[]`` marks a list of objects).
-_REQUIRED: dict[str, tuple[tuple[str, str], ...]] = {
-    "experiments/get-by-name": (("experiment.experiment_id", "id"),),
-    "experiments/create": (("experiment_id", "id"),),
-    "runs/create": (("run.info.run_id", "id"),),
-    "runs/search": (("runs[].info.run_id", "id?"),),
-    "runs/get": (
-        ("run.info", "object"),
-        ("run.info.artifact_uri", "str?"),
-        ("run.data", "object?"),
-        ("run.data.params[].key", "str?"),
-    ),
-}
-
-
-def check_answer(endpoint: str, answer: dict[str, Any], url: str = "") -> dict[str, Any]:
-    """``answer`` if it holds what ``endpoint`` promises; else ``ServerError`` (``BAD_RESPONSE``).
-
-    Ids must look like ids (they end up in URLs, filters and the cursor): 1 to 128 letters, digits,
-    ``_``, ``.`` or ``-``.
-    """
-    for path, kind in _REQUIRED.get(endpoint, ()):
-        optional = kind.endswith("?")
-        for value in _values_at(answer, path.split("."), optional):
-            if _fits(value, kind.rstrip("?")):
-                continue
-            raise ServerError(
-                200,
-                "BAD_RESPONSE",
-                f"the answer's {path} is {one_line(repr(value), 80)}, not a valid {kind.rstrip('?')} "
-                f"(is {url or 'the server'} an MLflow tracking server?)",
-                endpoint,
-            )
-    return answer
-
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "missing"
-
-
-_MISSING = _Missing()
-
-
-def _values_at(node: Any, parts: list[str], optional: bool) -> Iterator[Any]:
-    if not parts:
-        yield node
-        return
-    head, is_list = parts[0].removesuffix("[]"), parts[0].endswith("[]")
-    child = node.get(head, _MISSING) if isinstance(node, dict) else _MISSING
-    if child is _MISSING:
-        if not optional:
-            yield _MISSING
-        return
-    if is_list:
-        if not isinstance(child, list):
-            yield child  # not a list: reported as it is
-            return
-        for item in child:
-            yield from _values_at(item, parts[1:], optional=False)
-        return
-    yield from _values_at(child, parts[1:], optional)
-
-
-def _fits(value: Any, kind: str) -> bool:
-    if kind == "id":
-        return (isinstance(value, str) or value.__class__ is int) and bool(_ID_RE.fullmatch(str(value)))
-    if kind == "object":
-        return isinstance(value, dict)
-    return isinstance(value, str)
 
 
 def _parse_retry_after(value: str | None) -> float | None:

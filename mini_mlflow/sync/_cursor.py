@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .. import _files
-from ._client import display_url
+from ._errors import display_url
 
 SYNC_DIR = ".sync"
 CURSOR_VERSION = 1

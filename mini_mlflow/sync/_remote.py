@@ -12,8 +12,9 @@ from collections.abc import Callable
 from .. import _store
 from ..interop._convert import LOCAL_RUN_ID_TAG, RunView
 from . import _cursor
-from ._client import MlflowRestClient, ServerError, SyncError, UnreachableError
+from ._client import MlflowRestClient
 from ._cursor import Cursor
+from ._errors import ServerError, SyncError, UnreachableError
 
 
 class RemoteRuns:

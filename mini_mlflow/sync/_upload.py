@@ -12,8 +12,9 @@ from typing import Any
 
 from ..interop._convert import ResultItem, rest_value
 from . import _cursor
-from ._client import MlflowRestClient, ServerError, SyncError, SyncInterrupted
+from ._client import MlflowRestClient
 from ._cursor import Cursor, fingerprint
+from ._errors import ServerError, SyncError, SyncInterrupted
 from ._lines import read_points
 from ._summary import RunReport
 

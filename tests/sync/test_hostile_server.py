@@ -26,8 +26,10 @@ from typing import Any
 import pytest
 
 from mini_mlflow.sync import MlflowRestClient, ServerError, sync
-from mini_mlflow.sync._client import MAX_RESPONSE_BYTES, check_answer, one_line
+from mini_mlflow.sync._answers import check_answer
+from mini_mlflow.sync._client import MAX_RESPONSE_BYTES
 from mini_mlflow.sync._cursor import load as load_cursor
+from mini_mlflow.sync._errors import one_line
 
 from .sync_helpers import ROOT, assert_run_equal, clean_env, make_run, remote_history
 
