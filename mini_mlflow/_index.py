@@ -8,13 +8,19 @@ file-system signatures (inode, size, mtime):
 * ``<experiment>/<run>.json`` — per run, the signatures of meta.yaml, the params/tags/metrics folders
   and every metric file, with per-metric count/min/max and the byte offset read so far.
 
-On each read every run folder is ``lstat``-ed once. Replacing meta.yaml (status, lifecycle) or a
+A full sweep ``lstat``-s every run folder once. Replacing meta.yaml (status, lifecycle) or a
 heartbeat changes the folder's mtime, which triggers a re-check of that run. Runs that are not finished,
-or changed in the last ``SETTLED_S`` seconds, are checked deeply every time; a grown metric file is
+or changed in the last ``SETTLED_S`` seconds, are checked deeply on every read; a grown metric file is
 parsed only from where the last read stopped (metric files are append-only; a fingerprint of the bytes
 already read tells a rewritten file), and a listing facing a big backlog reads just the last point. An
 mtime within ``RACY_NS`` of the moment it was read is not trusted (file-system clocks are coarse), so
 that part is re-read.
+
+Between full sweeps (at most ``SWEEP_S`` apart) a read skips the runs that were finished and settled at
+the last sweep, as long as the experiment folder's mtime has not moved: adding, removing or renaming a
+run folder moves it, and so does every meta.yaml replaced through ``_store.update_run_meta`` (which
+touches the experiment folder after the rename). On 10,000 runs the sweep's ``lstat``-s are most of a
+warm search; a meta.yaml replaced behind mini_mlflow's back is seen at the next sweep.
 
 Index files are written atomically and only when something changed; a missing, stale, garbage or
 foreign-version index is rebuilt, and deleting ``.index/`` is always safe.
@@ -40,6 +46,8 @@ INDEX_VERSION = 3
 #: A finished run whose folder changed less than this long ago is still checked deeply (a second
 #: process sharing the run may still be flushing; its heartbeat touches the folder while it lives).
 SETTLED_S = 30
+#: Seconds at most between full sweeps (``lstat`` of every run folder) of one experiment.
+SWEEP_S = 5
 #: A save that re-checked at least this many runs also rebuilds the in-memory index compactly.
 COMPACT_AFTER = 1000
 TERMINAL = frozenset({"FINISHED", "FAILED", "KILLED"})
@@ -69,6 +77,8 @@ class ExperimentIndex:
         self.broken: dict[str, str] = {}
         self.stray: dict[str, str] = {}
         self.details: dict[str, dict[str, Any]] = {}
+        #: ``[experiment folder mtime_ns, time_ns just before it was read]`` at the last full sweep.
+        self.swept: list[int] | None = None
 
 
 _MEMORY: dict[tuple[str, str], ExperimentIndex] = {}
@@ -136,6 +146,9 @@ def _from_summary(root: str, exp_id: str, data: bytes) -> ExperimentIndex:
         index.ok = {name: bool(ok) for name, ok in zip(names, doc["ok"], strict=True)}
         index.broken, index.stray = dict(doc["b"]), dict(doc["stray"])
         index.info, index.info_sig, index.info_at = doc["e"], doc["es"], doc["eat"]
+        swept = doc.get("sw")
+        if isinstance(swept, list) and len(swept) == 2 and all(type(v) is int for v in swept):
+            index.swept = swept
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return ExperimentIndex()  # garbage or foreign: start over
     return index
@@ -191,6 +204,7 @@ def _save(root: str, exp_id: str, index: ExperimentIndex, dirty_details: list[st
             "e": index.info,
             "es": index.info_sig,
             "eat": index.info_at,
+            "sw": index.swept,
             "names": names,
             "d": [index.d[n] for n in names],
             "ok": [int(index.ok[n]) for n in names],
@@ -239,6 +253,19 @@ def experiment_info(root: str, exp_id: str) -> dict[str, Any]:
     return dict(index.info)
 
 
+def _can_skip_sweep(exp_dir: str, index: ExperimentIndex, now_ns: int) -> bool:
+    """True if the last full sweep is recent and the experiment folder has not changed since."""
+    if index.swept is None or now_ns - index.swept[1] > SWEEP_S * 1_000_000_000:
+        return False
+    mtime, read_at = index.swept
+    if mtime >= read_at - RACY_NS:
+        return False  # changed just before that sweep: a later change may carry the same mtime
+    try:
+        return os.stat(exp_dir).st_mtime_ns == mtime
+    except OSError:
+        return False
+
+
 def load_experiment(root: str, exp_id: str, save: bool = True, only: str | None = None) -> ExperimentIndex:
     """The validated index of one experiment (``only``: check just that run folder)."""
     key = (os.path.abspath(root), exp_id)
@@ -246,12 +273,21 @@ def load_experiment(root: str, exp_id: str, save: bool = True, only: str | None 
     now_ns = time.time_ns()
     dirty = _check_info(root, exp_id, index, now_ns)
     exp_dir = os.path.join(root, exp_id)
-    try:
-        names = os.listdir(exp_dir)
-    except OSError:
-        names = []
-    if only is not None:
-        names = [only] if only in names else []
+    sweep = only is None and not _can_skip_sweep(exp_dir, index, now_ns)
+    if sweep:
+        try:
+            # Read before listing: a change made after this moves the folder's mtime past it.
+            swept: list[int] | None = [os.stat(exp_dir).st_mtime_ns, now_ns]
+            names = os.listdir(exp_dir)
+        except OSError:
+            swept, names = None, []
+        index.swept = swept  # saved with the summary when something else changed (not worth a write)
+    elif only is None:
+        # Only the runs not yet trusted at the last sweep; the rest cannot have changed (see above).
+        settled_at_sweep = index.swept[1] - SETTLED_S * 1_000_000_000  # type: ignore[index]
+        names = [n for n, m in index.d.items() if not (index.ok.get(n) and m < settled_at_sweep)]
+    else:
+        names = [only] if os.path.lexists(f"{exp_dir}/{only}") else []
     seen = set(names)
     stray: dict[str, str] = {}
     dirty_details: list[str] = []
@@ -270,6 +306,8 @@ def load_experiment(root: str, exp_id: str, save: bool = True, only: str | None 
             st = lstat(path)
         except OSError:
             seen.discard(name)
+            if not sweep and only is None:
+                index.swept = None  # gone without the experiment folder changing: sweep next time
             continue
         mode = st.st_mode & 0o170000
         if mode != 0o040000:  # not a folder: a symbolic link or a stray file
@@ -310,7 +348,7 @@ def load_experiment(root: str, exp_id: str, save: bool = True, only: str | None 
         ):
             dirty = True
             dirty_details.append(name)
-    if only is None:
+    if sweep:
         for name in [n for n in index.d if n not in seen]:
             for table in (index.d, index.ok, index.records, index.broken, index.details):
                 table.pop(name, None)  # type: ignore[attr-defined]

@@ -200,7 +200,20 @@ def update_run_meta(
             raise NotFoundError(f"run folder {rdir} has no meta.yaml (was it deleted?)") from None
         meta.update(changes)
         write_meta(meta_path, meta, fsync=fsync)
+    touch_experiment(rdir)
     return meta
+
+
+def touch_experiment(rdir: str) -> None:
+    """Move the experiment folder's mtime: readers between full sweeps then re-check its runs.
+
+    Readers skip runs settled at their last sweep while this mtime stays put (see ``_index``). Without
+    the right to touch it (a shared store), the change is seen at the next sweep, seconds later.
+    """
+    try:
+        os.utime(os.path.dirname(rdir))
+    except OSError:
+        pass
 
 
 def _user() -> str:

@@ -119,6 +119,79 @@ def test_settled_runs_are_trusted_on_their_folder_mtime(store: Path) -> None:
     assert "renamed" in by_name(fresh_search(store))
 
 
+def _age_everything(store: Path, seconds: float = 3600) -> None:
+    """Backdate every file and folder of the experiment: a store of runs that finished long ago."""
+    stamp = time.time() - seconds
+    for path in (store / "0").rglob("*"):
+        os.utime(path, (stamp, stamp))
+    os.utime(store / "0", (stamp, stamp))
+
+
+def test_between_sweeps_settled_runs_are_skipped_but_store_changes_are_seen(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = make_run("a", acc=0.5), make_run("b", acc=0.6)
+    _age_everything(store)
+    assert set(by_name(fresh_search(store))) == {"a", "b"}  # a full sweep: both settled
+    swept = _index._MEMORY[(str(store), "0")].swept
+    # Changed behind mini_mlflow's back (in place, then the run folder's mtime moved by hand): a read
+    # between sweeps does not even lstat a settled run, in this process or a new one.
+    meta = Path(a.run_dir) / "meta.yaml"
+    original = meta.read_bytes()
+    meta.write_bytes(b"#" * len(original))
+    os.utime(a.run_dir)
+    assert by_name(mm.search_runs(root=store))["a"].metrics == {"acc": 0.5}
+    assert by_name(fresh_search(store))["a"].metrics == {"acc": 0.5}
+    assert _index._MEMORY[(str(store), "0")].swept == swept  # no sweep happened
+    # The next full sweep (at most SWEEP_S later) sees the hand edit.
+    with monkeypatch.context() as m:
+        m.setattr(_index, "SWEEP_S", 0)
+        assert "meta.yaml" in mm.search_runs(root=store).broken[0].reason
+    meta.write_bytes(original)
+    _age_everything(store)
+    assert set(by_name(fresh_search(store))) == {"a", "b"}
+    # A change made through the store touches the experiment folder: seen at once.
+    _store.update_run_meta(b.run_dir, lifecycle_stage="deleted")
+    assert set(by_name(mm.search_runs(root=store))) == {"a"}
+    assert by_name(mm.search_runs(root=store, run_view="deleted"))["b"].lifecycle_stage == "deleted"
+    # So is a run folder added or removed (the kernel moves the experiment folder's mtime).
+    _age_everything(store)
+    fresh_search(store)
+    make_run("c")
+    assert set(by_name(mm.search_runs(root=store))) == {"a", "c"}
+    _age_everything(store)
+    fresh_search(store)
+    import shutil
+
+    shutil.rmtree(a.run_dir)
+    assert set(by_name(mm.search_runs(root=store))) == {"c"}
+
+
+def test_a_run_still_written_after_it_ended_is_rechecked_between_sweeps(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two writers on one run (ranks); the first ends it while the second still logs. Its heartbeat keeps
+    # the run folder's mtime moving, so the run must never count as settled between sweeps.
+    monkeypatch.setattr(_index, "SETTLED_S", 1)
+    monkeypatch.setenv("MINI_MLFLOW_HEARTBEAT", "0.1")
+    first = mm.Run(name="shared", runs_dir=store)
+    second = mm.Run(run_id=first.run_id, runs_dir=store)
+    second.log_metric("loss", 1.0)
+    second.flush()
+    first.end()
+    time.sleep(_index.RACY_NS / 1e9 + 0.5)  # its files are old enough to trust; only heartbeats move
+    old = time.time() - 3600
+    os.utime(store / "0", (old, old))  # the end's touch aged: the next reads may skip settled runs
+    assert by_name(fresh_search(store))["shared"].metrics == {"loss": 1.0}
+    swept = _index._MEMORY[(str(store), "0")].swept
+    time.sleep(1.5)  # longer than SETTLED_S: only the heartbeats show the run is still written
+    second.log_metric("loss", 0.25)
+    second.flush()
+    assert by_name(mm.search_runs(root=store))["shared"].metrics == {"loss": 0.25}
+    assert _index._MEMORY[(str(store), "0")].swept == swept  # served between sweeps
+    second.end()
+
+
 def test_torn_tail_is_not_counted_until_completed(store: Path) -> None:
     run = make_run("torn", m=1.0)
     path = Path(run.run_dir) / "metrics" / "m.jsonl"
