@@ -15,6 +15,8 @@ import os
 import random
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mini_mlflow as mm
-from mini_mlflow import _index, _scan
+from mini_mlflow import _index, _metric_parse, _scan
 from mini_mlflow._metric_parse import parse_columns
 from mini_mlflow._search import search_runs
 
@@ -194,6 +196,39 @@ def test_random_damage_is_never_misread(seed: int, edits: list[tuple[int, str, i
             data[at : at + 1] = byte
     for loads in LOADERS.values():
         check(bytes(data), loads)
+        with small_pieces(200):  # the same damage where the buffer is read a few lines at a time
+            check(bytes(data), loads)
+
+
+@contextmanager
+def small_pieces(size: int) -> Iterator[None]:
+    """Parse in pieces of ``size`` bytes (1 MiB normally), so small inputs cross piece boundaries."""
+    saved = _metric_parse._PIECE
+    _metric_parse._PIECE = size
+    try:
+        yield
+    finally:
+        _metric_parse._PIECE = saved
+
+
+@pytest.mark.parametrize("loads", LOADERS.values(), ids=list(LOADERS))
+def test_a_buffer_read_in_pieces_reads_exactly_as_a_whole(loads: Any) -> None:
+    good = canonical(400, seed=3)
+    long_line = line(10**6, 0.5, 1).replace(b'{"step"', b'{"pad":"' + b"x" * 5000 + b'","step"')
+    with small_pieces(1000):
+        check(good, loads, fast=True)  # every piece canonical: packed columns joined across pieces
+        check(good + b'{"step":400,"val', loads, fast=True)
+        # One odd piece takes the general path; the pieces around it are still read exactly.
+        middle = good.find(b"\n", len(good) // 2) + 1
+        for odd in (line(7, math.nan, 8), b"garbage\n", long_line, b"\n"):
+            check(good[:middle] + odd + good[middle:], loads, fast=False)
+        check(long_line + good, loads, fast=False)  # a line longer than a piece opens the buffer
+        check(good + long_line, loads, fast=False)
+    # At the real piece size: a NaN among 100,000 points (several pieces).
+    big = canonical(100_000, seed=4)
+    cut = big.find(b"\n", len(big) // 3) + 1
+    check(big, loads, fast=True)
+    check(big[:cut] + line(1, math.inf, 2) + big[cut:], loads, fast=False)
 
 
 # -- the index's incremental metric reads ------------------------------------------------------
