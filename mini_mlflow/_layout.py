@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import sys
 import time
 
 from ._errors import InvalidInputError
@@ -195,3 +196,34 @@ def ms_from_iso(text: str | None) -> int | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return round(value.timestamp() * 1000)
+
+
+def walk_keys(folder: str, suffix: str) -> tuple[list[str], list[str]]:
+    """Keys stored under ``folder`` as ``<key><suffix>`` files, and the folders walked ('.' first).
+
+    ``/`` in a key is a sub-folder. Symbolic links (files, sub-folders, or ``folder`` itself) and
+    temporary files are passed over: a reader never leaves the store through a planted link.
+    """
+    keys: list[str] = []
+    rels: list[str] = []
+    pending = ["."] if not os.path.islink(folder) else []
+    while pending:
+        rel = pending.pop()
+        rels.append(rel)
+        try:
+            entries = os.scandir(folder if rel == "." else f"{folder}/{rel}")
+        except OSError:
+            continue
+        with entries:
+            for e in entries:
+                if TMP_MARK in e.name:
+                    continue
+                sub = e.name if rel == "." else f"{rel}/{e.name}"
+                if e.is_dir(follow_symlinks=False):
+                    pending.append(sub)
+                elif e.name.endswith(suffix) and e.is_file(follow_symlinks=False):
+                    # Interned: 10,000 runs then share one "lr" string, so a search's dict lookups
+                    # hit by identity instead of comparing 10,000 scattered copies (measured: the
+                    # process that built the index searched 1.5x slower than one that loaded it).
+                    keys.append(sys.intern(sub[: -len(suffix)]))
+    return sorted(keys), rels or ["."]

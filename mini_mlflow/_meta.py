@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
 
 from ._layout import ms_from_iso
 from ._yamlsubset import load_meta_bytes
 
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+#: How the read side opens a store's files: a file planted as a symbolic link is refused (ELOOP), so
+#: nothing outside the store is read through it.
+READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 
 def read_bytes(path: str) -> bytes:
     """The whole file (plain ``os`` calls: measurably cheaper than ``open()`` on thousands of files)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(path, READ_FLAGS)
     try:
         chunks = []
         while True:
@@ -33,6 +36,11 @@ def read_meta_file(path: str) -> tuple[dict[str, Any] | None, str | None]:
     except FileNotFoundError:
         return None, f"{path}: meta.yaml is missing"
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return (
+                None,
+                f"{path}: meta.yaml is a symbolic link (not followed: nothing outside the store is read)",
+            )
         return None, f"{path}: cannot read meta.yaml ({exc.strerror or exc})"
     if not data.strip():
         return None, f"{path}: meta.yaml is empty"

@@ -7,6 +7,7 @@ line is skipped, and a line that does not parse is skipped and counted.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -14,6 +15,7 @@ import time
 from typing import Any
 
 from ._errors import InvalidInputError, NotFoundError
+from ._files import SymlinkRefusedError, check_inside
 from ._layout import (
     FORMAT_VERSION,
     HEARTBEAT_FILE,
@@ -25,7 +27,9 @@ from ._layout import (
     normalize_experiment_id,
     validate_key,
     validate_run_id,
+    walk_keys,
 )
+from ._meta import READ_FLAGS, read_bytes
 from ._metric_parse import MetricHistory as MetricHistory  # re-exported: the read API's types
 from ._metric_parse import MetricPoint as MetricPoint
 from ._metric_parse import parse_metric_lines as parse_metric_lines
@@ -39,7 +43,7 @@ STALE_MIN_SECONDS = 30.0
 
 def last_point(path: str) -> MetricPoint | None:
     """The last complete point of a metric file, reading only its tail."""
-    with open(path, "rb") as f:
+    with os.fdopen(os.open(path, READ_FLAGS), "rb") as f:
         size = f.seek(0, os.SEEK_END)
         chunk = 512
         while True:
@@ -55,22 +59,8 @@ def last_point(path: str) -> MetricPoint | None:
     return MetricPoint(history.steps[-1], history.values[-1], history.timestamps[-1])
 
 
-def _walk_keys(folder: str, suffix: str) -> list[str]:
-    """Keys stored under ``folder`` as ``<key><suffix>`` files (``/`` in a key is a sub-folder)."""
-    keys = []
-    for current, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if TMP_MARK not in d and not os.path.islink(os.path.join(current, d))]
-        rel = os.path.relpath(current, folder)
-        for name in files:
-            if name.endswith(suffix) and TMP_MARK not in name:
-                key = name[: -len(suffix)] if rel == "." else f"{rel}/{name[: -len(suffix)]}"
-                keys.append(key.replace(os.sep, "/"))
-    return sorted(keys)
-
-
 def _read_json_value(path: str) -> Any:
-    with open(path, "rb") as f:
-        return json.loads(f.read())
+    return json.loads(read_bytes(path))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -208,7 +198,7 @@ class Store:
     def _values(self, rdir: str, kind: str) -> dict[str, Any]:
         folder = os.path.join(rdir, kind)
         out = {}
-        for key in _walk_keys(folder, VALUE_SUFFIX):
+        for key in walk_keys(folder, VALUE_SUFFIX)[0]:
             try:
                 out[key] = _read_json_value(os.path.join(folder, key + VALUE_SUFFIX))
             except (OSError, ValueError):
@@ -216,7 +206,7 @@ class Store:
         return out
 
     def metric_keys(self, run_id: str, run_dir: str | None = None) -> list[str]:
-        return _walk_keys(os.path.join(run_dir or self.find_run(run_id), "metrics"), METRIC_SUFFIX)
+        return walk_keys(os.path.join(run_dir or self.find_run(run_id), "metrics"), METRIC_SUFFIX)[0]
 
     def get_metric_history(self, run_id: str, key: str) -> MetricHistory:
         """Every point of a metric in the order it was logged."""
@@ -226,11 +216,17 @@ class Store:
             raise
         from ._metric_cache import read_metric
 
-        path = os.path.join(self.find_run(run_id), "metrics", key + METRIC_SUFFIX)
+        rdir = self.find_run(run_id)
+        path = os.path.join(rdir, "metrics", key + METRIC_SUFFIX)
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            check_inside(rdir, path)  # metrics/ or a key's folder planted as a symlink: refused
+            fd = os.open(path, READ_FLAGS)
         except FileNotFoundError:
             raise NotFoundError(f"run {run_id} has no metric {key!r}") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # the file itself is a planted symlink
+                raise SymlinkRefusedError(path) from None
+            raise
         try:
             history, _, torn = read_metric(fd, key, self.root, run_id, self.metric_cache_bytes)
         finally:

@@ -12,8 +12,8 @@ import os
 import sys
 from typing import Any
 
-from ._layout import FORMAT_VERSION, META_FILE, METRIC_SUFFIX, TMP_MARK, VALUE_SUFFIX
-from ._meta import normalize_meta, read_bytes, read_meta_file
+from ._layout import FORMAT_VERSION, META_FILE, METRIC_SUFFIX, VALUE_SUFFIX, walk_keys
+from ._meta import READ_FLAGS, normalize_meta, read_bytes, read_meta_file
 from ._metric_cache import fingerprint, read_metric
 from ._metric_parse import parse_metric_lines
 from ._records import RunRecord
@@ -42,33 +42,6 @@ def _dir_sigs(folder: str, rels: list[str]) -> list[list[Any]]:
         except OSError:
             out.append([rel, -1])
     return out
-
-
-def walk_keys(folder: str, suffix: str) -> tuple[list[str], list[str]]:
-    """Keys stored under ``folder`` as ``<key><suffix>`` files, and the folders walked ('.' first)."""
-    keys: list[str] = []
-    rels: list[str] = []
-    pending = ["."]
-    while pending:
-        rel = pending.pop()
-        rels.append(rel)
-        try:
-            entries = os.scandir(folder if rel == "." else f"{folder}/{rel}")
-        except OSError:
-            continue
-        with entries:
-            for e in entries:
-                if TMP_MARK in e.name:
-                    continue
-                sub = e.name if rel == "." else f"{rel}/{e.name}"
-                if e.is_dir(follow_symlinks=False):
-                    pending.append(sub)
-                elif e.name.endswith(suffix) and e.is_file(follow_symlinks=False):
-                    # Interned: 10,000 runs then share one "lr" string, so a search's dict lookups
-                    # hit by identity instead of comparing 10,000 scattered copies (measured: the
-                    # process that built the index searched 1.5x slower than one that loaded it).
-                    keys.append(_intern(sub[: -len(suffix)]))
-    return sorted(keys), rels
 
 
 def _newest(sigs: list[list[Any]] | None) -> int:
@@ -157,7 +130,7 @@ def _update_metric(
             return _empty([0, 0, 0])
         if old[:3] == sig and (listing or not old[BEHIND]):
             return old  # unchanged: not even opened
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(path, READ_FLAGS)
     try:
         st = os.fstat(fd)
         sig = [st.st_ino, st.st_size, st.st_mtime_ns]
@@ -230,7 +203,11 @@ def build_run(
             return None, broken, {"at": now_ns}
         meta = normalize_meta(raw, name)
     detail["ms"], detail["m"] = meta_sig, meta
-    problems: list[str] = []
+    problems = [
+        f"{rdir}/{kind}: a symbolic link (not followed: nothing outside the store is read)"
+        for kind in ("params", "tags", "metrics")
+        if os.path.islink(f"{rdir}/{kind}")
+    ]
     values: dict[str, dict[str, Any]] = {}
     for kind in ("params", "tags"):
         folder = f"{rdir}/{kind}"

@@ -33,6 +33,7 @@ from ._layout import (
     validate_experiment_name,
     validate_key,
 )
+from ._meta import read_bytes
 
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
@@ -49,8 +50,7 @@ def locked(folder: str, timeout: float = 60) -> Iterator[None]:
 
 
 def read_meta(path: str) -> dict[str, Any]:
-    with open(path, "rb") as f:
-        raw = f.read()
+    raw = read_bytes(path)  # a meta.yaml planted as a symlink: refused (ELOOP), never read through
     try:
         data = _files.load_yaml(raw)
     except Exception as exc:  # yaml errors (e.g. a !!python/object tag) mean a broken file, never code

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -281,6 +282,64 @@ def test_index_never_leaves_the_store_through_a_symlink(store: Path, tmp_path: P
     (store / ".index").symlink_to(elsewhere)
     assert set(by_name(fresh_search(store))) == {"a"}
     assert list(elsewhere.iterdir()) == []
+
+
+def test_readers_never_read_through_a_symlink_planted_in_a_run(store: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "x.jsonl").write_text('{"step":0,"value":4242.125,"timestamp":1}\n')
+    (secret / "x.json").write_text('"stolen-secret"\n')
+    (secret / "meta.yaml").write_text("run_id: forged\nstatus: FINISHED\n")
+    files = make_run("files", loss=0.5)
+    folders = make_run("folders", loss=0.5)
+    meta = make_run("meta", loss=0.5)
+    rdir, fdir = Path(files.run_dir), Path(folders.run_dir)
+    (rdir / "metrics" / "x.jsonl").symlink_to(secret / "x.jsonl")  # the files themselves
+    (rdir / "params" / "x.json").symlink_to(secret / "x.json")
+    (rdir / "tags" / "x.json").symlink_to(secret / "x.json")
+    (rdir / "metrics" / "sub").symlink_to(secret)  # a key's folder (keys "sub/x")
+    for kind in ("metrics", "params", "tags"):  # whole folders
+        shutil.rmtree(fdir / kind)
+        (fdir / kind).symlink_to(secret)
+    (Path(meta.run_dir) / "meta.yaml").unlink()
+    (Path(meta.run_dir) / "meta.yaml").symlink_to(secret / "meta.yaml")
+
+    result = fresh_search(store)
+    found = by_name(result)
+    assert found["files"].metrics == {"loss": 0.5} and found["files"].params == {"p": "files"}
+    assert "x" not in found["files"].tags
+    assert found["folders"].metrics == {} and found["folders"].params == {}
+    assert sum("symbolic link" in w for w in found["folders"].warnings) == 3
+    assert "meta" not in found and "forged" not in found
+    assert any("meta.yaml is a symbolic link" in b.reason for b in result.broken)
+
+    reader = mm.Store(store)
+    with pytest.raises(OSError, match="symbolic link"):
+        reader.get_metric_history(files.run_id, "x")
+    with pytest.raises(OSError, match="symbolic link"):
+        reader.get_metric_history(files.run_id, "sub/x")
+    with pytest.raises(OSError, match="symbolic link"):
+        reader.get_metric_history(folders.run_id, "x")
+    assert reader.metric_keys(files.run_id) == ["loss"]
+    read = json.dumps([reader.get_run(files.run_id), reader.get_run(folders.run_id)])
+    shown = mm_cli(store, "show", files.run_id) + mm_cli(store, "show", folders.run_id)
+    for text in (read, shown):
+        assert "4242" not in text and "stolen-secret" not in text and "loss" in text
+    exported = tmp_path / "exported"
+    assert "exported" in mm_cli(store, "export", "--format", "mlflow", str(exported), "--all")
+    out = b"".join(p.read_bytes() for p in exported.rglob("*") if p.is_file())
+    assert b"4242" not in out and b"stolen-secret" not in out
+    assert len(list(exported.rglob("metrics/loss"))) == 1  # "files" keeps its own metric
+
+
+def mm_cli(store: Path, *args: str) -> str:
+    from click.testing import CliRunner
+
+    from mini_mlflow.cli._main import cli
+
+    done = CliRunner().invoke(cli, ["--root", str(store), *args, "--json"])
+    assert done.exit_code == 0, done.output
+    return done.output
 
 
 # -- the fast meta.yaml reader gives exactly what the safe YAML loader gives ------------------------

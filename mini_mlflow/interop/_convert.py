@@ -20,8 +20,9 @@ from .._layout import (
     TMP_MARK,
     VALUE_SUFFIX,
     ms_from_iso,
+    walk_keys,
 )
-from .._reader import Store, _walk_keys
+from .._reader import Store
 
 #: MLflow's RunStatus numbers, as FileStore meta.yaml stores them.
 STATUS_NUMBERS = {"RUNNING": 1, "SCHEDULED": 2, "FINISHED": 3, "FAILED": 4, "KILLED": 5}
@@ -185,14 +186,14 @@ def load_run_view(root: str, run_dir: str, experiment_name: str) -> RunView:
     for key, text in system.items():
         if text and key not in view.tags:
             view.tags[key] = text
-    view.metric_keys = _walk_keys(os.path.join(run_dir, "metrics"), METRIC_SUFFIX)
+    view.metric_keys = walk_keys(os.path.join(run_dir, "metrics"), METRIC_SUFFIX)[0]
     return view
 
 
 def _values(run_dir: str, kind: str) -> dict[str, Any]:
     folder = os.path.join(run_dir, kind)
     out: dict[str, Any] = {}
-    for key in _walk_keys(folder, VALUE_SUFFIX):
+    for key in walk_keys(folder, VALUE_SUFFIX)[0]:
         path = os.path.join(folder, key + VALUE_SUFFIX)
         if os.path.islink(path):
             continue  # never read through a link: it could point anywhere

@@ -11,8 +11,8 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from .._layout import METRIC_SUFFIX
-from .._reader import _walk_keys
+from .._layout import METRIC_SUFFIX, walk_keys
+from .._meta import READ_FLAGS
 from ._summary import RunReport
 
 READ_CHUNK = 4 << 20
@@ -32,7 +32,7 @@ def read_points(
     # Small first, then growing: a pass cut short by its time slice has parsed little it did not send.
     # (Coalescing keeps whole chunks, so the last value per step is taken over as many lines as can be.)
     chunk = READ_CHUNK if coalesce else FIRST_CHUNK
-    with open(path, "rb") as f:
+    with os.fdopen(os.open(path, READ_FLAGS), "rb") as f:  # a planted symlink: refused (ELOOP)
         f.seek(offset)
         while True:
             want = chunk if limit is None else min(chunk, limit - offset)
@@ -59,7 +59,7 @@ def read_points(
 def metric_files(run_dir: str) -> list[tuple[str, str]]:
     folder = os.path.join(run_dir, "metrics")
     out = []
-    for key in _walk_keys(folder, METRIC_SUFFIX):
+    for key in walk_keys(folder, METRIC_SUFFIX)[0]:
         path = os.path.join(folder, key + METRIC_SUFFIX)
         if not os.path.islink(path):
             out.append((key, path))
