@@ -213,10 +213,11 @@ def test_ctrl_c_to_the_process_group_gives_killed(tmp_path: Path) -> None:
         import time
         import mini_mlflow as mm
         with mm.start_run():
-            print("ready", flush=True)
             step = 0
             while True:
                 mm.log_metric("tick", step, step=step)
+                if step == 3:  # ready once points were logged: Ctrl-C must keep them
+                    print("ready", flush=True)
                 step += 1
                 time.sleep(0.01)
         """,
