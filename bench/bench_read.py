@@ -390,8 +390,8 @@ def _history_rows(tmp: str, big: int) -> list[Row]:
                 f"`get_metric_history`, {big:,} points, first read, stdlib json only",
                 ms(plain),
                 "",
-                f"the fallback where orjson (a dependency) has no wheel; orjson makes it {plain / first:.1f}× "
-                "faster; repeat reads use the cache either way",
+                "the fallback where orjson (a dependency) has no wheel; orjson makes it "
+                f"{plain / first:.1f}× faster; repeat reads use the cache either way",
             )
         )
     show = cli(long_root, "show", run_id[:8])

@@ -23,6 +23,7 @@ from typing import Any
 from . import _files, _log
 from ._config import Settings
 from ._errors import StorageError
+from ._interrupts import HeldInterrupts
 from ._layout import METRIC_SUFFIX
 from ._run_files import FDS, MetricFiles, remove_heartbeat, write_heartbeat
 
@@ -146,23 +147,24 @@ class PointBuffer:
         Returns False, having written nothing, if another drainer held the lock for ``timeout``
         seconds (-1: wait as long as it takes).
         """
-        if not self.lock.acquire(timeout=timeout):
-            return False
-        try:
-            if self._held:
-                self._write({})  # retry what failed before, so lines stay in order
-            if not self._held:  # while writes fail, points wait in the queue (bounded by on_due)
-                remaining = len(self.queue)
-                while remaining > 0:
-                    n = min(remaining, _CHUNK)
-                    self._write(self._format(n))
-                    remaining -= n
-            now = _time()
-            if now >= self._heartbeat_due:
-                self._heartbeat(now)
-            self.due = 0.0 if len(self.queue) > self.max_points else now + self.interval
-        finally:
-            self.lock.release()
+        with HeldInterrupts():  # Ctrl-C here would keep the lock, or lose the points taken
+            if not self.lock.acquire(timeout=timeout):
+                return False
+            try:
+                if self._held:
+                    self._write({})  # retry what failed before, so lines stay in order
+                if not self._held:  # while writes fail, points wait in the queue (bounded by on_due)
+                    remaining = len(self.queue)
+                    while remaining > 0:
+                        n = min(remaining, _CHUNK)
+                        self._write(self._format(n))
+                        remaining -= n
+                now = _time()
+                if now >= self._heartbeat_due:
+                    self._heartbeat(now)
+                self.due = 0.0 if len(self.queue) > self.max_points else now + self.interval
+            finally:
+                self.lock.release()
         return True
 
     def _format(self, n: int) -> dict[str, bytes]:

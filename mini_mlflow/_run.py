@@ -25,6 +25,7 @@ from ._errors import (
     StorageError,
 )
 from ._files import storage_error
+from ._interrupts import HeldInterrupts
 from ._layout import (
     check_text,
     iso_from_ms,
@@ -359,9 +360,12 @@ class Run:
         status = check_status(status)
         # _lock_timeout bounds every wait when ending from a signal handler, which may have
         # interrupted this very thread inside a drain.
-        if not self._end_lock.acquire(timeout=_lock_timeout):
-            raise StorageError(0, f"run {self.run_id}: could not end it: busy")
+        acquired = False
         try:
+            with HeldInterrupts():  # a Ctrl-C right after acquire() would otherwise keep the lock
+                acquired = self._end_lock.acquire(timeout=_lock_timeout)
+            if not acquired:
+                raise StorageError(0, f"run {self.run_id}: could not end it: busy")
             if self.status != "RUNNING":
                 raise RunEndedError(f"Run {self.run_id} has already ended with status {self.status}")
             keys, self._metric_keys = self._metric_keys, _CLOSED
@@ -397,7 +401,8 @@ class Run:
             _registry.on_end(self)
             _log.info("run %s ended: %s", self.run_id, status)
         finally:
-            self._end_lock.release()
+            if acquired:
+                self._end_lock.release()
         if lost is not None:
             raise lost
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import random
 import signal
 import socket
 import struct
+import threading
 import time
 from pathlib import Path
 
@@ -100,6 +102,65 @@ def test_sigkill_loses_at_most_the_last_flush_interval(tmp_path: Path, attempt: 
         assert steps[-1] >= due, f"{key}: step {due} was logged before the cutoff, on disk only {steps[-1]}"
     meta = mm.Store(tmp_path / "mlruns").load_meta(mm.Store(tmp_path / "mlruns").find_run(run_id))
     assert meta["status"] == "RUNNING" and meta.get("crashed") is True  # the pid is gone: crashed
+
+
+# Runs one after another, each logging flat out (1 ms flush interval: the logging calls drain the buffer
+# themselves), each stopped by a Ctrl-C that the test sends at a random moment.
+INTERRUPTED = """
+import random, sys, mini_mlflow as mm
+while True:
+    try:
+        with mm.start_run() as run:
+            step = 0
+            while True:
+                for k in range(5):
+                    mm.log_metric(f"m{k}", step, step=step)
+                step += 1
+                if step == 20:
+                    print("go", flush=True)
+    except KeyboardInterrupt:
+        print(run.run_id, run.status, flush=True)
+"""
+
+
+def test_ctrl_c_at_any_moment_of_a_drain_ends_the_run_and_loses_nothing(tmp_path: Path) -> None:
+    # A KeyboardInterrupt raised right after a lock's acquire() (CPython checks for signals as a call
+    # returns) used to keep the lock: the next end_run waited forever. Found with 2 ms flushes: a hang
+    # within ~20 interrupts.
+    proc = python_child(
+        INTERRUPTED,
+        tmp_path,
+        env={"MINI_MLFLOW_TRACKING_DIR": str(tmp_path / "mlruns"), "MINI_MLFLOW_FLUSH_INTERVAL": "0.001"},
+    )
+    assert proc.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line.strip()) for line in proc.stdout], daemon=True).start()
+    ended = {}
+    try:
+        for _ in range(150):
+            assert lines.get(timeout=30) == "go"
+            time.sleep(random.uniform(0, 0.01))
+            proc.send_signal(signal.SIGINT)
+            try:
+                line = lines.get(timeout=10)
+            except queue.Empty:
+                raise AssertionError("the run did not end within 10 s of Ctrl-C (a lock kept?)") from None
+            run_id, status = line.split()
+            ended[run_id] = status
+    finally:
+        proc.kill()
+        proc.wait()
+    assert set(ended.values()) == {"KILLED"} and len(ended) == 150
+    store = mm.Store(tmp_path / "mlruns")
+    for run_id in ended:
+        assert store.load_meta(store.find_run(run_id))["status"] == "KILLED"
+        histories = _histories(tmp_path / "mlruns", run_id)
+        assert len(histories) == 5
+        lengths = set()
+        for steps, _, skipped in histories.values():
+            assert steps == list(range(len(steps))) and skipped == 0  # nothing taken and lost
+            lengths.add(len(steps))
+        assert max(lengths) - min(lengths) <= 1  # every point logged before Ctrl-C is on disk
 
 
 @pytest.mark.parametrize("attempt", range(2))
