@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -18,6 +19,13 @@ import mini_mlflow as mm
 from mini_mlflow import _registry
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# A suite started in the background of a non-interactive shell (`make test &`, some CI runners) inherits
+# SIGINT ignored, and an ignored signal stays ignored in every child: the Ctrl-C tests would then send
+# Ctrl-C to programs that cannot receive it. Children start as under a terminal instead (a handler in
+# this process becomes the default disposition in a child).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
