@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 
+from .._meta import READ_FLAGS
 from .._reader import parse_metric_lines
 
 #: Files up to this size are parsed whole (exact min/max per column).
@@ -21,7 +22,7 @@ _DOTS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
 def sample_points(path: str, samples: int) -> list[tuple[int, float]]:
     """About ``samples`` (step, value) points spread over the file, always with its last point."""
     size = os.path.getsize(path)
-    with open(path, "rb") as f:
+    with os.fdopen(os.open(path, READ_FLAGS), "rb") as f:  # a planted symlink: refused (ELOOP)
         if size <= WHOLE_FILE_BYTES:
             history = parse_metric_lines(f.read())
             return list(zip(history.steps, history.values, strict=True))

@@ -22,6 +22,7 @@ from .._layout import (
     ms_from_iso,
     walk_keys,
 )
+from .._meta import read_bytes
 from .._reader import Store
 
 #: MLflow's RunStatus numbers, as FileStore meta.yaml stores them.
@@ -195,11 +196,8 @@ def _values(run_dir: str, kind: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in walk_keys(folder, VALUE_SUFFIX)[0]:
         path = os.path.join(folder, key + VALUE_SUFFIX)
-        if os.path.islink(path):
-            continue  # never read through a link: it could point anywhere
         try:
-            with open(path, "rb") as f:
-                out[key] = json.loads(f.read())
+            out[key] = json.loads(read_bytes(path))  # O_NOFOLLOW: never read through a link
         except (OSError, ValueError):
             continue
     return out
