@@ -107,7 +107,7 @@ def test_sigkill_loses_at_most_the_last_flush_interval(tmp_path: Path, attempt: 
 # Runs one after another, each logging flat out (1 ms flush interval: the logging calls drain the buffer
 # themselves), each stopped by a Ctrl-C that the test sends at a random moment.
 INTERRUPTED = """
-import random, sys, mini_mlflow as mm
+import mini_mlflow as mm
 while True:
     try:
         with mm.start_run() as run:
