@@ -204,9 +204,11 @@ def walk_keys(folder: str, suffix: str) -> tuple[list[str], list[str]]:
     ``/`` in a key is a sub-folder. Symbolic links (files, sub-folders, or ``folder`` itself) and
     temporary files are passed over: a reader never leaves the store through a planted link.
     """
+    if os.path.islink(folder):
+        return [], ["."]
     keys: list[str] = []
     rels: list[str] = []
-    pending = ["."] if not os.path.islink(folder) else []
+    pending = ["."]
     while pending:
         rel = pending.pop()
         rels.append(rel)
@@ -226,4 +228,4 @@ def walk_keys(folder: str, suffix: str) -> tuple[list[str], list[str]]:
                     # hit by identity instead of comparing 10,000 scattered copies (measured: the
                     # process that built the index searched 1.5x slower than one that loaded it).
                     keys.append(sys.intern(sub[: -len(suffix)]))
-    return sorted(keys), rels or ["."]
+    return sorted(keys), rels

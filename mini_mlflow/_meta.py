@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Any
+from typing import Any, BinaryIO
 
 from ._layout import ms_from_iso
 from ._yamlsubset import load_meta_bytes
@@ -12,6 +12,11 @@ from ._yamlsubset import load_meta_bytes
 #: How the read side opens a store's files: a file planted as a symbolic link is refused (ELOOP), so
 #: nothing outside the store is read through it.
 READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+
+
+def open_binary(path: str) -> BinaryIO:
+    """``open(path, "rb")`` for a store's file, refusing one planted as a symbolic link (ELOOP)."""
+    return os.fdopen(os.open(path, READ_FLAGS), "rb")
 
 
 def read_bytes(path: str) -> bytes:

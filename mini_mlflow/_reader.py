@@ -29,7 +29,7 @@ from ._layout import (
     validate_run_id,
     walk_keys,
 )
-from ._meta import READ_FLAGS, read_bytes
+from ._meta import READ_FLAGS, open_binary, read_bytes
 from ._metric_parse import MetricHistory as MetricHistory  # re-exported: the read API's types
 from ._metric_parse import MetricPoint as MetricPoint
 from ._metric_parse import parse_metric_lines as parse_metric_lines
@@ -43,7 +43,7 @@ STALE_MIN_SECONDS = 30.0
 
 def last_point(path: str) -> MetricPoint | None:
     """The last complete point of a metric file, reading only its tail."""
-    with os.fdopen(os.open(path, READ_FLAGS), "rb") as f:
+    with open_binary(path) as f:
         size = f.seek(0, os.SEEK_END)
         chunk = 512
         while True:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 
-from .._meta import READ_FLAGS
+from .._meta import open_binary
 from .._reader import parse_metric_lines
 
 #: Files up to this size are parsed whole (exact min/max per column).
@@ -22,7 +22,7 @@ _DOTS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
 def sample_points(path: str, samples: int) -> list[tuple[int, float]]:
     """About ``samples`` (step, value) points spread over the file, always with its last point."""
     size = os.path.getsize(path)
-    with os.fdopen(os.open(path, READ_FLAGS), "rb") as f:  # a planted symlink: refused (ELOOP)
+    with open_binary(path) as f:
         if size <= WHOLE_FILE_BYTES:
             history = parse_metric_lines(f.read())
             return list(zip(history.steps, history.values, strict=True))

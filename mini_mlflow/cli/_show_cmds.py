@@ -301,7 +301,7 @@ def tail_cmd(
     """Print the latest metric points of a run; with -f, follow them as they are written."""
     from .. import _index
     from .._layout import walk_keys
-    from .._meta import READ_FLAGS, read_meta_file
+    from .._meta import open_binary, read_meta_file
     from .._reader import heartbeat_state, parse_metric_lines, resolve_run
     from ._render import clean, fmt_number
 
@@ -323,7 +323,7 @@ def tail_cmd(
                 continue
             path = os.path.join(folder, key + METRIC_SUFFIX)
             try:
-                with os.fdopen(os.open(path, READ_FLAGS), "rb") as f:
+                with open_binary(path) as f:
                     f.seek(offsets.get(key, 0))
                     data = f.read()
             except OSError:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _files
 from .._errors import InvalidInputError
 from .._layout import METRIC_SUFFIX, TMP_MARK, now_ms
-from .._meta import READ_FLAGS
+from .._meta import open_binary
 from .._reader import parse_metric_lines
 from .._store import read_meta
 from ._convert import STATUS_NUMBERS, iter_artifacts, load_results, load_run_view, metric_line_text
@@ -193,7 +193,7 @@ def _write_metric(base: str, run_dir: str, rdir: str, key: str) -> tuple[int, in
     # An identical point logged twice is written once: MLflow's SQL stores keep one (their primary key
     # is key, timestamp, step, value), and `mlflow migrate-filestore` fails on a repeated one.
     seen: set[tuple[int, int, float | str]] = set()
-    with os.fdopen(os.open(src, READ_FLAGS), "rb") as f, open(tmp, "w", encoding="ascii") as out:
+    with open_binary(src) as f, open(tmp, "w", encoding="ascii") as out:
         rest = b""
         while True:
             data = f.read(_CHUNK)

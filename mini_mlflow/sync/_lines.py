@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .._layout import METRIC_SUFFIX, walk_keys
-from .._meta import READ_FLAGS
+from .._meta import open_binary
 from ._summary import RunReport
 
 READ_CHUNK = 4 << 20
@@ -32,7 +32,7 @@ def read_points(
     # Small first, then growing: a pass cut short by its time slice has parsed little it did not send.
     # (Coalescing keeps whole chunks, so the last value per step is taken over as many lines as can be.)
     chunk = READ_CHUNK if coalesce else FIRST_CHUNK
-    with os.fdopen(os.open(path, READ_FLAGS), "rb") as f:  # a planted symlink: refused (ELOOP)
+    with open_binary(path) as f:
         f.seek(offset)
         while True:
             want = chunk if limit is None else min(chunk, limit - offset)
