@@ -167,8 +167,8 @@ class RunContext:
         path = os.path.join(self.run.run_dir, RESULTS_DIR, key + VALUE_SUFFIX)
         if not os.path.exists(os.path.join(self.run.run_dir, META_FILE)):
             raise NotFoundError(f"run folder {self.run.run_dir} was deleted; cannot store result {key!r}")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        self.run._artifact_io(lambda: _files.write_atomic(path, (text + "\n").encode("utf-8")), path)
+        data = (text + "\n").encode("utf-8")
+        self.run._artifact_io(lambda: _store.write_in_run(self.run.run_dir, path, data), path)
         self._results[key] = json.loads(text)
 
     def log_results(self, results: Mapping[str, Any]) -> None:
@@ -221,7 +221,7 @@ class RunContext:
         self.run._check_open()
         folder, _, name = key.rpartition("/")
         dest = _store.artifact_dest(self.run.run_dir, folder or None, name)
-        self.run._artifact_io(lambda: _store.copy_artifact(src, dest), dest)
+        self.run._artifact_io(lambda: _store.copy_artifact(self.run.run_dir, src, dest), dest)
         return key
 
     # -- the record ---------------------------------------------------------------------------------

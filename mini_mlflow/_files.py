@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 from typing import Any
 
 from ._errors import StorageError
@@ -18,6 +19,11 @@ from ._layout import TMP_MARK
 
 _APPEND_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_COPY_CHUNK = 1 << 20
+_SENDFILE_CHUNK = 1 << 30
+#: A file created (or truncated) for streaming writes; a symlink in its place is refused.
+CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | _NOFOLLOW
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | _NOFOLLOW
 
 
 def _tmp_name(path: str) -> str:
@@ -32,46 +38,92 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def write_atomic(path: str, data: bytes, fsync: bool = False) -> None:
-    """Replace ``path`` with ``data``: readers see the old file or the new one, never a mix."""
+def _replace_with(path: str, fill: Callable[[int], None], fsync: bool, dir_fd: int | None) -> None:
     tmp = _tmp_name(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644, dir_fd=dir_fd)
     try:
         try:
-            _write_all(fd, data)
+            fill(fd)
             if fsync:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
-        _unlink_quietly(tmp)
+        _unlink_quietly(tmp, dir_fd)
         raise
     if fsync:
-        fsync_dir(os.path.dirname(path))
+        if dir_fd is None:
+            fsync_dir(os.path.dirname(path))
+        else:
+            os.fsync(dir_fd)
 
 
-def create_once(path: str, data: bytes) -> bytes | None:
+def write_atomic(path: str, data: bytes, fsync: bool = False, dir_fd: int | None = None) -> None:
+    """Replace ``path`` with ``data``: readers see the old file or the new one, never a mix.
+
+    With ``dir_fd``, ``path`` is a name in that open folder (see :func:`open_dir_beneath`): the file
+    lands in that very folder even if its path is swapped for a symlink meanwhile.
+    """
+    _replace_with(path, lambda fd: _write_all(fd, data), fsync, dir_fd)
+
+
+def _copy_fd(source: int, fd: int) -> None:
+    """Copy from ``source``'s position to its end, in the kernel where it can (``sendfile``)."""
+    if hasattr(os, "sendfile"):
+        sent = 0
+        try:
+            while n := os.sendfile(fd, source, None, _SENDFILE_CHUNK):
+                sent += n
+            return
+        except OSError:
+            if sent:  # a failure mid-copy is real (disk full); one at the start may be "not supported"
+                raise
+    while chunk := os.read(source, _COPY_CHUNK):
+        _write_all(fd, chunk)
+
+
+def copy_atomic(src: str, path: str, dir_fd: int | None = None) -> None:
+    """Replace ``path`` with a copy of the file ``src``, streamed (bounded memory), as in ``write_atomic``."""
+
+    def fill(fd: int) -> None:
+        source = os.open(src, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            _copy_fd(source, fd)
+        finally:
+            os.close(source)
+
+    _replace_with(path, fill, False, dir_fd)
+
+
+def create_once(path: str, data: bytes, dir_fd: int | None = None) -> bytes | None:
     """Create ``path`` holding ``data`` unless it exists; return the existing content if it does.
 
     The content is written under a temporary name and hard-linked into place, so the file appears
-    complete or not at all, and of two racing writers exactly one wins.
+    complete or not at all, and of two racing writers exactly one wins. ``dir_fd`` as for
+    :func:`write_atomic`; an existing file that is a symlink is refused, never read through.
     """
     tmp = _tmp_name(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644, dir_fd=dir_fd)
     try:
         try:
             _write_all(fd, data)
         finally:
             os.close(fd)
         try:
-            os.link(tmp, path)
+            os.link(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
         except FileExistsError:
-            with open(path, "rb") as existing:
+            try:
+                fd = os.open(path, _READ_FLAGS, dir_fd=dir_fd)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise SymlinkRefusedError(path) from None
+                raise
+            with os.fdopen(fd, "rb") as existing:
                 return existing.read()
         return None
     finally:
-        _unlink_quietly(tmp)
+        _unlink_quietly(tmp, dir_fd)
 
 
 def open_append(path: str) -> int:
@@ -103,24 +155,26 @@ def _open_dir_nofollow(name: str, dir_fd: int) -> int:
         raise
 
 
-def open_append_beneath(root: str, rel: str, fixed: int, guard: str | None = None) -> int:
-    """Open ``root/rel`` for appending without following any symlink below ``root``.
+def open_dir_beneath(root: str, rel: str, fixed: int, guard: str | None = None) -> int:
+    """Open the folder ``root/rel`` without following any symlink below ``root``; return its descriptor.
 
     ``os.open(..., O_NOFOLLOW)`` only guards the last component; a planted ``metrics -> /elsewhere``
     would still be followed. Here every folder below ``root`` is opened relative to its parent with
-    ``O_NOFOLLOW``, so the file is reached only through real folders (race-free: no check-then-open).
+    ``O_NOFOLLOW``, so the folder is reached only through real folders. A file then created or replaced
+    through the descriptor (``dir_fd=``) stays there even if a path on the way is swapped for a symlink
+    at that instant: no check-then-write window. The caller closes the descriptor.
 
     Args:
         root: Trusted folder (the store root; it may itself be a symlink the user chose).
-        rel: ``/``-separated path below ``root``; its last part is the file.
+        rel: ``/``-separated folder path below ``root`` (missing folders are created past ``fixed``).
         fixed: How many leading folders of ``rel`` must exist (never created: e.g. the run folder).
         guard: A file that must exist in the last fixed folder before anything is created below it
             (the run's meta.yaml: a run folder deleted under a live run is not re-created piecemeal).
     """
-    parts = rel.split("/")
+    parts = [part for part in rel.split("/") if part]
     fd = os.open(root, _DIR_FLAGS)
     try:
-        for i, part in enumerate(parts[:-1]):
+        for i, part in enumerate(parts):
             try:
                 try:
                     sub = _open_dir_nofollow(part, fd)
@@ -138,12 +192,35 @@ def open_append_beneath(root: str, rel: str, fixed: int, guard: str | None = Non
                 raise SymlinkRefusedError(os.path.join(root, *parts[: i + 1])) from None  # full path
             os.close(fd)
             fd = sub
-        try:
-            return os.open(parts[-1], _APPEND_FLAGS | _NOFOLLOW, 0o644, dir_fd=fd)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise SymlinkRefusedError(os.path.join(root, rel)) from None
-            raise
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def exists_in(name: str, dir_fd: int) -> bool:
+    """Whether ``name`` exists in the open folder ``dir_fd`` (a symlink counts; it is not followed)."""
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def open_append_beneath(root: str, rel: str, fixed: int, guard: str | None = None) -> int:
+    """Open the file ``root/rel`` for appending without following any symlink below ``root``.
+
+    The folders are reached as in :func:`open_dir_beneath` (same ``fixed`` and ``guard``); the file is
+    created if missing and refused if it is a symlink.
+    """
+    folder, _, name = rel.rpartition("/")
+    fd = open_dir_beneath(root, folder, fixed, guard)
+    try:
+        return os.open(name, _APPEND_FLAGS | _NOFOLLOW, 0o644, dir_fd=fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SymlinkRefusedError(os.path.join(root, rel)) from None
+        raise
     finally:
         os.close(fd)
 
@@ -159,8 +236,9 @@ def opened_path(fd: int) -> str | None:
 def check_inside(base: str, path: str) -> None:
     """Raise ``SymlinkRefusedError`` unless the folder of ``path`` resolves inside ``base``.
 
-    For the rare writes (params, tags, artifacts): a planted symlink in place of ``params/`` or a key's
-    folder must not send the file elsewhere. ``base`` itself must not be a symlink either.
+    A clear early answer (the reader's metric lookup, an artifact's destination): a planted symlink in
+    place of ``metrics/`` or a key's folder is named. Writes do not rely on it (a link swapped in right
+    after the check would win); they go through :func:`open_dir_beneath`. ``base`` must not be a link.
     """
     if os.path.islink(base):
         raise SymlinkRefusedError(base)
@@ -216,9 +294,9 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def _unlink_quietly(path: str) -> None:
+def _unlink_quietly(path: str, dir_fd: int | None = None) -> None:
     try:
-        os.unlink(path)
+        os.unlink(path, dir_fd=dir_fd)
     except OSError:
         pass
 

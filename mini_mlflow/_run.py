@@ -280,7 +280,7 @@ class Run:
                 + (" (use log_artifacts for a folder)" if os.path.isdir(src) else "")
             )
         dest = _store.artifact_dest(self.run_dir, artifact_path, os.path.basename(src))
-        self._artifact_io(lambda: _store.copy_artifact(src, dest), dest)
+        self._artifact_io(lambda: _store.copy_artifact(self.run_dir, src, dest), dest)
 
     def log_artifacts(self, local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> None:
         """Copy every file under a folder into the run's artifacts (symlinked folders are not followed)."""
@@ -297,7 +297,7 @@ class Run:
                 src = os.path.join(folder, name)
                 if os.path.isfile(src):
                     dest = _store.artifact_dest(self.run_dir, sub or None, name)
-                    self._artifact_io(lambda s=src, d=dest: _store.copy_artifact(s, d), dest)
+                    self._artifact_io(lambda s=src, d=dest: _store.copy_artifact(self.run_dir, s, d), dest)
 
     def log_dict(self, dictionary: Any, artifact_file: str) -> None:
         """Save a dict as a JSON (or, for .yaml/.yml, YAML) artifact."""
@@ -323,7 +323,7 @@ class Run:
     def _write_artifact(self, artifact_file: str, data: bytes) -> None:
         folder, _, name = str(artifact_file).rpartition("/")
         dest = _store.artifact_dest(self.run_dir, folder or None, name)
-        self._artifact_io(lambda: _store.write_artifact_bytes(dest, data), dest)
+        self._artifact_io(lambda: _store.write_in_run(self.run_dir, dest, data), dest)
 
     @staticmethod
     def _artifact_io(action: Any, dest: str) -> None:

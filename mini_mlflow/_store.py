@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, BinaryIO
 
 from . import _files
 from ._errors import InvalidInputError, NotFoundError, ParamConflictError, StorageError
@@ -23,7 +23,6 @@ from ._layout import (
     MAX_PARAM_VALUE_LENGTH,
     MAX_TAG_VALUE_LENGTH,
     META_FILE,
-    TMP_MARK,
     check_text,
     iso_from_ms,
     now_ms,
@@ -34,6 +33,7 @@ from ._layout import (
     validate_key,
 )
 from ._meta import read_bytes
+from ._run_files import run_folder
 
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
@@ -49,8 +49,9 @@ def locked(folder: str, timeout: float = 60) -> Iterator[None]:
         yield
 
 
-def read_meta(path: str) -> dict[str, Any]:
-    raw = read_bytes(path)  # a meta.yaml planted as a symlink: refused (ELOOP), never read through
+def read_meta(path: str, dir_fd: int | None = None) -> dict[str, Any]:
+    """A meta.yaml, read with the safe loader (``path`` is a name in ``dir_fd`` if given)."""
+    raw = read_bytes(path, dir_fd)  # a meta.yaml planted as a symlink: refused (ELOOP), never read through
     try:
         data = _files.load_yaml(raw)
     except Exception as exc:  # yaml errors (e.g. a !!python/object tag) mean a broken file, never code
@@ -163,8 +164,6 @@ def create_run(
     """Create the folder and meta.yaml of a new run; return ``(run_dir, meta)``."""
     rdir = os.path.join(root, experiment_id, run_id)
     os.makedirs(rdir, exist_ok=True)
-    for sub in RUN_SUBDIRS:
-        os.makedirs(os.path.join(rdir, sub), exist_ok=True)
     meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "run_id": run_id,
@@ -178,11 +177,16 @@ def create_run(
         "lifecycle_stage": "active",
         "parent_run_id": parent_run_id,
     }
-    with locked(rdir):
-        meta_path = os.path.join(rdir, META_FILE)
-        if os.path.exists(meta_path):
+    # Through the run folder's descriptor, as every write into a run (a planted link is refused).
+    with run_folder(rdir) as fd, locked(rdir):
+        if _files.exists_in(META_FILE, fd):
             raise InvalidInputError(f"run id {run_id!r} already exists in experiment {experiment_id}")
-        write_meta(meta_path, meta)
+        for sub in RUN_SUBDIRS:
+            try:
+                os.mkdir(sub, 0o755, dir_fd=fd)
+            except FileExistsError:
+                pass
+        _files.write_atomic(META_FILE, _files.dump_yaml(meta), dir_fd=fd)
     return rdir, meta
 
 
@@ -190,16 +194,19 @@ def update_run_meta(
     rdir: str, fsync: bool = False, lock_timeout: float = 60, **changes: Any
 ) -> dict[str, Any]:
     """Apply ``changes`` to a run's meta.yaml (read-modify-replace under the run's lock)."""
-    meta_path = os.path.join(rdir, META_FILE)
-    # A run folder swapped for a symlink: its lock and meta.yaml would be written outside the store.
-    _files.check_inside(rdir, meta_path)
-    with locked(rdir, lock_timeout):
-        try:
-            meta = read_meta(meta_path)
-        except FileNotFoundError:
-            raise NotFoundError(f"run folder {rdir} has no meta.yaml (was it deleted?)") from None
-        meta.update(changes)
-        write_meta(meta_path, meta, fsync=fsync)
+    # meta.yaml is read and replaced through a descriptor of the run folder: one swapped for a symlink,
+    # even mid-update, never has it written outside the store. (The lock library opens its file by path:
+    # at that instant an empty .lock could appear behind such a link; it is never truncated or written.)
+    try:
+        with run_folder(rdir) as fd, locked(rdir, lock_timeout):
+            try:
+                meta = read_meta(META_FILE, fd)
+            except FileNotFoundError:
+                raise NotFoundError(f"run folder {rdir} has no meta.yaml (was it deleted?)") from None
+            meta.update(changes)
+            _files.write_atomic(META_FILE, _files.dump_yaml(meta), fsync=fsync, dir_fd=fd)
+    except FileNotFoundError:
+        raise NotFoundError(f"run folder {rdir} is gone (was it deleted?)") from None
     touch_experiment(rdir)
     return meta
 
@@ -310,24 +317,18 @@ def param_json(key: str, value: Any) -> str:
     return text
 
 
-def _make_parent(rdir: str, path: str) -> None:
-    """Create the folder of a key's file, but never re-create a run folder deleted under us."""
-    if not os.path.exists(os.path.join(rdir, META_FILE)):
-        raise FileNotFoundError(2, "the run folder was deleted", rdir)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+def _in_run(rdir: str, path: str) -> tuple[str, str]:
+    """``(folder below the run, file name)`` of a path inside the run folder ``rdir``."""
+    folder, _, name = os.path.relpath(path, rdir).replace(os.sep, "/").rpartition("/")
+    return folder, name
 
 
 def write_param(rdir: str, key: str, text: str) -> None:
     """Write a param once; the same value again is a no-op, a different one raises."""
-    path = param_path(rdir, key)
+    folder, name = _in_run(rdir, param_path(rdir, key))
     data = (text + "\n").encode("utf-8")
-    try:
-        _files.check_inside(rdir, path)  # params/ or a key's folder planted as a symlink: refuse
-        existing = _files.create_once(path, data)
-    except FileNotFoundError:
-        _make_parent(rdir, path)
-        _files.check_inside(rdir, path)
-        existing = _files.create_once(path, data)
+    with run_folder(rdir, folder) as fd:  # params/ or a key's folder as a symlink: refused, never followed
+        existing = _files.create_once(name, data, dir_fd=fd)
     if existing is not None and existing.strip() != data.strip():
         old = existing.decode("utf-8", "replace").strip()
         raise ParamConflictError(
@@ -347,15 +348,19 @@ def tag_json(key: str, value: Any) -> str:
 
 
 def write_tag(rdir: str, key: str, text: str) -> None:
-    path = tag_path(rdir, key)
-    data = (text + "\n").encode("utf-8")
-    try:
-        _files.check_inside(rdir, path)  # tags/ or a key's folder planted as a symlink: refuse
-        _files.write_atomic(path, data)
-    except FileNotFoundError:
-        _make_parent(rdir, path)
-        _files.check_inside(rdir, path)
-        _files.write_atomic(path, data)
+    """Write a tag (replaced whole: last write wins)."""
+    write_in_run(rdir, tag_path(rdir, key), (text + "\n").encode("utf-8"))
+
+
+def write_in_run(rdir: str, path: str, data: bytes) -> None:
+    """Replace the file ``path`` inside the run folder ``rdir`` with ``data``, creating its folder.
+
+    The folder is reached without following any symlink (see ``run_folder``): a link planted or swapped
+    in anywhere below the store root is refused, never written through.
+    """
+    folder, name = _in_run(rdir, path)
+    with run_folder(rdir, folder) as fd:
+        _files.write_atomic(name, data, dir_fd=fd)
 
 
 def artifact_dest(rdir: str, artifact_path: str | None, name: str) -> str:
@@ -371,40 +376,28 @@ def artifact_dest(rdir: str, artifact_path: str | None, name: str) -> str:
         _files.check_inside(rdir, os.path.join(rdir, "artifacts", "x"))
     except OSError as exc:
         raise _files.storage_error("store artifact", exc.filename or rdir, exc) from None
+    # A planted link below artifacts/ gets a clear error here; the write itself never follows one.
     base = os.path.realpath(os.path.join(rdir, "artifacts"))
-    dest = os.path.join(base, rel, name) if rel else os.path.join(base, name)
-    parent = os.path.realpath(os.path.dirname(dest))
+    parent = os.path.realpath(os.path.join(base, rel)) if rel else base
     if parent != base and not parent.startswith(base + os.sep):
         raise InvalidInputError(
             f"artifact path {os.path.join(rel, name)!r} resolves outside the run's artifacts folder"
         )
-    return dest
+    return os.path.join(rdir, "artifacts", rel, name) if rel else os.path.join(rdir, "artifacts", name)
 
 
-def copy_artifact(src: str, dest: str) -> None:
-    """Copy a file into place atomically (temp file in the destination folder + rename)."""
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    if os.path.islink(dest):
-        raise InvalidInputError(f"artifact destination {dest} is a symlink; refusing to write")
-    import shutil
-
-    tmp = f"{dest}.{TMP_MARK}.{os.getpid()}"
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+def copy_artifact(rdir: str, src: str, dest: str) -> None:
+    """Copy the file ``src`` to ``dest`` in the run (streamed, then renamed into place; folders made)."""
+    folder, name = _in_run(rdir, dest)
+    with run_folder(rdir, folder) as fd:  # a symlink anywhere on the way: refused, never written through
+        _files.copy_atomic(src, name, dir_fd=fd)
 
 
-def write_artifact_bytes(dest: str, data: bytes) -> None:
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    if os.path.islink(dest):
-        raise InvalidInputError(f"artifact destination {dest} is a symlink; refusing to write")
-    _files.write_atomic(dest, data)
+def open_in_run(rdir: str, path: str) -> BinaryIO:
+    """Create (or truncate) the file ``path`` in the run for streaming writes, reached as ``write_in_run``."""
+    folder, name = _in_run(rdir, path)
+    with run_folder(rdir, folder) as fd:
+        return os.fdopen(os.open(name, _files.CREATE_FLAGS, 0o644, dir_fd=fd), "wb")
 
 
 def validate_params(params: dict[str, Any]) -> dict[str, str]:

@@ -291,10 +291,11 @@ def run(
 
 def _supervise(tracked: Run, argv: list[str], env: dict[str, str], secrets: list[str]) -> int:
     """Run the child to its end, then end the run with the status its ending deserves."""
-    from .._store import artifact_dest
+    from .._store import artifact_dest, open_in_run
 
     state = {"interrupted": 0, "forwarded": 0}
-    logs = [open(artifact_dest(tracked.run_dir, None, n), "wb") for n in ("stdout.txt", "stderr.txt")]  # noqa: SIM115
+    rdir = tracked.run_dir
+    logs = [open_in_run(rdir, artifact_dest(rdir, None, n)) for n in ("stdout.txt", "stderr.txt")]
     try:
         try:
             proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from .. import _store
+from .. import _files, _store
 from .._buffer import format_point
 from .._errors import InvalidInputError
 from .._layout import (
@@ -31,6 +31,7 @@ from .._layout import (
     MAX_EXPERIMENT_NAME_LENGTH,
     MAX_PARAM_VALUE_LENGTH,
     MAX_TAG_VALUE_LENGTH,
+    META_FILE,
     METRIC_SUFFIX,
     RUN_STATUSES,
     TMP_MARK,
@@ -192,7 +193,7 @@ def _import_run(base: str, root: str, src: str, experiment_id: str, report: Impo
     }
     try:
         # meta.yaml first: the folder is hidden (temporary name) until renamed into place.
-        _store.write_meta(os.path.join(tmp, "meta.yaml"), run_meta)
+        _store.write_in_run(tmp, os.path.join(tmp, META_FILE), _files.dump_yaml(run_meta))
         for key, text in params.items():
             _store.write_param(tmp, key, _store.param_json(key, text))
         for key, text in tags.items():
@@ -273,8 +274,7 @@ def _import_metrics(base: str, src: str, dest: str, report: ImportReport) -> int
             report.skipped.append(f"{path}: {exc}")
             continue
         out = os.path.join(dest, "metrics", key + METRIC_SUFFIX)
-        make_dirs(os.path.realpath(dest), os.path.dirname(out))
-        with open(path, "rb") as f, open(out, "w", encoding="utf-8") as sink:
+        with open(path, "rb") as f, _store.open_in_run(dest, out) as sink:  # through real folders only
             lines: list[str] = []
             for raw in _bounded_lines(f, report):
                 point = _metric_point(raw)
@@ -284,10 +284,10 @@ def _import_metrics(base: str, src: str, dest: str, report: ImportReport) -> int
                     continue
                 lines.append(format_point(*point))
                 if len(lines) == _WRITE_BATCH:
-                    sink.write("".join(lines))
+                    sink.write("".join(lines).encode())
                     count += len(lines)
                     lines.clear()
-            sink.write("".join(lines))
+            sink.write("".join(lines).encode())
             count += len(lines)
     return count
 
@@ -338,7 +338,6 @@ def _import_artifacts(
             report.skipped.append(f"{path}: {exc}")
             continue
         target = safe_join(root, os.path.relpath(os.path.join(dest, "artifacts"), root), rel)
-        make_dirs(root, os.path.dirname(target))
-        shutil.copyfile(path, target)
+        _store.copy_artifact(dest, path, target)  # through real folders only, as every write into a run
         count += 1
     return count

@@ -16,7 +16,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .. import _files
+from .._meta import read_bytes
+from .._store import write_in_run
 from ._errors import display_url
 
 SYNC_DIR = ".sync"
@@ -66,8 +67,7 @@ def cursor_path(run_dir: str, url: str) -> str:
 def load(run_dir: str, url: str) -> Cursor:
     """The cursor of ``run_dir`` for ``url``; an empty one if none (or unreadable: resending is safe)."""
     try:
-        with open(cursor_path(run_dir, url), "rb") as f:
-            data = json.loads(f.read())
+        data = json.loads(read_bytes(cursor_path(run_dir, url)))  # a planted link: refused, not read
     except (OSError, ValueError):
         return Cursor(server=display_url(url))
     if not isinstance(data, dict) or data.get("version") != CURSOR_VERSION:
@@ -80,10 +80,8 @@ def load(run_dir: str, url: str) -> Cursor:
 
 def save(run_dir: str, url: str, cursor: Cursor) -> None:
     """Replace the cursor atomically (readers and a later pass see the old one or the new one)."""
-    path = cursor_path(run_dir, url)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     data = json.dumps(asdict(cursor), sort_keys=True, separators=(",", ":")).encode() + b"\n"
-    _files.write_atomic(path, data)
+    write_in_run(run_dir, cursor_path(run_dir, url), data)  # .sync/ as a link: refused, not followed
 
 
 def lock_path(run_dir: str, url: str) -> str:
