@@ -134,7 +134,7 @@ def sync_cmd(
     root = obj["root"]
     targets = _targets(root, run_ids, experiments, all_runs)
     try:
-        client = MlflowRestClient(url, timeout=timeout, max_retries=retries)
+        client = MlflowRestClient(url, timeout=timeout, max_retries=retries, on_retry=_say_retry)
     except SyncError as exc:
         source = click.get_current_context().get_parameter_source("url")
         _fail(str(exc) + (" (from MINI_MLFLOW_SYNC_URL)" if source == ParameterSource.ENVIRONMENT else ""))
@@ -149,6 +149,11 @@ def sync_cmd(
     _print_summary(summary, as_json, dry_run)
     run_errors = any(report.errors for report in summary.runs)
     sys.exit(1 if run_errors or (summary.fatal and summary.fatal_kind != "interrupted") else 0)
+
+
+def _say_retry(message: str) -> None:
+    """A request is being retried: say so on stderr (a stalled server otherwise looks like a hang)."""
+    click.echo(f"{time.strftime('%H:%M:%S')} retrying: {clean(message)}", err=True)
 
 
 def _one_pass(

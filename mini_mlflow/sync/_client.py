@@ -24,11 +24,12 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from .. import _log
 from ._answers import check_answer
 from ._errors import (
     AuthError,
@@ -110,6 +111,8 @@ class MlflowRestClient:
         max_retries: Retries of one request after the first attempt.
         backoff_base: First backoff in seconds (doubled each retry, full jitter, at most ``backoff_max``).
         stop: An event that interrupts backoff waits (the agent's stop signal).
+        on_retry: Called with one line (what failed, which retry, how long until it) before each wait,
+            so a person watching knows why nothing moves; by default logged at INFO.
         transport: An httpx transport, for tests and custom networking.
     """
 
@@ -123,6 +126,7 @@ class MlflowRestClient:
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         stop: threading.Event | None = None,
+        on_retry: Callable[[str], None] | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         import httpx
@@ -148,6 +152,7 @@ class MlflowRestClient:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.stop = stop or threading.Event()
+        self.on_retry = on_retry or _log_retry
         #: Request bodies sent (bytes), requests made and retries, for the summary.
         self.bytes_sent = 0
         self.requests = 0
@@ -266,7 +271,7 @@ class MlflowRestClient:
                     raise UnreachableError(
                         f"{method} {self.url}{path}: {what} (after {attempt + 1} attempts)"
                     ) from None
-                self._backoff(attempt, None)
+                self._backoff(attempt, None, f"{method} {path}: {what}")
                 attempt += 1
                 continue
             self.requests += 1
@@ -275,7 +280,7 @@ class MlflowRestClient:
             if status < 400:
                 return response
             if status in RETRY_STATUSES and retry and attempt < self.max_retries:
-                self._backoff(attempt, response.headers.get("Retry-After"))
+                self._backoff(attempt, response.headers.get("Retry-After"), f"{method} {path}: HTTP {status}")
                 attempt += 1
                 continue
             raise self._error(response, path)
@@ -366,12 +371,14 @@ class MlflowRestClient:
             except (AttributeError, OSError):
                 pass
 
-    def _backoff(self, attempt: int, retry_after: str | None) -> None:
+    def _backoff(self, attempt: int, retry_after: str | None, what: str) -> None:
+        """Wait before retry ``attempt + 1`` of what failed (``what``), telling ``on_retry`` first."""
         self.retries += 1
         delay = random.uniform(0, min(self.backoff_max, self.backoff_base * (2**attempt)))
         wanted = _parse_retry_after(retry_after)
         if wanted is not None:
             delay = max(delay, min(wanted, 120.0))
+        self.on_retry(f"{what}; retry {attempt + 1} of {self.max_retries} in {delay:.1f} s")
         if self.stop.wait(delay):
             raise SyncInterrupted("sync interrupted")
 
@@ -431,6 +438,10 @@ def _too_big(status: int, what: str, request: httpx.Request) -> ServerError:
         f"answer refused: {what}, the limit is {MAX_RESPONSE_BYTES >> 20} MB",
         one_line(request.url.path, 200),
     )
+
+
+def _log_retry(message: str) -> None:
+    _log.info("sync: %s", message)
 
 
 def _parse_retry_after(value: str | None) -> float | None:

@@ -58,7 +58,7 @@ class RemoteRuns:
                 if not (lost_race or transient(exc)) or attempt >= self.client.max_retries:
                     raise
                 if not lost_race:
-                    self.client._backoff(attempt, None)
+                    self.client._backoff(attempt, None, f"creating experiment {name!r}: {exc}")
                 attempt += 1
 
     def find_run(self, experiment_id: str, local_run_id: str) -> str | None:
@@ -98,7 +98,7 @@ class RemoteRuns:
             except (UnreachableError, ServerError) as exc:
                 if not transient(exc) or attempt >= self.client.max_retries:
                     raise
-                self.client._backoff(attempt, None)
+                self.client._backoff(attempt, None, f"creating run {view.run_id}: {exc}")
                 attempt += 1
         self.on_created()
         cursor.remote_run_id, cursor.remote_experiment_id = run_id, experiment_id

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -401,6 +402,36 @@ def test_5xx_html_pages_then_success_is_exact(tmp_path: Path, hostile: Any, mlfl
     assert summary.ok, summary.errors
     assert summary.retries >= 4 * 3
     assert_run_equal(mlflow_client, root, "flaky-html", run)
+
+
+def test_sync_says_what_it_retries_so_a_stalled_server_does_not_look_like_a_hang(
+    tmp_path: Path, hostile: Any
+) -> None:
+    """Each retry is one line on stderr (what failed, which retry of how many, the wait), as it happens."""
+    root = tmp_path / "mlruns"
+    make_run(root, "stalled", "victim", points=10, keys=("a",))
+    server = hostile(forward=False)
+    server.plan = lambda n, method, path, body: never_answers
+    code, out, err, elapsed, _ = sync_cli(root, server.url, "--timeout", "1", "--retries", "2")
+    assert code == 1, (out, err)
+    retries = [line for line in err.splitlines() if "retrying:" in line]
+    assert len(retries) == 2, err
+    for i, line in enumerate(retries, start=1):
+        assert re.search(
+            rf"GET /api/2.0/mlflow/experiments/get-by-name: no complete answer within 1 s "
+            rf"\(the server is stalling\); retry {i} of 2 in \d+\.\d s$",
+            line,
+        ), line
+    assert "after 3 attempts" in err and elapsed < 30
+
+    server.plan = lambda n, method, path, body: (
+        lambda h, status, data: h.answer(503, b"{}", content_type="application/json")
+    )
+    code, out, err, _, _ = sync_cli(root, server.url, "--retries", "1")
+    assert code == 1, (out, err)
+    assert re.search(
+        r"retrying: GET /api/2.0/mlflow/experiments/get-by-name: HTTP 503; retry 1 of 1 in ", err
+    ), err
 
 
 def test_every_request_has_a_bounded_total_time(hostile: Any) -> None:
