@@ -11,7 +11,9 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ._errors import StorageError
@@ -38,7 +40,15 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _replace_with(path: str, fill: Callable[[int], None], fsync: bool, dir_fd: int | None) -> None:
+def replace_file(
+    path: str, fill: Callable[[int], None], fsync: bool = False, dir_fd: int | None = None
+) -> None:
+    """Replace ``path`` with what ``fill`` writes to a descriptor: a temporary file, then a rename.
+
+    Readers see the old file or the new one, never a mix. With ``dir_fd``, ``path`` is a name in that
+    open folder (see :func:`open_dir_beneath`): the file lands in that very folder even if its path is
+    swapped for a symlink meanwhile.
+    """
     tmp = _tmp_name(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644, dir_fd=dir_fd)
     try:
@@ -60,12 +70,8 @@ def _replace_with(path: str, fill: Callable[[int], None], fsync: bool, dir_fd: i
 
 
 def write_atomic(path: str, data: bytes, fsync: bool = False, dir_fd: int | None = None) -> None:
-    """Replace ``path`` with ``data``: readers see the old file or the new one, never a mix.
-
-    With ``dir_fd``, ``path`` is a name in that open folder (see :func:`open_dir_beneath`): the file
-    lands in that very folder even if its path is swapped for a symlink meanwhile.
-    """
-    _replace_with(path, lambda fd: _write_all(fd, data), fsync, dir_fd)
+    """Replace ``path`` with ``data`` (see :func:`replace_file`)."""
+    replace_file(path, lambda fd: _write_all(fd, data), fsync, dir_fd)
 
 
 def _copy_fd(source: int, fd: int) -> None:
@@ -93,7 +99,7 @@ def copy_atomic(src: str, path: str, dir_fd: int | None = None) -> None:
         finally:
             os.close(source)
 
-    _replace_with(path, fill, False, dir_fd)
+    replace_file(path, fill, False, dir_fd)
 
 
 def create_once(path: str, data: bytes, dir_fd: int | None = None) -> bytes | None:
@@ -196,6 +202,32 @@ def open_dir_beneath(root: str, rel: str, fixed: int, guard: str | None = None) 
         os.close(fd)
         raise
     return fd
+
+
+@contextmanager
+def folder_beneath(root: str, rel: str, fixed: int = 0, guard: str | None = None) -> Iterator[int]:
+    """:func:`open_dir_beneath` as a context: the folder's descriptor, closed at the end."""
+    fd = open_dir_beneath(root, rel, fixed, guard)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(dir_fd: int, older_than_s: float = 600) -> None:
+    """Remove the temporary files a killed process left in a folder (a live writer renames its own in ms)."""
+    cutoff = time.time() - older_than_s
+    try:
+        names = os.listdir(dir_fd)
+    except OSError:
+        return
+    for name in names:
+        if TMP_MARK in name:
+            try:
+                if os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(name, dir_fd=dir_fd)
+            except OSError:
+                pass
 
 
 def exists_in(name: str, dir_fd: int) -> bool:

@@ -34,7 +34,7 @@ import sys
 import time
 from typing import Any
 
-from ._files import write_atomic
+from ._files import folder_beneath, remove_stale_temporaries, write_atomic
 from ._layout import FORMAT_VERSION, META_FILE, TMP_MARK, iso_from_ms
 from ._meta import read_bytes, read_meta_file
 from ._reader import heartbeat_state
@@ -154,71 +154,61 @@ def _from_summary(root: str, exp_id: str, data: bytes) -> ExperimentIndex:
     return index
 
 
-def _remove_stale_temporaries(folder: str, older_than_s: float = 600) -> None:
-    """Temporary files a killed process left in ``.index/`` (a live writer renames its own in ms)."""
-    cutoff = time.time() - older_than_s
-    for name in os.listdir(folder):
-        if TMP_MARK in name:
-            path = os.path.join(folder, name)
-            try:
-                if os.lstat(path).st_mtime < cutoff:
-                    os.unlink(path)
-            except OSError:
-                pass
-
-
 def _save(root: str, exp_id: str, index: ExperimentIndex, dirty_details: list[str]) -> bytes | None:
     """Write the changed run details and the summary; the summary's bytes, or None if not written."""
-    folder = os.path.join(root, INDEX_DIR)
     try:
-        if os.path.islink(folder) or os.path.islink(os.path.join(folder, exp_id)):
-            return None  # never follow a link out of the store
-        os.makedirs(os.path.join(folder, exp_id), exist_ok=True)
-        _remove_stale_temporaries(folder)
-        for name in dirty_details:
-            detail = index.details.get(name)
-            path = os.path.join(folder, exp_id, name + ".json")
-            if detail is None:
-                try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    pass
-                continue
-            write_atomic(path, json.dumps({"v": INDEX_VERSION, **detail}, separators=(",", ":")).encode())
-        names = list(index.records)
-        recs = [index.records[n] for n in names]
-        sparse: dict[str, dict[str, list[list[Any]]]] = {"p": {}, "t": {}, "x": {}}
-        for i, r in enumerate(recs):
-            for short, values in (("p", r.params), ("t", r.tags), ("x", r.metrics)):
-                for key, v in values.items():
-                    col = sparse[short].setdefault(key, [[], []])
-                    col[0].append(i)
-                    col[1].append(v)
-        m_cols = {
-            c: [getattr(r, "stored_status" if c == "status" else c) for r in recs] for c in META_COLUMNS[:-1]
-        }
-        m_cols["run_id"] = names
-        m_cols["format_version"] = [r.newer_format or FORMAT_VERSION for r in recs]
-        doc = {
-            "v": INDEX_VERSION,
-            "e": index.info,
-            "es": index.info_sig,
-            "eat": index.info_at,
-            "sw": index.swept,
-            "names": names,
-            "d": [index.d[n] for n in names],
-            "ok": [int(index.ok[n]) for n in names],
-            "m": m_cols,
-            **sparse,
-            "w": {n: r.warnings for n, r in zip(names, recs, strict=True) if r.warnings},
-            "b": index.broken,
-            "stray": index.stray,
-        }
-        data = json.dumps(doc, separators=(",", ":")).encode()
-        write_atomic(os.path.join(folder, exp_id + ".json"), data)
+        # Through real folders only (a link planted or swapped in is refused: nothing leaves the store).
+        with folder_beneath(root, INDEX_DIR) as top, folder_beneath(root, f"{INDEX_DIR}/{exp_id}") as sub:
+            remove_stale_temporaries(top)
+            for name in dirty_details:
+                detail = index.details.get(name)
+                if detail is None:
+                    try:
+                        os.unlink(name + ".json", dir_fd=sub)
+                    except FileNotFoundError:
+                        pass
+                    continue
+                data = json.dumps({"v": INDEX_VERSION, **detail}, separators=(",", ":")).encode()
+                write_atomic(name + ".json", data, dir_fd=sub)
+            data = _summary(index)
+            write_atomic(exp_id + ".json", data, dir_fd=top)
     except OSError:
         return None  # a read-only store still lists fine, just without a cache
     return data
+
+
+def _summary(index: ExperimentIndex) -> bytes:
+    """The summary file's bytes: every run's record in columns."""
+    names = list(index.records)
+    recs = [index.records[n] for n in names]
+    sparse: dict[str, dict[str, list[list[Any]]]] = {"p": {}, "t": {}, "x": {}}
+    for i, r in enumerate(recs):
+        for short, values in (("p", r.params), ("t", r.tags), ("x", r.metrics)):
+            for key, v in values.items():
+                col = sparse[short].setdefault(key, [[], []])
+                col[0].append(i)
+                col[1].append(v)
+    m_cols = {
+        c: [getattr(r, "stored_status" if c == "status" else c) for r in recs] for c in META_COLUMNS[:-1]
+    }
+    m_cols["run_id"] = names
+    m_cols["format_version"] = [r.newer_format or FORMAT_VERSION for r in recs]
+    doc = {
+        "v": INDEX_VERSION,
+        "e": index.info,
+        "es": index.info_sig,
+        "eat": index.info_at,
+        "sw": index.swept,
+        "names": names,
+        "d": [index.d[n] for n in names],
+        "ok": [int(index.ok[n]) for n in names],
+        "m": m_cols,
+        **sparse,
+        "w": {n: r.warnings for n, r in zip(names, recs, strict=True) if r.warnings},
+        "b": index.broken,
+        "stray": index.stray,
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def _check_info(root: str, exp_id: str, index: ExperimentIndex, now_ns: int) -> bool:

@@ -21,13 +21,11 @@ import os
 import stat
 import struct
 import sys
-import time
 import zlib
 from array import array
 from typing import Any, NamedTuple
 
-from ._files import _NOFOLLOW, _tmp_name
-from ._layout import TMP_MARK
+from ._files import _NOFOLLOW, folder_beneath, remove_stale_temporaries, replace_file
 from ._metric_parse import MetricHistory, parse_columns
 
 #: Metric files smaller than this are parsed directly (the parse is already fast; no cache file).
@@ -114,21 +112,6 @@ def _load(cache_file: str, key: str, fd: int, st: os.stat_result) -> Cached | No
     )
 
 
-def _remove_stale_temporaries(folder: str, older_than_s: float = 600) -> None:
-    cutoff = time.time() - older_than_s
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return
-    for name in names:
-        if TMP_MARK in name:
-            try:
-                if os.lstat(os.path.join(folder, name)).st_mtime < cutoff:
-                    os.unlink(os.path.join(folder, name))
-            except OSError:
-                pass
-
-
 def _folder_is_ours(root: str, run_id: str) -> bool:
     """Whether the run's cache folder exists with no symbolic link on the way (nothing read elsewhere)."""
     folder = root
@@ -140,20 +123,6 @@ def _folder_is_ours(root: str, run_id: str) -> bool:
         except OSError:
             return False
     return True
-
-
-def _safe_folder(root: str, run_id: str) -> str | None:
-    """The cache folder of a run, created if needed; None if any part of it is a symbolic link."""
-    folder = root
-    for part in (*CACHE_FOLDER.split(os.sep), run_id):
-        folder = os.path.join(folder, part)
-        try:
-            os.mkdir(folder)
-        except FileExistsError:
-            pass
-        if not stat.S_ISDIR(os.lstat(folder).st_mode):
-            return None  # a link (or a file) where our folder should be: never write through it
-    return folder
 
 
 def _save(
@@ -205,29 +174,18 @@ def _save(
         mark,
         len(key_bytes),
     )
-    folder = _safe_folder(root, run_id)
-    if folder is None:
-        return
-    _remove_stale_temporaries(folder)
-    path = cache_path(root, run_id, key)
-    tmp = _tmp_name(path)
-    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
-    try:
-        try:
-            chunks: list[bytes | array[Any]] = [header + key_bytes, *parts]
-            for chunk in chunks:
-                view = memoryview(chunk).cast("B")
-                while view:
-                    view = view[os.write(out, view) :]
-        finally:
-            os.close(out)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    chunks: list[bytes | array[Any]] = [header + key_bytes, *parts]
+
+    def fill(out: int) -> None:
+        for chunk in chunks:
+            view = memoryview(chunk).cast("B")
+            while view:
+                view = view[os.write(out, view) :]
+
+    # Through real folders only: a link planted or swapped in is refused (OSError), never written through.
+    with folder_beneath(root, "/".join((*CACHE_FOLDER.split(os.sep), run_id))) as folder:
+        remove_stale_temporaries(folder)
+        replace_file(os.path.basename(cache_path(root, run_id, key)), fill, dir_fd=folder)
 
 
 def read_from(fd: int, start: int, size: int) -> bytearray:

@@ -62,8 +62,10 @@ def read_meta(path: str, dir_fd: int | None = None) -> dict[str, Any]:
     return data
 
 
-def write_meta(path: str, meta: dict[str, Any], fsync: bool = False) -> None:
-    _files.write_atomic(path, _files.dump_yaml(meta), fsync=fsync)
+def _write_experiment_meta(root: str, experiment_id: str, name: str) -> None:
+    """Create the experiment's folder and meta.yaml, through real folders only (a link is refused)."""
+    with _files.folder_beneath(root, experiment_id) as fd:
+        _files.write_atomic(META_FILE, _files.dump_yaml(_experiment_meta(experiment_id, name)), dir_fd=fd)
 
 
 # -- experiments -------------------------------------------------------------------------------
@@ -97,8 +99,7 @@ def ensure_experiment(root: str, experiment_id: str) -> None:
         )
         if find_experiment_by_name(root, name) is not None:
             name = f"{name}_{now_ms()}"
-        os.makedirs(os.path.join(root, experiment_id), exist_ok=True)
-        write_meta(meta_path, _experiment_meta(experiment_id, name))
+        _write_experiment_meta(root, experiment_id, name)
 
 
 def iter_experiments(root: str) -> Iterator[tuple[str, dict[str, Any] | None]]:
@@ -136,8 +137,7 @@ def get_or_create_experiment(root: str, name: str) -> str:
             return found
         ids = [int(e) for e, _ in iter_experiments(root)]
         experiment_id = str(max(ids, default=0) + 1)
-        os.makedirs(os.path.join(root, experiment_id), exist_ok=True)
-        write_meta(os.path.join(root, experiment_id, META_FILE), _experiment_meta(experiment_id, name))
+        _write_experiment_meta(root, experiment_id, name)
         return experiment_id
 
 

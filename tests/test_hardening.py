@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mini_mlflow as mm
-from mini_mlflow import _store
+from mini_mlflow import _index, _store
 from mini_mlflow._context import RunContext
 from mini_mlflow._writer import WRITER
 from mini_mlflow.sync import _cursor
@@ -507,7 +507,7 @@ def _swap_in_a_link(folder: Path, outside: Path, stop: threading.Event) -> None:
                 pass
 
 
-@pytest.mark.parametrize("sub", ["params", "tags", "artifacts", "results", ".sync", "run folder"])
+@pytest.mark.parametrize("sub", ["params", "tags", "artifacts", "results", ".sync", "run folder", ".index"])
 def test_a_folder_swapped_for_a_symlink_mid_write_is_never_written_through(
     store: Path, tmp_path: Path, sub: str
 ) -> None:
@@ -521,7 +521,13 @@ def test_a_folder_swapped_for_a_symlink_mid_write_is_never_written_through(
     ctx = RunContext(run, "job", owns_run=False)
     (rdir / "results").mkdir(exist_ok=True)
     (rdir / ".sync").mkdir(exist_ok=True)
-    target = rdir if sub == "run folder" else rdir / sub
+    target = {"run folder": rdir, ".index": store / ".index"}.get(sub, rdir / sub)
+    index = _index.load_experiment(str(store), "0")  # the run is live: its details are kept to save
+
+    def save_index(i: int) -> None:
+        if _index._save(str(store), "0", index, [run.run_id]) is None:
+            raise OSError("the index was not saved")  # it never raises: a store may be read-only
+
     writes = {
         "params": lambda i: _store.write_param(str(rdir), f"p{i}", '"v"'),
         "tags": lambda i: _store.write_tag(str(rdir), f"t{i}", '"v"'),
@@ -529,6 +535,7 @@ def test_a_folder_swapped_for_a_symlink_mid_write_is_never_written_through(
         "results": lambda i: ctx.log_result(f"r{i}", 1),
         ".sync": lambda i: _cursor.save(str(rdir), f"http://127.0.0.1:{i}", _cursor.Cursor()),
         "run folder": lambda i: _store.update_run_meta(str(rdir), run_name=f"n{i}"),
+        ".index": save_index,
     }
     stop = threading.Event()
     swapper = threading.Thread(target=_swap_in_a_link, args=(target, outside, stop))

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .._run_files import run_folder
 from ..interop._convert import load_run_view
 from . import _cursor
 from ._client import MlflowRestClient
@@ -131,7 +132,8 @@ class SyncAgent:
             return
         from filelock import FileLock, Timeout
 
-        os.makedirs(os.path.join(target.run_dir, _cursor.SYNC_DIR), exist_ok=True)
+        with run_folder(target.run_dir, _cursor.SYNC_DIR):
+            pass  # made through real folders: a planted .sync link is refused before any lock file is
         lock = FileLock(_cursor.lock_path(target.run_dir, self.url))
         try:
             lock.acquire(timeout=0)

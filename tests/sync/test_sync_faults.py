@@ -255,3 +255,27 @@ def test_tls_verification_ca_bundle_and_insecure_mode(
     assert insecure.returncode == 0, err
     assert json.loads(out)["points"] == 4
     assert_run_equal(mlflow_client, root, "tls", second)
+
+
+def test_a_planted_sync_folder_link_is_refused_before_any_file_is_made(
+    tmp_path: Path, mlflow_server: Any, mlflow_client: Any
+) -> None:
+    """A run's .sync/ planted as a symlink: no lock file or cursor appears behind it; the run is an error
+    naming the link, the other run is synced, and once the link is gone the run syncs exactly."""
+    root = tmp_path / "mlruns"
+    planted = make_run(root, "planted-sync", "planted", points=5)
+    fine = make_run(root, "planted-sync", "fine", points=5)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (Path(planted.run_dir) / ".sync").symlink_to(outside, target_is_directory=True)
+    with MlflowRestClient(mlflow_server.url) as client:
+        summary = sync(mlflow_server.url, root, all_runs=True, client=client)
+    assert list(outside.iterdir()) == []
+    errors = {report.run_id: report.errors for report in summary.runs}
+    assert errors[fine.run_id] == []
+    assert any("symbolic link" in e for e in errors[planted.run_id]), errors
+    assert_run_equal(mlflow_client, root, "planted-sync", fine)
+    (Path(planted.run_dir) / ".sync").unlink()
+    with MlflowRestClient(mlflow_server.url) as client:
+        assert sync(mlflow_server.url, root, all_runs=True, client=client).ok
+    assert_run_equal(mlflow_client, root, "planted-sync", planted)
