@@ -25,7 +25,6 @@ _COPY_CHUNK = 1 << 20
 _SENDFILE_CHUNK = 1 << 30
 #: A file created (or truncated) for streaming writes; a symlink in its place is refused.
 CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | _NOFOLLOW
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | _NOFOLLOW
 
 
 def _tmp_name(path: str) -> str:
@@ -119,14 +118,14 @@ def create_once(path: str, data: bytes, dir_fd: int | None = None) -> bytes | No
         try:
             os.link(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
         except FileExistsError:
+            from ._meta import read_bytes  # here: _meta imports this module (through _yamlsubset)
+
             try:
-                fd = os.open(path, _READ_FLAGS, dir_fd=dir_fd)
+                return read_bytes(path, dir_fd)  # O_NOFOLLOW, as every read of a store's file
             except OSError as exc:
                 if exc.errno == errno.ELOOP:
                     raise SymlinkRefusedError(path) from None
                 raise
-            with os.fdopen(fd, "rb") as existing:
-                return existing.read()
         return None
     finally:
         _unlink_quietly(tmp, dir_fd)
