@@ -242,7 +242,7 @@ def bench_overhead_instructions(k: int, quick: bool) -> dict[str, float] | None:
 
 def bench_writer(root: str, quick: bool) -> tuple[float, float]:
     """Points/s the writer puts on disk: drain of a pre-filled buffer, and log→flush end to end."""
-    from mini_mlflow._writer import WRITER
+    from mini_mlflow.write._writer import WRITER
 
     n = 300_000 if quick else 1_000_000
     run = mm.Run(runs_dir=root, name="bench-writer")

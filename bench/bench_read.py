@@ -189,7 +189,7 @@ def _search_in_new_process(root: str) -> dict[str, float]:
     """Time search_runs in a fresh interpreter: the first call (index read from disk), then warm calls."""
     code = (
         "import json, statistics, sys, time\n"
-        "from mini_mlflow._search import search_runs\n"
+        "from mini_mlflow.read._search import search_runs\n"
         "def once():\n"
         "    t = time.perf_counter()\n"
         f"    search_runs(filter_string={FILTER!r}, order_by={ORDER!r}, root={root!r})\n"
@@ -232,7 +232,7 @@ def write_big_metric(root: str, points: int, status: str = "FINISHED") -> str:
 
 def _search_rows(tmp: str, n: int) -> tuple[list[Row], list[dict[str, Any]], Any, float]:
     """search_runs (first call, fresh files, warm, new process) and `ls` as a process, on W1."""
-    from mini_mlflow._search import search_runs
+    from mini_mlflow.read._search import search_runs
 
     ours = os.path.join(tmp, "mlruns")
     runs = make_runs(n, points=20)
@@ -247,7 +247,7 @@ def _search_rows(tmp: str, n: int) -> tuple[list[Row], list[dict[str, Any]], Any
     backdate(ours)
     timed(search, 1)  # the backdated folders are re-checked once (untimed)
     warm, found = timed(search, 7)
-    from mini_mlflow import _index
+    from mini_mlflow.read import _index
 
     sweep_s, _index.SWEEP_S = _index.SWEEP_S, 0  # every call a full sweep
     swept, _ = timed(search, 7)
@@ -317,7 +317,8 @@ def _mlflow_row(tmp: str, n: int, runs: list[dict[str, Any]], found: Any, warm: 
 
 def _history_rows(tmp: str, big: int) -> list[Row]:
     """A big metric: first and cached `get_metric_history`, a grown file, and `show` as a process."""
-    from mini_mlflow import Store, _metric_parse
+    from mini_mlflow import Store
+    from mini_mlflow.read import _metric_parse
 
     log(f"writing a {big:,}-point metric ...")
     long_root = os.path.join(tmp, "long")
@@ -423,7 +424,7 @@ def _history_rows(tmp: str, big: int) -> list[Row]:
 
 def _live_rows(tmp: str, runs: int, start_points: int, grow_mb: int) -> list[Row]:
     """`ls --all` beside live runs whose metric files grow by ``grow_mb`` MB each between calls."""
-    from mini_mlflow import _index
+    from mini_mlflow.read import _index
 
     root = os.path.join(tmp, "live")
     ids = [write_big_metric(root, start_points, status="RUNNING") for _ in range(runs)]

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from soak_sync import Sampler, SyncSide, steady_child  # noqa: E402
 
 import mini_mlflow as mm  # noqa: E402
-from mini_mlflow._reader import parse_metric_lines  # noqa: E402
+from mini_mlflow.read._reader import parse_metric_lines  # noqa: E402
 
 # -- the child: one process of logging threads -------------------------------------------------------
 

@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 import mini_mlflow as mm  # noqa: E402
 from mini_mlflow._config import resolve  # noqa: E402
-from mini_mlflow._layout import ms_from_iso  # noqa: E402
-from mini_mlflow._reader import parse_metric_lines  # noqa: E402
+from mini_mlflow.read._reader import parse_metric_lines  # noqa: E402
+from mini_mlflow.store._layout import ms_from_iso  # noqa: E402
 
 CHILD = """
 import sys, mini_mlflow as mm

@@ -33,7 +33,7 @@ from soak_sync import SyncSide  # noqa: E402
 
 import mini_mlflow as mm  # noqa: E402
 from mini_mlflow._config import resolve  # noqa: E402
-from mini_mlflow._writer import WRITER  # noqa: E402
+from mini_mlflow.write._writer import WRITER  # noqa: E402
 
 
 def _rss_kb() -> int:

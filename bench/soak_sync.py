@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import mini_mlflow as mm  # noqa: E402
-from mini_mlflow._reader import parse_metric_lines  # noqa: E402
+from mini_mlflow.read._reader import parse_metric_lines  # noqa: E402
 from mini_mlflow.sync import _cursor  # noqa: E402
 
 STEADY_KEYS = ("steady/a", "steady/b")

@@ -7,7 +7,6 @@ Logging calls only append to memory; a background thread writes whole JSON lines
 from typing import TYPE_CHECKING, Any
 
 from ._config import Settings
-from ._context import RunContext, get_or_create_ctx
 from ._errors import (
     ActiveRunExistsError,
     InvalidInputError,
@@ -19,7 +18,8 @@ from ._errors import (
     RunEndedError,
     StorageError,
 )
-from ._fluent import (
+from .api._context import RunContext, get_or_create_ctx
+from .api._fluent import (
     active_run,
     end_run,
     flush,
@@ -42,21 +42,21 @@ from ._fluent import (
     set_tracking_dir,
     start_run,
 )
-from ._init_api import InitRun, init
-from ._layout import FORMAT_VERSION
-from ._run import Run
-from ._tracker import ExperimentTracker
+from .api._init_api import InitRun, init
+from .api._tracker import ExperimentTracker
+from .store._layout import FORMAT_VERSION
+from .write._run import Run
 
 if TYPE_CHECKING:
-    from ._reader import MetricHistory, MetricPoint, Store
-    from ._records import RunRecord, SearchResult
-    from ._search import search_runs
+    from .read._reader import MetricHistory, MetricPoint, Store
+    from .read._records import RunRecord, SearchResult
+    from .read._search import search_runs
 
 __version__ = "0.1.0"
 
 # The read side (and its imports) loads on first use: a training process that only logs never pays.
-_LAZY = {"MetricHistory": "._reader", "MetricPoint": "._reader", "Store": "._reader"}
-_LAZY.update(RunRecord="._records", SearchResult="._records", search_runs="._search")
+_LAZY = {"MetricHistory": ".read._reader", "MetricPoint": ".read._reader", "Store": ".read._reader"}
+_LAZY.update(RunRecord=".read._records", SearchResult=".read._records", search_runs=".read._search")
 
 
 def __getattr__(name: str) -> Any:

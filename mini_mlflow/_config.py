@@ -371,7 +371,7 @@ def claim_attached_run_id() -> str | None:
     run_id = os.environ.get(ATTACH_RUN_ID)
     if not run_id:
         return None
-    from ._layout import validate_run_id
+    from .store._layout import validate_run_id
 
     try:
         validate_run_id(run_id)

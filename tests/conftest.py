@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import mini_mlflow as mm
-from mini_mlflow import _registry
+from mini_mlflow.write import _registry
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 import mini_mlflow as mm
-from mini_mlflow import _store
 from mini_mlflow.cli._main import cli
+from mini_mlflow.store import _operations
 
 
 def invoke(root: Path, *args: str, input: str | None = None) -> Result:
@@ -47,7 +47,7 @@ def sample(store: Path) -> dict[str, str]:
     with mm.start_run(run_name="delta") as run:
         mm.log_params({"lr": 0.01, "optimizer": "sgd", "epochs": 10})
         mm.log_metric("acc", 0.5)
-    _store.update_run_meta(run.run_dir, status="RUNNING", end_time=None)
+    _operations.update_run_meta(run.run_dir, status="RUNNING", end_time=None)
     pid = dead_pid()
     beat = {"time": 0, "interval": 10, "pid": pid, "host": os.uname().nodename}
     (Path(run.run_dir) / f".heartbeat-{pid}@{beat['host']}").write_text(json.dumps(beat))

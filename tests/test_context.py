@@ -11,7 +11,7 @@ import yaml
 from test_init_api import snapshot, stable_meta
 
 import mini_mlflow as mm
-from mini_mlflow import _context
+from mini_mlflow.api import _context
 
 from conftest import python_child
 

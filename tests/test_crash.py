@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import mini_mlflow as mm
-from mini_mlflow._reader import parse_metric_lines
+from mini_mlflow.read._reader import parse_metric_lines
 
 from conftest import python_child, wait_until
 

@@ -15,10 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mini_mlflow as mm
-from mini_mlflow import _index, _store
-from mini_mlflow._context import RunContext
-from mini_mlflow._writer import WRITER
+from mini_mlflow.api._context import RunContext
+from mini_mlflow.read import _index
+from mini_mlflow.store import _operations
 from mini_mlflow.sync import _cursor
+from mini_mlflow.write._writer import WRITER
 
 from conftest import read_jsonl, wait_until
 
@@ -529,12 +530,12 @@ def test_a_folder_swapped_for_a_symlink_mid_write_is_never_written_through(
             raise OSError("the index was not saved")  # it never raises: a store may be read-only
 
     writes = {
-        "params": lambda i: _store.write_param(str(rdir), f"p{i}", '"v"'),
-        "tags": lambda i: _store.write_tag(str(rdir), f"t{i}", '"v"'),
+        "params": lambda i: _operations.write_param(str(rdir), f"p{i}", '"v"'),
+        "tags": lambda i: _operations.write_tag(str(rdir), f"t{i}", '"v"'),
         "artifacts": lambda i: run.log_text("v", f"a{i}.txt"),
         "results": lambda i: ctx.log_result(f"r{i}", 1),
         ".sync": lambda i: _cursor.save(str(rdir), f"http://127.0.0.1:{i}", _cursor.Cursor()),
-        "run folder": lambda i: _store.update_run_meta(str(rdir), run_name=f"n{i}"),
+        "run folder": lambda i: _operations.update_run_meta(str(rdir), run_name=f"n{i}"),
         ".index": save_index,
     }
     stop = threading.Event()

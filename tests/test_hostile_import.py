@@ -332,7 +332,7 @@ key_name = st.lists(
 def test_hypothesis_metric_lines_and_values_import_exactly(
     tmp_path_factory: pytest.TempPathFactory, lines: list[bytes], torn: bytes, value: str, key: str
 ) -> None:
-    from mini_mlflow._layout import validate_key
+    from mini_mlflow.store._layout import validate_key
 
     base = tmp_path_factory.mktemp("hyp")
     src, dest = base / "mlflow", base / "mlruns"

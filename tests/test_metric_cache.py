@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 import mini_mlflow as mm
-from mini_mlflow import _index
-from mini_mlflow._metric_cache import _HEADER, Cached, _load, cache_path
-from mini_mlflow._reader import MetricHistory, parse_metric_lines
+from mini_mlflow.read import _index
+from mini_mlflow.read._metric_cache import _HEADER, Cached, _load, cache_path
+from mini_mlflow.read._reader import MetricHistory, parse_metric_lines
 
 from conftest import only_run_dir
 

@@ -15,9 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mini_mlflow as mm
-from mini_mlflow import _index, _store
-from mini_mlflow._files import dump_yaml, load_yaml
-from mini_mlflow._yamlsubset import load_meta_bytes, parse_subset
+from mini_mlflow.read import _index
+from mini_mlflow.store import _operations
+from mini_mlflow.store._files import dump_yaml, load_yaml
+from mini_mlflow.store._yaml import load_meta_bytes, parse_subset
 
 from conftest import python_child, wait_until
 
@@ -116,7 +117,7 @@ def test_settled_runs_are_trusted_on_their_folder_mtime(store: Path) -> None:
     os.utime(run.run_dir)  # the folder changed: the run is re-read, and now it is broken
     assert "meta.yaml" in fresh_search(store).broken[0].reason
     meta.write_bytes(original)
-    _store.update_run_meta(run.run_dir, run_name="renamed")  # replacing meta.yaml touches the folder
+    _operations.update_run_meta(run.run_dir, run_name="renamed")  # replacing meta.yaml touches the folder
     assert "renamed" in by_name(fresh_search(store))
 
 
@@ -152,7 +153,7 @@ def test_between_sweeps_settled_runs_are_skipped_but_store_changes_are_seen(
     _age_everything(store)
     assert set(by_name(fresh_search(store))) == {"a", "b"}
     # A change made through the store touches the experiment folder: seen at once.
-    _store.update_run_meta(b.run_dir, lifecycle_stage="deleted")
+    _operations.update_run_meta(b.run_dir, lifecycle_stage="deleted")
     assert set(by_name(mm.search_runs(root=store))) == {"a"}
     assert by_name(mm.search_runs(root=store, run_view="deleted"))["b"].lifecycle_stage == "deleted"
     # So is a run folder added or removed (the kernel moves the experiment folder's mtime).
@@ -246,7 +247,7 @@ def test_broken_runs_never_hide_the_others(store: Path, tmp_path: Path) -> None:
 
 def test_newer_format_version_is_read_and_flagged(store: Path) -> None:
     run = make_run("future", acc=0.7)
-    _store.update_run_meta(run.run_dir, format_version=mm.FORMAT_VERSION + 1, hologram={"x": [1, 2]})
+    _operations.update_run_meta(run.run_dir, format_version=mm.FORMAT_VERSION + 1, hologram={"x": [1, 2]})
     rec = by_name(fresh_search(store))["future"]
     assert rec.newer_format == mm.FORMAT_VERSION + 1 and rec.metrics == {"acc": 0.7}
     assert by_name(fresh_search(store))["future"].newer_format == mm.FORMAT_VERSION + 1  # from the index

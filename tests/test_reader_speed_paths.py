@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mini_mlflow as mm
-from mini_mlflow import _index, _metric_parse, _scan
-from mini_mlflow._metric_parse import parse_columns
-from mini_mlflow._search import search_runs
+from mini_mlflow.read import _index, _metric_parse, _scan
+from mini_mlflow.read._metric_parse import parse_columns
+from mini_mlflow.read._search import search_runs
 
 from conftest import ROOT, only_run_dir
 
@@ -364,7 +364,7 @@ def test_a_search_after_a_big_build_matches_a_fresh_process(tmp_path: Path) -> N
     built = search_runs(filter_string=flt, order_by=order, root=str(root), max_results=5000)
     again = search_runs(filter_string=flt, order_by=order, root=str(root), max_results=5000)
     code = (
-        "import json, sys\nfrom mini_mlflow._search import search_runs\n"
+        "import json, sys\nfrom mini_mlflow.read._search import search_runs\n"
         f"r = search_runs(filter_string={flt!r}, order_by={order!r}, root={str(root)!r}, max_results=5000)\n"
         "print(json.dumps([x.to_dict() for x in r]))\n"
     )

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mini_mlflow as mm
-from mini_mlflow._layout import validate_key
+from mini_mlflow.store._layout import validate_key
 
 SETTINGS = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -77,8 +77,8 @@ def test_a_batch_of_points_formats_to_lines_that_read_back_exactly(
     formatter: str, points: list[tuple[float, int, float | int]]
 ) -> None:
     """Both ways of formatting a drain (orjson columns, and the pure-Python fallback) give the same data."""
-    from mini_mlflow import _buffer
-    from mini_mlflow._reader import parse_metric_lines
+    from mini_mlflow.read._reader import parse_metric_lines
+    from mini_mlflow.write import _buffer
 
     if formatter == "orjson":
         pytest.importorskip("orjson")

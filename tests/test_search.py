@@ -113,9 +113,9 @@ def test_experiments_views_and_records(runs: dict[str, str], store: Path) -> Non
     assert b.to_dict()["start_time"].endswith("Z")
     b.params["lr"] = "changed"  # records are copies: the index is not affected
     assert next(r for r in mm.search_runs(root=store) if r.run_name == "b").params["lr"] == 0.01
-    from mini_mlflow import _store
+    from mini_mlflow.store import _operations
 
-    _store.update_run_meta(str(Path(b.run_dir)), lifecycle_stage="deleted")
+    _operations.update_run_meta(str(Path(b.run_dir)), lifecycle_stage="deleted")
     assert "b" not in names(mm.search_runs(root=store))
     assert names(mm.search_runs(run_view="deleted", root=store)) == ["b"]
     assert len(mm.search_runs(run_view="all", root=store)) == 6

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 import os
 
-from .._meta import open_binary
-from .._reader import parse_metric_lines
+from ..read._reader import parse_metric_lines
+from ..store._meta import open_binary
 
 #: Files up to this size are parsed whole (exact min/max per column).
 WHOLE_FILE_BYTES = 1 << 20

@@ -82,7 +82,7 @@ def exits_cleanly(fn: F) -> F:
 
 def experiment_names(root: str) -> dict[str, str | None]:
     """``{experiment_id: name}`` of every experiment (its meta.yaml only; no run is looked at)."""
-    from .. import _index
+    from ..read import _index
 
     return {e: _index.experiment_info(root, e).get("name") for e in _index.experiment_ids(root)}
 

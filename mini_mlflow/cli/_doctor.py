@@ -60,7 +60,7 @@ def _mask_problem(problem: str, field: str) -> str:
 
 
 def _store_health(root: str) -> dict[str, Any]:
-    from .._reader import Store
+    from ..read._reader import Store
 
     store = Store(root)
     report: dict[str, Any] = {

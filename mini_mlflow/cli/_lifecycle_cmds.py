@@ -7,21 +7,21 @@ import shutil
 
 import click
 
-from .._layout import TMP_MARK, iso_from_ms, now_ms
+from ..store._layout import TMP_MARK, iso_from_ms, now_ms
 from ._common import exits_cleanly, root_of, root_option
 
 _GC_MARK = f"{TMP_MARK}.gc."
 
 
 def _set_stage(root: str, refs: tuple[str, ...], stage: str) -> None:
-    from .. import _store
-    from .._reader import resolve_run
+    from ..read._reader import resolve_run
+    from ..store import _operations
     from ._render import clean
 
     for ref in refs:
         _, rdir = resolve_run(root, ref)
         deleted_time = iso_from_ms(now_ms()) if stage == "deleted" else None
-        meta = _store.update_run_meta(rdir, lifecycle_stage=stage, deleted_time=deleted_time)
+        meta = _operations.update_run_meta(rdir, lifecycle_stage=stage, deleted_time=deleted_time)
         name = f" ({clean(meta.get('run_name'))})" if meta.get("run_name") else ""
         run_id = os.path.basename(rdir)
         if stage == "deleted":
@@ -75,8 +75,8 @@ def _folder_size(path: str) -> int:
 @exits_cleanly
 def gc_cmd(ctx: click.Context, experiments: tuple[str, ...], yes: bool, dry_run: bool) -> None:
     """Remove deleted runs from disk for good (asks first unless --yes)."""
-    from .. import _index
-    from .._meta import read_meta_file
+    from ..read import _index
+    from ..store._meta import read_meta_file
     from ._common import resolve_experiment
     from ._render import clean
 

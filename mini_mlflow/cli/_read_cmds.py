@@ -11,8 +11,8 @@ from typing import Any
 import click
 
 from .._errors import InvalidInputError, NotFoundError
-from .._layout import iso_from_ms
-from .._records import RunRecord, SearchResult
+from ..read._records import RunRecord, SearchResult
+from ..store._layout import iso_from_ms
 from ._common import exits_cleanly, experiment_names, resolve_experiment, root_of, root_option
 
 DEFAULT_LIMIT = 50
@@ -20,7 +20,7 @@ DEFAULT_LIMIT = 50
 
 def _default_experiment(root: str) -> list[str]:
     """The experiment named by MINI_MLFLOW_EXPERIMENT_NAME/ID, else the one with the newest run."""
-    from .. import _index
+    from ..read import _index
 
     for var in ("MINI_MLFLOW_EXPERIMENT_ID", "MINI_MLFLOW_EXPERIMENT_NAME"):
         if os.environ.get(var):
@@ -99,7 +99,7 @@ def ls_cmd(
 ) -> None:
     """List runs: id, name, status (crashed runs shown as such), start, duration, and the params and
     metrics that vary across the listed runs. Broken run folders are listed after the table."""
-    from .._search import search_runs
+    from ..read._search import search_runs
 
     root = root_of(ctx)
     if as_json and as_csv:
@@ -274,7 +274,7 @@ def paint_dim(text: str, color: bool, style: str = "dim") -> str:
 @exits_cleanly
 def experiments_cmd(ctx: click.Context, as_json: bool) -> None:
     """List experiments with their run counts."""
-    from .. import _index
+    from ..read import _index
 
     root = root_of(ctx)
     if not os.path.isdir(root):

@@ -13,8 +13,8 @@ from ._table import clean as clean
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
-from .._layout import iso_from_ms
-from .._records import as_text
+from ..read._records import as_text
+from ..store._layout import iso_from_ms
 
 STATUS_STYLE = {
     "RUNNING": "cyan",

@@ -23,8 +23,8 @@ import click
 
 from .._config import ATTACH_INPUTS, ATTACH_PARAMS, ATTACH_RUN_ID, ATTACH_SECRETS_FILES
 from .._errors import InvalidInputError, MiniMlflowError
-from .._layout import MAX_TAG_VALUE_LENGTH
-from .._run import Run
+from ..store._layout import MAX_TAG_VALUE_LENGTH
+from ..write._run import Run
 from ._common import SafePath
 from ._doctor import doctor
 
@@ -54,8 +54,8 @@ def parse_param_value(text: str) -> Any:
 
 
 def _assignments(values: tuple[str, ...], option: str, typed: bool) -> dict[str, Any]:
-    from .._layout import validate_key
-    from .._store import param_json
+    from ..store._layout import validate_key
+    from ..store._operations import param_json
 
     out: dict[str, Any] = {}
     for item in values:
@@ -134,7 +134,7 @@ def _git_info(folder: str) -> tuple[str | None, bool | None]:
     """``(commit, dirty)`` of the git work tree holding ``folder``; ``(None, None)`` outside one."""
     git = shutil.which("git")
     if git is None:
-        from .._store import _git_commit
+        from ..store._operations import _git_commit
 
         return _git_commit(folder), None
     try:
@@ -229,8 +229,8 @@ def run(
     \b
     Example: mini-mlflow run -e mnist -p lr=0.01 -p layers=[64,32] -- train.py --epochs 3
     """
-    from .._context import parse_secrets_file
-    from .._store import ensure_experiment, get_or_create_experiment, update_run_meta
+    from ..api._context import parse_secrets_file
+    from ..store._operations import ensure_experiment, get_or_create_experiment, update_run_meta
 
     typed = _assignments(params, "-p/--param", typed=True)
     input_paths = _assignments(inputs, "-i/--input", typed=False)
@@ -282,7 +282,7 @@ def run(
         }
     )
     if tracked._settings.sync_url and not tracked._settings.offline:
-        from ..sync._background import child_env
+        from ..write._online import child_env
 
         env.update(child_env(tracked))  # this process syncs the run: the child starts no second agent
     returncode = _supervise(tracked, argv, env, secret_values)
@@ -291,7 +291,7 @@ def run(
 
 def _supervise(tracked: Run, argv: list[str], env: dict[str, str], secrets: list[str]) -> int:
     """Run the child to its end, then end the run with the status its ending deserves."""
-    from .._store import artifact_dest, open_in_run
+    from ..store._operations import artifact_dest, open_in_run
 
     state = {"interrupted": 0, "forwarded": 0}
     rdir = tracked.run_dir

@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from .._layout import METRIC_SUFFIX, iso_from_ms
-from .._records import RunRecord
+from ..read._records import RunRecord
+from ..store._layout import METRIC_SUFFIX, iso_from_ms
 from ._common import exits_cleanly, fail, root_of, root_option
 
 MAX_ARTIFACTS = 50
@@ -19,8 +19,8 @@ MAX_ARTIFACTS = 50
 
 def _load(root: str, ref: str) -> tuple[str, str, RunRecord | None, str | None, dict[str, list[Any]]]:
     """``(experiment_id, run_dir, record or None, broken reason, metric aggregates)`` of a run."""
-    from .. import _index
-    from .._reader import resolve_run
+    from ..read import _index
+    from ..read._reader import resolve_run
 
     exp_id, rdir = resolve_run(root, ref)
     name = os.path.basename(rdir)
@@ -299,10 +299,10 @@ def tail_cmd(
     ctx: click.Context, run: str, follow: bool, lines: int, only_metrics: tuple[str, ...], interval: float
 ) -> None:
     """Print the latest metric points of a run; with -f, follow them as they are written."""
-    from .. import _index
-    from .._layout import walk_keys
-    from .._meta import open_binary, read_meta_file
-    from .._reader import heartbeat_state, parse_metric_lines, resolve_run
+    from ..read import _index
+    from ..read._reader import heartbeat_state, parse_metric_lines, resolve_run
+    from ..store._layout import walk_keys
+    from ..store._meta import open_binary, read_meta_file
     from ._render import clean, fmt_number
 
     root = root_of(ctx)

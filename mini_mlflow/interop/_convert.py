@@ -12,7 +12,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._layout import (
+from ..read._reader import Store
+from ..store._layout import (
     MAX_KEY_LENGTH,
     MAX_TAG_VALUE_LENGTH,
     META_FILE,
@@ -22,8 +23,7 @@ from .._layout import (
     ms_from_iso,
     walk_keys,
 )
-from .._meta import read_bytes
-from .._reader import Store
+from ..store._meta import read_bytes
 
 #: MLflow's RunStatus numbers, as FileStore meta.yaml stores them.
 STATUS_NUMBERS = {"RUNNING": 1, "SCHEDULED": 2, "FINISHED": 3, "FAILED": 4, "KILLED": 5}

@@ -24,17 +24,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .. import _files
 from .._errors import InvalidInputError
-from .._layout import METRIC_SUFFIX, TMP_MARK, now_ms
-from .._meta import open_binary
-from .._reader import parse_metric_lines
-from .._store import read_meta
+from ..read._reader import parse_metric_lines
+from ..store import _files
+from ..store._layout import METRIC_SUFFIX, TMP_MARK, now_ms
+from ..store._meta import open_binary
+from ..store._operations import read_meta
 from ._convert import STATUS_NUMBERS, iter_artifacts, load_results, load_run_view, metric_line_text
 from ._paths import inside, make_dirs, safe_join
 
 if TYPE_CHECKING:
-    from ..sync._select import Target
+    from ..read._select import Target
 
 _CHUNK = 8 << 20
 
@@ -113,7 +113,7 @@ def _write_experiment(root: str, base: str, experiment_id: str, name: str) -> No
 
 
 def _ms(value: Any) -> int | None:
-    from .._layout import ms_from_iso
+    from ..store._layout import ms_from_iso
 
     if isinstance(value, int):
         return value

@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from .. import _files, _store
-from .._buffer import format_point
 from .._errors import InvalidInputError
-from .._layout import (
+from ..store import _files, _operations
+from ..store._layout import (
     FORMAT_VERSION,
     MAX_EXPERIMENT_NAME_LENGTH,
     MAX_PARAM_VALUE_LENGTH,
@@ -41,6 +40,7 @@ from .._layout import (
     validate_key,
     validate_run_id,
 )
+from ..write._buffer import format_point
 from ._convert import STATUS_NAMES
 from ._paths import inside, make_dirs, safe_join
 
@@ -99,11 +99,16 @@ def import_mlflow(src: str, root: str) -> ImportReport:
             continue
         exp_name = str(meta.get("name") or f"experiment_{name}")
         try:
-            if str(meta.get("experiment_id", name)) == "0" and exp_name == _store.DEFAULT_EXPERIMENT_NAME:
-                _store.ensure_experiment(root, _store.DEFAULT_EXPERIMENT_ID)
-                local_exp = _store.DEFAULT_EXPERIMENT_ID
+            if (
+                str(meta.get("experiment_id", name)) == "0"
+                and exp_name == _operations.DEFAULT_EXPERIMENT_NAME
+            ):
+                _operations.ensure_experiment(root, _operations.DEFAULT_EXPERIMENT_ID)
+                local_exp = _operations.DEFAULT_EXPERIMENT_ID
             else:
-                local_exp = _store.get_or_create_experiment(root, exp_name[: MAX_EXPERIMENT_NAME_LENGTH + 1])
+                local_exp = _operations.get_or_create_experiment(
+                    root, exp_name[: MAX_EXPERIMENT_NAME_LENGTH + 1]
+                )
         except InvalidInputError as exc:
             report.skipped.append(f"experiment folder {name}: {exc}; its runs are not imported")
             continue
@@ -129,7 +134,7 @@ def import_mlflow(src: str, root: str) -> ImportReport:
 def _read_meta(base: str, path: str) -> dict[str, Any]:
     """A meta.yaml of the source: a regular file inside it, of sane size, parsed safely, a mapping."""
     _regular_inside(base, path, MAX_META_BYTES)
-    return _store.read_meta(path)
+    return _operations.read_meta(path)
 
 
 def _regular_inside(base: str, path: str, limit: int) -> int:
@@ -153,7 +158,7 @@ def _import_run(base: str, root: str, src: str, experiment_id: str, report: Impo
     run_id = validate_run_id(os.path.basename(src))
     if str(meta.get("run_id") or meta.get("run_uuid") or run_id) != run_id:
         raise InvalidInputError(f"meta.yaml names run {meta.get('run_id')!r}, the folder {run_id!r}")
-    if _store.find_run_dir(root, run_id) is not None:
+    if _operations.find_run_dir(root, run_id) is not None:
         report.existing += 1
         return
     tags = _read_texts(base, os.path.join(src, "tags"), report, MAX_TAG_VALUE_LENGTH)
@@ -168,7 +173,7 @@ def _import_run(base: str, root: str, src: str, experiment_id: str, report: Impo
     final = safe_join(root, experiment_id, run_id)
     tmp = safe_join(root, experiment_id, f"{TMP_MARK}.import.{os.getpid()}.{run_id}")
     shutil.rmtree(tmp, ignore_errors=True)
-    for sub in _store.RUN_SUBDIRS:
+    for sub in _operations.RUN_SUBDIRS:
         make_dirs(root, os.path.join(tmp, sub))
     raw = meta.get("status")
     status = str(STATUS_NAMES.get(raw, raw) if isinstance(raw, int) else raw or "").upper()
@@ -193,11 +198,11 @@ def _import_run(base: str, root: str, src: str, experiment_id: str, report: Impo
     }
     try:
         # meta.yaml first: the folder is hidden (temporary name) until renamed into place.
-        _store.write_in_run(tmp, os.path.join(tmp, META_FILE), _files.dump_yaml(run_meta))
+        _operations.write_in_run(tmp, os.path.join(tmp, META_FILE), _files.dump_yaml(run_meta))
         for key, text in params.items():
-            _store.write_param(tmp, key, _store.param_json(key, text))
+            _operations.write_param(tmp, key, _operations.param_json(key, text))
         for key, text in tags.items():
-            _store.write_tag(tmp, key, json.dumps(check_text(text, f"tag {key!r}"), ensure_ascii=False))
+            _operations.write_tag(tmp, key, json.dumps(check_text(text, f"tag {key!r}"), ensure_ascii=False))
         report.points += _import_metrics(base, src, tmp, report)
         report.artifacts += _import_artifacts(base, src, meta, tmp, root, report)
         os.rename(tmp, final)
@@ -274,7 +279,7 @@ def _import_metrics(base: str, src: str, dest: str, report: ImportReport) -> int
             report.skipped.append(f"{path}: {exc}")
             continue
         out = os.path.join(dest, "metrics", key + METRIC_SUFFIX)
-        with open(path, "rb") as f, _store.open_in_run(dest, out) as sink:  # through real folders only
+        with open(path, "rb") as f, _operations.open_in_run(dest, out) as sink:  # through real folders only
             lines: list[str] = []
             for raw in _bounded_lines(f, report):
                 point = _metric_point(raw)
@@ -338,6 +343,6 @@ def _import_artifacts(
             report.skipped.append(f"{path}: {exc}")
             continue
         target = safe_join(root, os.path.relpath(os.path.join(dest, "artifacts"), root), rel)
-        _store.copy_artifact(dest, path, target)  # through real folders only, as every write into a run
+        _operations.copy_artifact(dest, path, target)  # through real folders only, as every write into a run
         count += 1
     return count

@@ -9,11 +9,10 @@ import os
 import threading
 from collections.abc import Sequence
 
+from ..read._select import Target, select_runs
 from ._agent import FAULT_ENV, SyncAgent
-from ._background import start_background
 from ._client import Credentials, MlflowRestClient
 from ._errors import AuthError, ServerError, SyncError, SyncInterrupted, UnreachableError
-from ._select import Target, select_runs
 from ._summary import RunReport, SyncSummary
 from ._upload import WATCH_RUN_SLICE
 
@@ -31,7 +30,6 @@ __all__ = [
     "Target",
     "UnreachableError",
     "select_runs",
-    "start_background",
     "sync",
     "watch",
 ]

@@ -30,15 +30,15 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .._run_files import run_folder
 from ..interop._convert import load_run_view
+from ..read._select import Target
+from ..write._run_files import run_folder
 from . import _cursor
 from ._client import MlflowRestClient
 from ._errors import AuthError, SyncError, SyncInterrupted, UnreachableError
 from ._lines import metric_files, size_of
 from ._plan import plan
 from ._remote import RemoteRuns
-from ._select import Target
 from ._summary import RunReport, SyncSummary
 from ._upload import Uploader
 

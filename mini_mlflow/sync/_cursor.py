@@ -16,8 +16,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .._meta import read_bytes
-from .._store import write_in_run
+from ..store._meta import read_bytes
+from ..store._operations import write_in_run
 from ._errors import display_url
 
 SYNC_DIR = ".sync"

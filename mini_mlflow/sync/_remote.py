@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .. import _store
 from ..interop._convert import LOCAL_RUN_ID_TAG, RunView
+from ..store import _operations
 from . import _cursor
 from ._client import MlflowRestClient
 from ._cursor import Cursor
@@ -111,7 +111,7 @@ class RemoteRuns:
         """The remote id of the run's parent, if the parent was synced to this server already."""
         if not view.parent_run_id:
             return None
-        found = _store.find_run_dir(self.root, view.parent_run_id)
+        found = _operations.find_run_dir(self.root, view.parent_run_id)
         return _cursor.load(found[1], self.url).remote_run_id if found else None
 
 

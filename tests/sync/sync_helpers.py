@@ -231,9 +231,9 @@ def make_run(
 
 
 def _experiment_id(root: Path, name: str) -> str:
-    from mini_mlflow import _store
+    from mini_mlflow.store import _operations
 
-    return _store.get_or_create_experiment(str(root), name)
+    return _operations.get_or_create_experiment(str(root), name)
 
 
 def local_history(root: Path, run_id: str, key: str) -> list[tuple[int, int, float]]:

@@ -450,7 +450,7 @@ def test_a_live_run_syncing_to_a_stalling_server_still_ends_and_exits(tmp_path: 
     """Online mode (MINI_MLFLOW_SYNC_URL) against a server that trickles its headers forever: the loop
     never waits on it, end_run returns at once, the process exits within the agent's exit timeout
     with one warning, and every point is on disk."""
-    from mini_mlflow.sync._background import EXIT_TIMEOUT
+    from mini_mlflow.write._online import EXIT_TIMEOUT
 
     server = hostile(forward=False)
     server.plan = lambda n, method, path, body: trickle_headers

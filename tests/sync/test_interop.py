@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 import mini_mlflow as mm
 from mini_mlflow.cli._main import cli
+from mini_mlflow.store._layout import ms_from_iso
 
 from .sync_helpers import make_run
 
@@ -82,8 +83,8 @@ def assert_mlflow_sees(client: Any, root: Path, runs: list[mm.Run], sql: bool = 
         meta = local["metadata"]
         assert remote.info.status == meta["status"]
         assert remote.info.run_name == meta["run_name"]
-        assert remote.info.start_time == mm._layout.ms_from_iso(meta["start_time"])
-        assert remote.info.end_time == mm._layout.ms_from_iso(meta["end_time"])
+        assert remote.info.start_time == ms_from_iso(meta["start_time"])
+        assert remote.info.end_time == ms_from_iso(meta["end_time"])
         assert remote.info.user_id == meta["user"]
         assert remote.data.params == {
             k: v if isinstance(v, str) else str(v) for k, v in local["params"].items()
@@ -192,8 +193,8 @@ def test_import_of_a_store_written_by_mlflow_equals_what_mlflow_reports(
     data = store.get_run(rid)
     meta = data["metadata"]
     assert meta["status"] == expected["status"] == "FAILED"
-    assert mm._layout.ms_from_iso(meta["start_time"]) == expected["start"]
-    assert mm._layout.ms_from_iso(meta["end_time"]) == expected["end"]
+    assert ms_from_iso(meta["start_time"]) == expected["start"]
+    assert ms_from_iso(meta["end_time"]) == expected["end"]
     assert meta["user"] == expected["user"] and meta["run_name"] == "old-run"
     assert data["params"] == expected["params"]
     assert data["tags"] == expected["tags"]

@@ -18,6 +18,8 @@ from click.testing import CliRunner
 import mini_mlflow as mm
 from mini_mlflow.cli._main import cli
 from mini_mlflow.interop._convert import load_run_view
+from mini_mlflow.store import _operations
+from mini_mlflow.store._layout import ms_from_iso
 
 from .sync_helpers import (
     ROOT,
@@ -78,8 +80,8 @@ def test_round_trip_verified_by_mlflow_client(tmp_path: Path, mlflow_server: Any
     assert remote_parent.data.tags["mlflow.runName"] == "parent"
     assert remote_parent.info.status == "FINISHED"
     meta = mm.Store(root).get_run(parent.run_id)["metadata"]
-    assert remote_parent.info.start_time == mm._layout.ms_from_iso(meta["start_time"])
-    assert remote_parent.info.end_time == mm._layout.ms_from_iso(meta["end_time"])
+    assert remote_parent.info.start_time == ms_from_iso(meta["start_time"])
+    assert remote_parent.info.end_time == ms_from_iso(meta["end_time"])
     assert remote_parent.info.user_id == meta["user"]
     assert len(mlflow_client.get_metric_history(remote_parent.info.run_id, "train/loss")) == 2500
     odd = sorted(mlflow_client.get_metric_history(remote_parent.info.run_id, "odd"), key=lambda m: m.step)
@@ -184,7 +186,7 @@ def test_coalesce_sends_the_last_value_per_step(
     tmp_path: Path, mlflow_server: Any, mlflow_client: Any
 ) -> None:
     root = tmp_path / "mlruns"
-    run = mm.Run(experiment_id=mm._store.get_or_create_experiment(str(root), "coal"), runs_dir=root)
+    run = mm.Run(experiment_id=_operations.get_or_create_experiment(str(root), "coal"), runs_dir=root)
     for step in range(10):
         for j in range(3):
             run.log_metric("m", step * 10 + j, step=step, timestamp=1_763_900_000_000 + step * 3 + j)

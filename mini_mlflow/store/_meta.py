@@ -7,7 +7,7 @@ import os
 from typing import Any, BinaryIO
 
 from ._layout import ms_from_iso
-from ._yamlsubset import load_meta_bytes
+from ._yaml import load_meta_bytes
 
 #: How the read side opens a store's files: a file planted as a symbolic link is refused (ELOOP), so
 #: nothing outside the store is read through it.

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._errors import InvalidInputError, InvalidValueError
-from ._layout import END_STATUSES
+from .._errors import InvalidInputError, InvalidValueError
+from ..store._layout import END_STATUSES
 
 
 def to_float(key: str, value: Any) -> float:

@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterable
 from operator import itemgetter
 from typing import Any
 
+from .._errors import InvalidInputError, NotFoundError
+from ..store._layout import normalize_experiment_id
 from . import _index
-from ._errors import InvalidInputError, NotFoundError
 from ._filter import Field, OrderKey, parse_filter, parse_order_by
-from ._layout import normalize_experiment_id
 from ._records import BrokenRun, RunRecord, SearchResult, as_text
 
 RUN_VIEWS = {
@@ -138,7 +138,7 @@ def search_runs(
         InvalidInputError: a malformed filter or order (the message points at the token), bad arguments.
     """
     if root is None:
-        from ._fluent import _drain_own, get_tracking_dir
+        from ..api._fluent import _drain_own, get_tracking_dir
 
         _drain_own()
         root = get_tracking_dir()

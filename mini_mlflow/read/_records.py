@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._errors import InvalidInputError
-from ._layout import iso_from_ms
+from .._errors import InvalidInputError
+from ..store._layout import iso_from_ms
 
 
 @dataclass(slots=True)

@@ -7,14 +7,15 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import _registry, _store
-from ._config import claim_attached_run_id, resolve
-from ._errors import ActiveRunExistsError, NoActiveRunError
-from ._layout import normalize_experiment_id, validate_experiment_name
-from ._run import Run
+from .._config import claim_attached_run_id, resolve
+from .._errors import ActiveRunExistsError, NoActiveRunError
+from ..store import _operations
+from ..store._layout import normalize_experiment_id, validate_experiment_name
+from ..write import _registry
+from ..write._run import Run
 
 if TYPE_CHECKING:
-    from ._reader import MetricPoint
+    from ..read._reader import MetricPoint
 
 _state = _registry._state  # the thread-local stack; read directly on the hot path
 _lock = threading.Lock()
@@ -43,7 +44,7 @@ def set_experiment(name: str) -> str:
     """Make ``name`` the current experiment (creating it if missing) and return its id."""
     global _experiment_id
     validate_experiment_name(name)
-    experiment_id = _store.get_or_create_experiment(os.path.abspath(get_tracking_dir()), name)
+    experiment_id = _operations.get_or_create_experiment(os.path.abspath(get_tracking_dir()), name)
     with _lock:
         _experiment_id = experiment_id
     return experiment_id
@@ -51,7 +52,7 @@ def set_experiment(name: str) -> str:
 
 def get_experiment_by_name(name: str) -> dict[str, Any] | None:
     """The experiment's metadata (id, name, lifecycle stage, times), or None if there is none."""
-    from ._reader import Store
+    from ..read._reader import Store
 
     return Store(get_tracking_dir()).get_experiment_by_name(name)
 
@@ -177,7 +178,7 @@ def list_runs(experiment_id: int | str | None = None) -> list[str]:
     """Run ids of an experiment (default: the current one), newest first."""
     if experiment_id is None:
         experiment_id = _experiment_id if _experiment_id is not None else 0
-    from ._reader import Store
+    from ..read._reader import Store
 
     return Store(get_tracking_dir()).list_runs(experiment_id)
 
@@ -185,7 +186,7 @@ def list_runs(experiment_id: int | str | None = None) -> list[str]:
 def get_run(run_id: str) -> dict[str, Any]:
     """``{"metadata", "params", "tags", "metrics"}`` of a run; metrics hold each key's last value."""
     _drain_own(run_id)
-    from ._reader import Store
+    from ..read._reader import Store
 
     return Store(get_tracking_dir()).get_run(run_id)
 
@@ -193,7 +194,7 @@ def get_run(run_id: str) -> dict[str, Any]:
 def get_metric_history(run_id: str, key: str) -> list[MetricPoint]:
     """Every point of a metric, in logged order."""
     _drain_own(run_id)
-    from ._reader import Store
+    from ..read._reader import Store
 
     history = Store(get_tracking_dir()).get_metric_history(run_id, key)
     return history.points()

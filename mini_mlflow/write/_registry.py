@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 def _no_active_run(*args: Any, **kwargs: Any) -> None:
-    from ._errors import NoActiveRunError
+    from .._errors import NoActiveRunError
 
     raise NoActiveRunError("No active run: call start_run() first (or use a Run object)")
 

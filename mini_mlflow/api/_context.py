@@ -14,10 +14,12 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import _config, _files, _registry, _store
-from ._errors import InvalidInputError, NotFoundError
-from ._layout import META_FILE, TMP_MARK, VALUE_SUFFIX, validate_experiment_name, validate_key
-from ._run import Run
+from .. import _config
+from .._errors import InvalidInputError, NotFoundError
+from ..store import _files, _operations
+from ..store._layout import META_FILE, TMP_MARK, VALUE_SUFFIX, validate_experiment_name, validate_key
+from ..write import _registry
+from ..write._run import Run
 
 #: Folder of a run holding ``log_result`` values.
 RESULTS_DIR = "results"
@@ -66,7 +68,7 @@ def _result_json(key: str, value: Any) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         value = "NaN" if value != value else _NON_FINITE[value]  # as in metric files
     try:
-        return json.dumps(value, allow_nan=False, sort_keys=True, default=_store._json_default)
+        return json.dumps(value, allow_nan=False, sort_keys=True, default=_operations._json_default)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(
             f"result {key!r}: value {value!r} cannot be stored as JSON ({exc}); "
@@ -105,7 +107,7 @@ class RunContext:
     @property
     def project(self) -> str:
         """The experiment's name."""
-        meta = _store.read_meta(os.path.join(os.path.dirname(self.run.run_dir), META_FILE))
+        meta = _operations.read_meta(os.path.join(os.path.dirname(self.run.run_dir), META_FILE))
         return str(meta.get("name", ""))
 
     def __repr__(self) -> str:
@@ -168,7 +170,7 @@ class RunContext:
         if not os.path.exists(os.path.join(self.run.run_dir, META_FILE)):
             raise NotFoundError(f"run folder {self.run.run_dir} was deleted; cannot store result {key!r}")
         data = (text + "\n").encode("utf-8")
-        self.run._artifact_io(lambda: _store.write_in_run(self.run.run_dir, path, data), path)
+        self.run._artifact_io(lambda: _operations.write_in_run(self.run.run_dir, path, data), path)
         self._results[key] = json.loads(text)
 
     def log_results(self, results: Mapping[str, Any]) -> None:
@@ -220,8 +222,8 @@ class RunContext:
             raise InvalidInputError(f"log_artifact {key!r}: local_path {src!r} is not a file or folder")
         self.run._check_open()
         folder, _, name = key.rpartition("/")
-        dest = _store.artifact_dest(self.run.run_dir, folder or None, name)
-        self.run._artifact_io(lambda: _store.copy_artifact(self.run.run_dir, src, dest), dest)
+        dest = _operations.artifact_dest(self.run.run_dir, folder or None, name)
+        self.run._artifact_io(lambda: _operations.copy_artifact(self.run.run_dir, src, dest), dest)
         return key
 
     # -- the record ---------------------------------------------------------------------------------
@@ -338,12 +340,12 @@ def get_or_create_ctx(
         run_name: str | None = name
         if attached:
             experiment_id: int | str = 0
-            there = _store.find_run_dir(os.path.abspath(root), attached)
-            if there is not None and _store.read_meta(os.path.join(there[1], META_FILE)).get("run_name"):
+            there = _operations.find_run_dir(os.path.abspath(root), attached)
+            if there is not None and _operations.read_meta(os.path.join(there[1], META_FILE)).get("run_name"):
                 run_name = None  # `mini-mlflow run -n` named it; the command line wins
         elif project is not None:
             validate_experiment_name(project)
-            experiment_id = _store.get_or_create_experiment(os.path.abspath(root), project)
+            experiment_id = _operations.get_or_create_experiment(os.path.abspath(root), project)
         else:
             experiment_id = _experiment_id if _experiment_id is not None else 0
         run = Run(

@@ -12,8 +12,8 @@ import os
 import sys
 from typing import Any
 
-from ._layout import FORMAT_VERSION, META_FILE, METRIC_SUFFIX, VALUE_SUFFIX, walk_keys
-from ._meta import READ_FLAGS, normalize_meta, read_bytes, read_meta_file
+from ..store._layout import FORMAT_VERSION, META_FILE, METRIC_SUFFIX, VALUE_SUFFIX, walk_keys
+from ..store._meta import READ_FLAGS, normalize_meta, read_bytes, read_meta_file
 from ._metric_cache import fingerprint, read_metric
 from ._metric_parse import parse_metric_lines
 from ._records import RunRecord

@@ -20,11 +20,12 @@ from collections import deque
 from itertools import islice
 from typing import Any
 
-from . import _files, _log
-from ._config import Settings
-from ._errors import StorageError
+from .. import _log
+from .._config import Settings
+from .._errors import StorageError
+from ..store import _files
+from ..store._layout import METRIC_SUFFIX
 from ._interrupts import HeldInterrupts
-from ._layout import METRIC_SUFFIX
 from ._run_files import FDS, MetricFiles, remove_heartbeat, write_heartbeat
 
 _time = time.time

@@ -25,7 +25,7 @@ import zlib
 from array import array
 from typing import Any, NamedTuple
 
-from ._files import _NOFOLLOW, folder_beneath, remove_stale_temporaries, replace_file
+from ..store._files import _NOFOLLOW, folder_beneath, remove_stale_temporaries, replace_file
 from ._metric_parse import MetricHistory, parse_columns
 
 #: Metric files smaller than this are parsed directly (the parse is already fast; no cache file).

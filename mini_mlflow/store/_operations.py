@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
+from .._errors import InvalidInputError, NotFoundError, ParamConflictError, StorageError
+from ..write._run_files import run_folder
 from . import _files
-from ._errors import InvalidInputError, NotFoundError, ParamConflictError, StorageError
 from ._layout import (
     FORMAT_VERSION,
     LOCK_FILE,
@@ -33,7 +34,6 @@ from ._layout import (
     validate_key,
 )
 from ._meta import read_bytes
-from ._run_files import run_folder
 
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"

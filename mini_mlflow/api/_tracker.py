@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ._errors import ActiveRunExistsError, NoActiveRunError
-from ._run import Run
+from .._errors import ActiveRunExistsError, NoActiveRunError
+from ..write._run import Run
 
 
 class ExperimentTracker:
@@ -33,7 +33,7 @@ class ExperimentTracker:
     ) -> None:
         self.run_name = run_name
         self.experiment_id = experiment_id
-        from ._config import resolve
+        from .._config import resolve
 
         self.runs_dir = runs_dir if runs_dir is not None else resolve().tracking_dir
         self._active: Run | None = None
@@ -71,7 +71,7 @@ class ExperimentTracker:
 
     def list_runs(self, experiment_id: int | str | None = None) -> list[str]:
         """Run ids of the tracker's experiment (or ``experiment_id``), newest first."""
-        from ._reader import Store
+        from ..read._reader import Store
 
         return Store(self.runs_dir).list_runs(self.experiment_id if experiment_id is None else experiment_id)
 
@@ -79,7 +79,7 @@ class ExperimentTracker:
         """``{"metadata", "params", "tags", "metrics"}`` of a run (this tracker's own writes included)."""
         if self._active is not None and self._active.run_id == run_id:
             self._active._buffer.drain()
-        from ._reader import Store
+        from ..read._reader import Store
 
         return Store(self.runs_dir).get_run(run_id)
 

@@ -18,7 +18,7 @@ that part is re-read.
 
 Between full sweeps (at most ``SWEEP_S`` apart) a read skips the runs that were finished and settled at
 the last sweep, as long as the experiment folder's mtime has not moved: adding, removing or renaming a
-run folder moves it, and so does every meta.yaml replaced through ``_store.update_run_meta`` (which
+run folder moves it, and so does every meta.yaml replaced through ``store._operations.update_run_meta`` (which
 touches the experiment folder after the rename). On 10,000 runs the sweep's ``lstat``-s are most of a
 warm search; a meta.yaml replaced behind mini_mlflow's back is seen at the next sweep.
 
@@ -34,9 +34,9 @@ import sys
 import time
 from typing import Any
 
-from ._files import folder_beneath, remove_stale_temporaries, write_atomic
-from ._layout import FORMAT_VERSION, META_FILE, TMP_MARK, iso_from_ms
-from ._meta import read_bytes, read_meta_file
+from ..store._files import folder_beneath, remove_stale_temporaries, write_atomic
+from ..store._layout import FORMAT_VERSION, META_FILE, TMP_MARK, iso_from_ms
+from ..store._meta import read_bytes, read_meta_file
 from ._reader import heartbeat_state
 from ._records import RunRecord
 from ._scan import RACY_NS, build_run, sig_of

@@ -15,8 +15,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from . import _files
-from ._layout import HEARTBEAT_FILE, META_FILE
+from ..store import _files
+from ..store._layout import HEARTBEAT_FILE, META_FILE
 
 _time = time.time
 

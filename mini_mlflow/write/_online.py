@@ -25,12 +25,12 @@ import threading
 import warnings
 from typing import TYPE_CHECKING
 
-from ._select import Target
-from ._upload import WATCH_RUN_SLICE
+from ..read._select import Target
+from ..sync._upload import WATCH_RUN_SLICE
 
 if TYPE_CHECKING:
-    from .._run import Run
-    from ._agent import SyncAgent
+    from ..sync._agent import SyncAgent
+    from ._run import Run
 
 #: Seconds the exit hook waits for the last pass.
 EXIT_TIMEOUT = 10.0
@@ -92,8 +92,8 @@ class _Background:
         try:
             agent = self.agents.get((root, url))
             if agent is None:
-                from ._agent import SyncAgent
-                from ._client import MlflowRestClient
+                from ..sync._agent import SyncAgent
+                from ..sync._client import MlflowRestClient
 
                 client = MlflowRestClient(url, max_retries=2, stop=self.stop)
                 agent = self.agents[(root, url)] = SyncAgent(root, client)
@@ -133,7 +133,7 @@ class _Background:
             return
         # Runs still open are ended first (as the registry's own hook would), so the last pass sends
         # their final status.
-        from .. import _registry
+        from . import _registry
 
         _registry.end_all(_registry._exit_status)
         self.closing = True
@@ -152,7 +152,7 @@ class _Background:
 
 
 def _experiment_name(root: str, experiment_id: str) -> str:
-    from .._store import read_meta
+    from ..store._operations import read_meta
 
     try:
         return str(read_meta(os.path.join(root, experiment_id, "meta.yaml")).get("name"))
@@ -166,7 +166,7 @@ if hasattr(os, "register_at_fork"):
 
 
 def _parent_marker(run: Run) -> str:
-    from ._cursor import server_key  # a hash: the URL's user info never reaches the environment
+    from ..sync._cursor import server_key  # a hash: the URL's user info never reaches the environment
 
     return f"{run.run_id} {server_key(str(run._settings.sync_url))}"
 

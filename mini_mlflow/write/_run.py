@@ -14,19 +14,17 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from . import _log, _registry, _store
-from ._buffer import PointBuffer
-from ._coerce import check_status, status_for_exception, to_float, to_step, to_timestamp
-from ._config import Settings, resolve
-from ._errors import (
+from .. import _log
+from .._config import Settings, resolve
+from .._errors import (
     InvalidInputError,
     ParamConflictError,
     RunEndedError,
     StorageError,
 )
-from ._files import storage_error
-from ._interrupts import HeldInterrupts
-from ._layout import (
+from ..store import _operations
+from ..store._files import storage_error
+from ..store._layout import (
     check_text,
     iso_from_ms,
     ms_from_iso,
@@ -35,6 +33,10 @@ from ._layout import (
     validate_key,
     validate_run_id,
 )
+from . import _registry
+from ._buffer import PointBuffer
+from ._coerce import check_status, status_for_exception, to_float, to_step, to_timestamp
+from ._interrupts import HeldInterrupts
 from ._writer import WRITER
 
 _time = time.time
@@ -89,7 +91,7 @@ class Run:
         found = None
         if run_id is not None:
             validate_run_id(run_id)
-            found = _store.find_run_dir(root, run_id)
+            found = _operations.find_run_dir(root, run_id)
         else:
             run_id = new_run_id()
         try:
@@ -102,11 +104,11 @@ class Run:
                 changes: dict[str, Any] = {"status": "RUNNING", "end_time": None}
                 if name is not None:
                     changes["run_name"] = name
-                meta = _store.update_run_meta(rdir, **changes)
+                meta = _operations.update_run_meta(rdir, **changes)
                 self.experiment_id: int | str = experiment_id if exp == found_exp else found_exp
             else:
-                _store.ensure_experiment(root, exp)
-                rdir, meta = _store.create_run(root, exp, run_id, name, parent_run_id, now_ms())
+                _operations.ensure_experiment(root, exp)
+                rdir, meta = _operations.create_run(root, exp, run_id, name, parent_run_id, now_ms())
                 self.experiment_id = experiment_id
         except OSError as exc:
             raise storage_error("start run", root, exc) from exc
@@ -138,7 +140,7 @@ class Run:
         if tags:
             self.set_tags(tags)
         if self._settings.sync_url and not self._settings.offline:
-            from .sync import start_background  # online mode; imported only when asked for
+            from ._online import start_background  # online mode; imported only when asked for
 
             start_background(self)
 
@@ -229,7 +231,7 @@ class Run:
         texts = {}
         for key, value in params.items():
             validate_key(key, "param key")
-            text = _store.param_json(key, value)
+            text = _operations.param_json(key, value)
             old = self._params.get(key)
             if old is not None and old != text:
                 raise ParamConflictError(
@@ -250,12 +252,12 @@ class Run:
         self._check_open()
         if not isinstance(tags, Mapping):
             raise InvalidInputError(f"tags must be a dict, got {type(tags).__name__}")
-        texts = {validate_key(k, "tag key"): _store.tag_json(k, v) for k, v in tags.items()}
+        texts = {validate_key(k, "tag key"): _operations.tag_json(k, v) for k, v in tags.items()}
         for key, text in texts.items():
             self._write_value("tag", key, text)
 
     def _write_value(self, kind: str, key: str, text: str) -> None:
-        write = _store.write_param if kind == "param" else _store.write_tag
+        write = _operations.write_param if kind == "param" else _operations.write_tag
         try:
             write(self.run_dir, key, text)
             self._pending_values.pop((kind, key), None)
@@ -279,8 +281,8 @@ class Run:
                 f"log_artifact: {src!r} is not a file"
                 + (" (use log_artifacts for a folder)" if os.path.isdir(src) else "")
             )
-        dest = _store.artifact_dest(self.run_dir, artifact_path, os.path.basename(src))
-        self._artifact_io(lambda: _store.copy_artifact(self.run_dir, src, dest), dest)
+        dest = _operations.artifact_dest(self.run_dir, artifact_path, os.path.basename(src))
+        self._artifact_io(lambda: _operations.copy_artifact(self.run_dir, src, dest), dest)
 
     def log_artifacts(self, local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> None:
         """Copy every file under a folder into the run's artifacts (symlinked folders are not followed)."""
@@ -296,19 +298,21 @@ class Run:
             for name in sorted(files):
                 src = os.path.join(folder, name)
                 if os.path.isfile(src):
-                    dest = _store.artifact_dest(self.run_dir, sub or None, name)
-                    self._artifact_io(lambda s=src, d=dest: _store.copy_artifact(self.run_dir, s, d), dest)
+                    dest = _operations.artifact_dest(self.run_dir, sub or None, name)
+                    self._artifact_io(
+                        lambda s=src, d=dest: _operations.copy_artifact(self.run_dir, s, d), dest
+                    )
 
     def log_dict(self, dictionary: Any, artifact_file: str) -> None:
         """Save a dict as a JSON (or, for .yaml/.yml, YAML) artifact."""
         self._check_open()
         if artifact_file.endswith((".yaml", ".yml")):
-            from ._files import dump_yaml
+            from ..store._files import dump_yaml
 
             data = dump_yaml(dictionary)
         else:
             try:
-                data = json.dumps(dictionary, indent=2, default=_store._json_default).encode()
+                data = json.dumps(dictionary, indent=2, default=_operations._json_default).encode()
             except (TypeError, ValueError) as exc:
                 raise InvalidInputError(f"log_dict: cannot store as JSON: {exc}") from None
         self._write_artifact(artifact_file, data)
@@ -322,8 +326,8 @@ class Run:
 
     def _write_artifact(self, artifact_file: str, data: bytes) -> None:
         folder, _, name = str(artifact_file).rpartition("/")
-        dest = _store.artifact_dest(self.run_dir, folder or None, name)
-        self._artifact_io(lambda: _store.write_in_run(self.run_dir, dest, data), dest)
+        dest = _operations.artifact_dest(self.run_dir, folder or None, name)
+        self._artifact_io(lambda: _operations.write_in_run(self.run_dir, dest, data), dest)
 
     @staticmethod
     def _artifact_io(action: Any, dest: str) -> None:
@@ -381,7 +385,7 @@ class Run:
                     if self._pending_values or self._buffer.pending_points:
                         raise
                     lost = err  # only dropped points: nothing more to wait for; end, then report
-                _store.update_run_meta(
+                _operations.update_run_meta(
                     self.run_dir,
                     fsync=self._settings.fsync != "never",
                     lock_timeout=60 if _lock_timeout < 0 else _lock_timeout,
@@ -430,7 +434,7 @@ class Run:
 
     def to_dict(self) -> dict[str, Any]:
         """The run as the reader sees it (flushes first, so it includes everything logged so far)."""
-        from ._reader import Store
+        from ..read._reader import Store
 
         self._buffer.drain()
         return Store(os.path.dirname(os.path.dirname(self.run_dir))).get_run(self.run_id)

@@ -12,7 +12,7 @@ import re
 import sys
 import time
 
-from ._errors import InvalidInputError
+from .._errors import InvalidInputError
 
 #: Version of the on-disk format written into every meta.yaml.
 FORMAT_VERSION = 1

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .._errors import NotFoundError
-from .._reader import Store
-from .._store import iter_experiments
+from ..store._operations import iter_experiments
+from ._reader import Store
 
 
 @dataclass(frozen=True)

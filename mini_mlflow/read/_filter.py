@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._errors import InvalidInputError
+from .._errors import InvalidInputError
 from ._records import as_text
 
 ENTITIES = {

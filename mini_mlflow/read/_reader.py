@@ -14,9 +14,9 @@ import socket
 import time
 from typing import Any
 
-from ._errors import InvalidInputError, NotFoundError
-from ._files import SymlinkRefusedError, check_inside
-from ._layout import (
+from .._errors import InvalidInputError, NotFoundError
+from ..store._files import SymlinkRefusedError, check_inside
+from ..store._layout import (
     FORMAT_VERSION,
     HEARTBEAT_FILE,
     META_FILE,
@@ -29,11 +29,11 @@ from ._layout import (
     validate_run_id,
     walk_keys,
 )
-from ._meta import READ_FLAGS, open_binary, read_bytes
+from ..store._meta import READ_FLAGS, open_binary, read_bytes
+from ..store._operations import iter_experiments, read_meta
 from ._metric_parse import MetricHistory as MetricHistory  # re-exported: the read API's types
 from ._metric_parse import MetricPoint as MetricPoint
 from ._metric_parse import parse_metric_lines as parse_metric_lines
-from ._store import iter_experiments, read_meta
 
 #: A RUNNING run with no sign of life for this many heartbeat intervals is considered crashed.
 STALE_AFTER_BEATS = 3

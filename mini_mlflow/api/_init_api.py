@@ -11,11 +11,13 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from . import _config, _registry, _store
-from ._coerce import to_step
-from ._errors import InvalidInputError, InvalidValueError
-from ._layout import validate_experiment_name
-from ._run import Run
+from .. import _config
+from .._errors import InvalidInputError, InvalidValueError
+from ..store import _operations
+from ..store._layout import validate_experiment_name
+from ..write import _registry
+from ..write._coerce import to_step
+from ..write._run import Run
 
 #: ``finish`` statuses in W&B's spelling and the run status each one records.
 _FINISH_STATUSES = {"finished": "FINISHED", "failed": "FAILED", "killed": "KILLED", "crashed": "FAILED"}
@@ -206,11 +208,11 @@ def init(
     if attached:
         run_id = attached
         experiment_id = "0"  # the run already lives where `mini-mlflow run -e` put it
-        found = _store.find_run_dir(os.path.abspath(root), run_id)
-        if found is not None and _store.read_meta(os.path.join(found[1], "meta.yaml")).get("run_name"):
+        found = _operations.find_run_dir(os.path.abspath(root), run_id)
+        if found is not None and _operations.read_meta(os.path.join(found[1], "meta.yaml")).get("run_name"):
             name = None  # `mini-mlflow run -n` named it; the command line wins
     else:
-        experiment_id = _store.get_or_create_experiment(os.path.abspath(root), project)
+        experiment_id = _operations.get_or_create_experiment(os.path.abspath(root), project)
     run = Run(run_id=run_id, experiment_id=experiment_id, name=name, runs_dir=root, settings=resolved)
     try:
         effective = dict(config or {})
@@ -224,5 +226,5 @@ def init(
         raise
     if _registry.active() is None:
         _registry.push(run)
-    exp_meta = _store.read_meta(os.path.join(os.path.dirname(run.run_dir), "meta.yaml"))
+    exp_meta = _operations.read_meta(os.path.join(os.path.dirname(run.run_dir), "meta.yaml"))
     return InitRun(run, str(exp_meta.get("name", project)), effective)

@@ -1,0 +1,1 @@
+"""The faces: the fluent functions, ``ExperimentTracker``, ``init/log/finish`` and the run context."""

@@ -1,0 +1,1 @@
+"""The read side: reader, index, metric parse and cache, the filter grammar and search."""
