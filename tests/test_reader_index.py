@@ -17,8 +17,7 @@ from hypothesis import strategies as st
 import mini_mlflow as mm
 from mini_mlflow.read import _index
 from mini_mlflow.store import _operations
-from mini_mlflow.store._files import dump_yaml, load_yaml
-from mini_mlflow.store._yaml import load_meta_bytes, parse_subset
+from mini_mlflow.store._yaml import dump_yaml, load_meta_bytes, load_yaml, parse_subset
 
 from conftest import python_child, wait_until
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import _config
 from .._errors import InvalidInputError, NotFoundError
-from ..store import _files, _operations
+from ..store import _operations, _yaml
 from ..store._layout import META_FILE, TMP_MARK, VALUE_SUFFIX, validate_experiment_name, validate_key
 from ..write import _registry
 from ..write._run import Run
@@ -261,7 +261,7 @@ class RunContext:
 
     def to_yaml(self) -> str:
         """:meth:`to_dict` as YAML text."""
-        return _files.dump_yaml(self.to_dict()).decode("utf-8")
+        return _yaml.dump_yaml(self.to_dict()).decode("utf-8")
 
     # -- lifecycle ----------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import math
 import os
 
 from ..read._reader import parse_metric_lines
-from ..store._meta import open_binary
+from ..store._files import open_binary
 
 #: Files up to this size are parsed whole (exact min/max per column).
 WHOLE_FILE_BYTES = 1 << 20

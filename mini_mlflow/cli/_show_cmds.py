@@ -301,8 +301,9 @@ def tail_cmd(
     """Print the latest metric points of a run; with -f, follow them as they are written."""
     from ..read import _index
     from ..read._reader import heartbeat_state, parse_metric_lines, resolve_run
+    from ..store._files import open_binary
     from ..store._layout import walk_keys
-    from ..store._meta import open_binary, read_meta_file
+    from ..store._meta import read_meta_file
     from ._render import clean, fmt_number
 
     root = root_of(ctx)

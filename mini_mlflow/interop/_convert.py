@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..read._reader import Store
+from ..store._files import read_bytes
 from ..store._layout import (
     MAX_KEY_LENGTH,
     MAX_TAG_VALUE_LENGTH,
@@ -23,7 +24,6 @@ from ..store._layout import (
     ms_from_iso,
     walk_keys,
 )
-from ..store._meta import read_bytes
 
 #: MLflow's RunStatus numbers, as FileStore meta.yaml stores them.
 STATUS_NUMBERS = {"RUNNING": 1, "SCHEDULED": 2, "FINISHED": 3, "FAILED": 4, "KILLED": 5}

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import InvalidInputError
 from ..read._reader import parse_metric_lines
-from ..store import _files
+from ..store import _files, _yaml
+from ..store._files import open_binary
 from ..store._layout import METRIC_SUFFIX, TMP_MARK, now_ms
-from ..store._meta import open_binary
 from ..store._operations import read_meta
 from ._convert import STATUS_NUMBERS, iter_artifacts, load_results, load_run_view, metric_line_text
 from ._paths import inside, make_dirs, safe_join
@@ -109,7 +109,7 @@ def _write_experiment(root: str, base: str, experiment_id: str, name: str) -> No
         "lifecycle_stage": str(local.get("lifecycle_stage") or "active"),
         "name": name,
     }
-    _files.write_atomic(meta_path, _files.dump_yaml(meta))
+    _files.write_atomic(meta_path, _yaml.dump_yaml(meta))
 
 
 def _ms(value: Any) -> int | None:
@@ -175,7 +175,7 @@ def _write_run(base: str, view: Any, report: ExportReport) -> None:
         "user_id": view.user,
     }
     # meta.yaml last: a run folder without it is ignored by MLflow, so an interrupted export is invisible.
-    _files.write_atomic(os.path.join(rdir, "meta.yaml"), _files.dump_yaml(meta))
+    _files.write_atomic(os.path.join(rdir, "meta.yaml"), _yaml.dump_yaml(meta))
 
 
 def _write_text(base: str, folder: str, key: str, data: bytes) -> None:

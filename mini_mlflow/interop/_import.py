@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from .._errors import InvalidInputError
-from ..store import _files, _operations
+from ..store import _operations, _yaml
 from ..store._layout import (
     FORMAT_VERSION,
     MAX_EXPERIMENT_NAME_LENGTH,
@@ -198,7 +198,7 @@ def _import_run(base: str, root: str, src: str, experiment_id: str, report: Impo
     }
     try:
         # meta.yaml first: the folder is hidden (temporary name) until renamed into place.
-        _operations.write_in_run(tmp, os.path.join(tmp, META_FILE), _files.dump_yaml(run_meta))
+        _operations.write_in_run(tmp, os.path.join(tmp, META_FILE), _yaml.dump_yaml(run_meta))
         for key, text in params.items():
             _operations.write_param(tmp, key, _operations.param_json(key, text))
         for key, text in tags.items():

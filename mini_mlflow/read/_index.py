@@ -34,9 +34,9 @@ import sys
 import time
 from typing import Any
 
-from ..store._files import folder_beneath, remove_stale_temporaries, write_atomic
+from ..store._files import folder_beneath, read_bytes, remove_stale_temporaries, write_atomic
 from ..store._layout import FORMAT_VERSION, META_FILE, TMP_MARK, iso_from_ms
-from ..store._meta import read_bytes, read_meta_file
+from ..store._meta import read_meta_file
 from ._reader import heartbeat_state
 from ._records import RunRecord
 from ._scan import RACY_NS, build_run, sig_of

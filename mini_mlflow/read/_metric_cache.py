@@ -25,7 +25,7 @@ import zlib
 from array import array
 from typing import Any, NamedTuple
 
-from ..store._files import _NOFOLLOW, folder_beneath, remove_stale_temporaries, replace_file
+from ..store._files import READ_FLAGS, folder_beneath, remove_stale_temporaries, replace_file
 from ._metric_parse import MetricHistory, parse_columns
 
 #: Metric files smaller than this are parsed directly (the parse is already fast; no cache file).
@@ -39,7 +39,6 @@ _HEADER = struct.Struct("<8sQQQQqQQI16sH")
 _EDGE = 4096  # bytes hashed at each end of the cached prefix
 _PROBES = 16  # short windows hashed in between (a rewrite that keeps both ends is still caught)
 _PROBE = 64
-_RDONLY = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 _PREADV = hasattr(os, "preadv")
 
 
@@ -79,7 +78,7 @@ def fingerprint(fd: int, consumed: int) -> bytes | None:
 def _load(cache_file: str, key: str, fd: int, st: os.stat_result) -> Cached | None:
     """The cache's arrays if it is intact and the metric file (open as ``fd``) still proves them."""
     try:
-        cfd = os.open(cache_file, _RDONLY | _NOFOLLOW)
+        cfd = os.open(cache_file, READ_FLAGS)
     except OSError:
         return None
     try:

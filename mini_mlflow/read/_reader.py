@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from .._errors import InvalidInputError, NotFoundError
-from ..store._files import SymlinkRefusedError, check_inside
+from ..store._files import READ_FLAGS, SymlinkRefusedError, check_inside, open_binary, read_bytes
 from ..store._layout import (
     FORMAT_VERSION,
     HEARTBEAT_FILE,
@@ -29,7 +29,6 @@ from ..store._layout import (
     validate_run_id,
     walk_keys,
 )
-from ..store._meta import READ_FLAGS, open_binary, read_bytes
 from ..store._operations import iter_experiments, read_meta
 from ._metric_parse import MetricHistory as MetricHistory  # re-exported: the read API's types
 from ._metric_parse import MetricPoint as MetricPoint

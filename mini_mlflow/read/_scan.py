@@ -12,8 +12,9 @@ import os
 import sys
 from typing import Any
 
+from ..store._files import READ_FLAGS, read_bytes
 from ..store._layout import FORMAT_VERSION, META_FILE, METRIC_SUFFIX, VALUE_SUFFIX, walk_keys
-from ..store._meta import READ_FLAGS, normalize_meta, read_bytes, read_meta_file
+from ..store._meta import normalize_meta, read_meta_file
 from ._metric_cache import fingerprint, read_metric
 from ._metric_parse import parse_metric_lines
 from ._records import RunRecord

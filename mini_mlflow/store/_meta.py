@@ -3,35 +3,11 @@
 from __future__ import annotations
 
 import errno
-import os
-from typing import Any, BinaryIO
+from typing import Any
 
+from ._files import read_bytes
 from ._layout import ms_from_iso
 from ._yaml import load_meta_bytes
-
-#: How the read side opens a store's files: a file planted as a symbolic link is refused (ELOOP), so
-#: nothing outside the store is read through it.
-READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
-
-
-def open_binary(path: str) -> BinaryIO:
-    """``open(path, "rb")`` for a store's file, refusing one planted as a symbolic link (ELOOP)."""
-    return os.fdopen(os.open(path, READ_FLAGS), "rb")
-
-
-def read_bytes(path: str, dir_fd: int | None = None) -> bytes:
-    """The whole file (plain ``os`` calls: measurably cheaper than ``open()`` on thousands of files)."""
-    fd = os.open(path, READ_FLAGS, dir_fd=dir_fd)
-    try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    return b"".join(chunks)
 
 
 def read_meta_file(path: str) -> tuple[dict[str, Any] | None, str | None]:

@@ -17,7 +17,8 @@ from typing import Any, BinaryIO
 
 from .._errors import InvalidInputError, NotFoundError, ParamConflictError, StorageError
 from ..write._run_files import run_folder
-from . import _files
+from . import _files, _yaml
+from ._files import read_bytes
 from ._layout import (
     FORMAT_VERSION,
     LOCK_FILE,
@@ -33,7 +34,6 @@ from ._layout import (
     validate_experiment_name,
     validate_key,
 )
-from ._meta import read_bytes
 
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
@@ -53,7 +53,7 @@ def read_meta(path: str, dir_fd: int | None = None) -> dict[str, Any]:
     """A meta.yaml, read with the safe loader (``path`` is a name in ``dir_fd`` if given)."""
     raw = read_bytes(path, dir_fd)  # a meta.yaml planted as a symlink: refused (ELOOP), never read through
     try:
-        data = _files.load_yaml(raw)
+        data = _yaml.load_yaml(raw)
     except Exception as exc:  # yaml errors (e.g. a !!python/object tag) mean a broken file, never code
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StorageError(errno.EINVAL, f"{path} is not a valid meta.yaml: {first}") from None
@@ -65,7 +65,7 @@ def read_meta(path: str, dir_fd: int | None = None) -> dict[str, Any]:
 def _write_experiment_meta(root: str, experiment_id: str, name: str) -> None:
     """Create the experiment's folder and meta.yaml, through real folders only (a link is refused)."""
     with _files.folder_beneath(root, experiment_id) as fd:
-        _files.write_atomic(META_FILE, _files.dump_yaml(_experiment_meta(experiment_id, name)), dir_fd=fd)
+        _files.write_atomic(META_FILE, _yaml.dump_yaml(_experiment_meta(experiment_id, name)), dir_fd=fd)
 
 
 # -- experiments -------------------------------------------------------------------------------
@@ -186,7 +186,7 @@ def create_run(
                 os.mkdir(sub, 0o755, dir_fd=fd)
             except FileExistsError:
                 pass
-        _files.write_atomic(META_FILE, _files.dump_yaml(meta), dir_fd=fd)
+        _files.write_atomic(META_FILE, _yaml.dump_yaml(meta), dir_fd=fd)
     return rdir, meta
 
 
@@ -204,7 +204,7 @@ def update_run_meta(
             except FileNotFoundError:
                 raise NotFoundError(f"run folder {rdir} has no meta.yaml (was it deleted?)") from None
             meta.update(changes)
-            _files.write_atomic(META_FILE, _files.dump_yaml(meta), fsync=fsync, dir_fd=fd)
+            _files.write_atomic(META_FILE, _yaml.dump_yaml(meta), fsync=fsync, dir_fd=fd)
     except FileNotFoundError:
         raise NotFoundError(f"run folder {rdir} is gone (was it deleted?)") from None
     touch_experiment(rdir)

@@ -1,18 +1,16 @@
-"""Fast reading of meta.yaml: the plain YAML subset the store writes, else the safe YAML loader.
+"""YAML in the store: the safe loader and dumper, and a fast reader of the plain subset meta.yaml uses.
 
 Listing 10,000 runs would spend most of its time in a YAML parser. The files we write are flat
 ``key: value`` lines (plus one nested mapping) with null, integers, single-quoted strings and plain
 words, so those are read here; anything outside that subset (comments, flow collections, block scalars,
 double quotes, numbers with dots, dates, YAML 1.1 booleans ...) makes :func:`load_meta_bytes` hand the
-whole file to ``_files.load_yaml``, so the result is always exactly what the safe loader would give.
+whole file to :func:`load_yaml`, so the result is always exactly what the safe loader would give.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
-
-from ._files import load_yaml
 
 _LINE = re.compile(r"^( {0,2})([A-Za-z_][A-Za-z0-9_]*):(?: (.*))?$")
 _INT = re.compile(r"^-?(?:0|[1-9][0-9]*)$")
@@ -85,3 +83,23 @@ def load_meta_bytes(data: bytes) -> Any:
     if fast is not None:
         return fast
     return load_yaml(data)
+
+
+# PyYAML is imported where used: the logging hot path never needs it.
+
+
+def dump_yaml(data: dict[str, Any]) -> bytes:
+    """``data`` as YAML with the safe dumper, keys in the given order."""
+    import yaml
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    text: str = yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return text.encode("utf-8")
+
+
+def load_yaml(data: bytes) -> Any:
+    """Parse YAML with a safe loader only: nothing in a store can construct Python objects."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(data, Loader=loader)  # noqa: S506 - a safe loader, chosen above

@@ -16,7 +16,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..store._meta import read_bytes
+from ..store._files import read_bytes
 from ..store._operations import write_in_run
 from ._errors import display_url
 

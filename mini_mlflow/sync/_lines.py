@@ -11,8 +11,8 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
+from ..store._files import open_binary
 from ..store._layout import METRIC_SUFFIX, walk_keys
-from ..store._meta import open_binary
 from ._summary import RunReport
 
 READ_CHUNK = 4 << 20

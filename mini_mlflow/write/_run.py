@@ -307,7 +307,7 @@ class Run:
         """Save a dict as a JSON (or, for .yaml/.yml, YAML) artifact."""
         self._check_open()
         if artifact_file.endswith((".yaml", ".yml")):
-            from ..store._files import dump_yaml
+            from ..store._yaml import dump_yaml
 
             data = dump_yaml(dictionary)
         else:
