@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import BinaryIO
 
 from .._errors import StorageError
-from ._layout import TMP_MARK
+from ._layout import META_FILE, TMP_MARK
 
 _APPEND_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -230,6 +230,31 @@ def open_dir_beneath(root: str, rel: str, fixed: int, guard: str | None = None) 
 def folder_beneath(root: str, rel: str, fixed: int = 0, guard: str | None = None) -> Iterator[int]:
     """:func:`open_dir_beneath` as a context: the folder's descriptor, closed at the end."""
     fd = open_dir_beneath(root, rel, fixed, guard)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def run_root_and_rel(run_dir: str) -> tuple[str, str]:
+    """A run folder is ``<store root>/<experiment>/<run>``: the trusted root and the path below it."""
+    root = os.path.dirname(os.path.dirname(run_dir))
+    return root, os.path.relpath(run_dir, root).replace(os.sep, "/")
+
+
+@contextmanager
+def run_folder(run_dir: str, sub: str = "") -> Iterator[int]:
+    """A descriptor of the folder ``sub`` of a run (the run folder itself if empty), for ``dir_fd=``.
+
+    Reached from the store root without following any symlink (``SymlinkRefusedError``); missing
+    folders below the run folder are created while its meta.yaml exists; a run folder that is gone
+    raises ``FileNotFoundError`` (it is never re-created piecemeal).
+    """
+    root, rel = run_root_and_rel(run_dir)
+    try:
+        fd = open_dir_beneath(root, f"{rel}/{sub}" if sub else rel, fixed=2, guard=META_FILE)
+    except FileNotFoundError:
+        raise FileNotFoundError(2, "the run folder was deleted", run_dir) from None
     try:
         yield fd
     finally:

@@ -16,9 +16,8 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 from .._errors import InvalidInputError, NotFoundError, ParamConflictError, StorageError
-from ..write._run_files import run_folder
 from . import _files, _yaml
-from ._files import read_bytes
+from ._files import read_bytes, run_folder
 from ._layout import (
     FORMAT_VERSION,
     LOCK_FILE,

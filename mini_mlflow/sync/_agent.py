@@ -32,7 +32,7 @@ from typing import Any
 
 from ..interop._convert import load_run_view
 from ..read._select import Target
-from ..write._run_files import run_folder
+from ..store._files import run_folder
 from . import _cursor
 from ._client import MlflowRestClient
 from ._errors import AuthError, SyncError, SyncInterrupted, UnreachableError

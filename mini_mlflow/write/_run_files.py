@@ -1,7 +1,7 @@
-"""The files a live run keeps writing: its metric files and its heartbeat, and the way into its folders.
+"""The files a live run keeps writing: its metric files and its heartbeat.
 
 Every write into a run reaches its folder through real folders below the store root (a planted symlink
-is refused, never followed, and one swapped in mid-write cannot redirect it: :func:`run_folder`).
+is refused, never followed, and one swapped in mid-write cannot redirect it: ``store._files.run_folder``).
 Metric files stay open between drains (a bounded number per run and per process) and are dropped when
 deleted, moved or replaced under us, so nothing is ever written into the void.
 """
@@ -12,8 +12,6 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from ..store import _files
 from ..store._layout import HEARTBEAT_FILE, META_FILE
@@ -54,12 +52,6 @@ def hostname() -> str:
     return os.uname().nodename if hasattr(os, "uname") else os.environ.get("COMPUTERNAME", "localhost")
 
 
-def _root_and_rel(run_dir: str) -> tuple[str, str]:
-    """A run folder is ``<store root>/<experiment>/<run>``: the trusted root and the path below it."""
-    root = os.path.dirname(os.path.dirname(run_dir))
-    return root, os.path.relpath(run_dir, root).replace(os.sep, "/")
-
-
 class MetricFiles:
     """The metric files of one run that this process appends to."""
 
@@ -67,7 +59,7 @@ class MetricFiles:
         self.run_dir = run_dir
         self.fsync = fsync
         # Metric files are opened beneath the store root without following symlinks (see _open).
-        self._root, self._run_rel = _root_and_rel(run_dir)
+        self._root, self._run_rel = _files.run_root_and_rel(run_dir)
         self._real_run_dir = os.path.realpath(run_dir)
         self._touched: set[str] = set()
         self._fds: dict[str, int] = {}  # path -> open descriptor, in least-recently-used order
@@ -201,25 +193,6 @@ class MetricFiles:
         return failed
 
 
-@contextmanager
-def run_folder(run_dir: str, sub: str = "") -> Iterator[int]:
-    """A descriptor of the folder ``sub`` of a run (the run folder itself if empty), for ``dir_fd=``.
-
-    Reached from the store root without following any symlink (``SymlinkRefusedError``); missing
-    folders below the run folder are created while its meta.yaml exists; a run folder that is gone
-    raises ``FileNotFoundError`` (it is never re-created piecemeal).
-    """
-    root, rel = _root_and_rel(run_dir)
-    try:
-        fd = _files.open_dir_beneath(root, f"{rel}/{sub}" if sub else rel, fixed=2, guard=META_FILE)
-    except FileNotFoundError:
-        raise FileNotFoundError(2, "the run folder was deleted", run_dir) from None
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
 def heartbeat_path(run_dir: str) -> str:
     """One file per process, so ranks sharing a run each prove their own life."""
     host = "".join(c if c.isalnum() or c in "-_." else "_" for c in hostname())
@@ -229,13 +202,13 @@ def heartbeat_path(run_dir: str) -> str:
 def write_heartbeat(run_dir: str, interval: float, now: float) -> None:
     """Replace this process's heartbeat file of a run (raises OSError on failure)."""
     beat = {"time": int(now * 1000), "interval": interval, "pid": os.getpid(), "host": hostname()}
-    with run_folder(run_dir) as fd:  # a run folder swapped for a symlink: never written through
+    with _files.run_folder(run_dir) as fd:  # a run folder swapped for a symlink: never written through
         _files.write_atomic(os.path.basename(heartbeat_path(run_dir)), json.dumps(beat).encode(), dir_fd=fd)
 
 
 def remove_heartbeat(run_dir: str) -> None:
     try:
-        with run_folder(run_dir) as fd:
+        with _files.run_folder(run_dir) as fd:
             os.unlink(os.path.basename(heartbeat_path(run_dir)), dir_fd=fd)
     except OSError:
         pass
