@@ -78,17 +78,17 @@ def test_a_batch_of_points_formats_to_lines_that_read_back_exactly(
 ) -> None:
     """Both ways of formatting a drain (orjson columns, and the pure-Python fallback) give the same data."""
     from mini_mlflow.read._reader import parse_metric_lines
-    from mini_mlflow.write import _buffer
+    from mini_mlflow.store import _metric_lines as _lines
 
     if formatter == "orjson":
         pytest.importorskip("orjson")
-    saved = _buffer._dumps
-    _buffer._dumps = None if formatter == "orjson" else False
-    _buffer.load_fast_formatter()
+    saved = _lines._dumps
+    _lines._dumps = None if formatter == "orjson" else False
+    _lines.load_fast_formatter()
     try:
-        data = _buffer.format_lines([("k", v, s, t) for v, s, t in points])
+        data = _lines.format_lines([("k", v, s, t) for v, s, t in points])
     finally:
-        _buffer._dumps = saved
+        _lines._dumps = saved
     assert data.count(b"\n") == len(points) and data.endswith(b"\n")
     history = parse_metric_lines(data, "k")
     assert history.skipped_lines == 0

@@ -40,7 +40,7 @@ from ..store._layout import (
     validate_key,
     validate_run_id,
 )
-from ..write._buffer import format_point
+from ..store._metric_lines import format_point
 from ._convert import STATUS_NAMES
 from ._paths import inside, make_dirs, safe_join
 
