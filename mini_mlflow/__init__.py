@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from .read._records import RunRecord, SearchResult
     from .read._search import search_runs
 
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 # The read side (and its imports) loads on first use: a training process that only logs never pays.
 _LAZY = {"MetricHistory": ".read._reader", "MetricPoint": ".read._reader", "Store": ".read._reader"}

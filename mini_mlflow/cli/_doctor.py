@@ -21,7 +21,7 @@ SHOWN = 20
 def _versions() -> dict[str, str]:
     from importlib import metadata
 
-    from .. import __version__
+    from .._version import __version__
 
     found = {
         "mini_mlflow": __version__,
