@@ -210,6 +210,20 @@ class Settings(NamedTuple):
 _warned_unknown: set[str] = set()
 
 
+#: The store root chosen in code (``set_tracking_dir``); None: ``MINI_MLFLOW_TRACKING_DIR`` or ``mlruns``.
+_tracking_dir: str | None = None
+
+
+def set_tracking_dir(path: str | os.PathLike[str] | None) -> None:
+    global _tracking_dir
+    _tracking_dir = None if path is None else os.fspath(path)
+
+
+def tracking_dir() -> str:
+    """The store root that runs and reads use when none is given."""
+    return _tracking_dir if _tracking_dir is not None else resolve().tracking_dir
+
+
 def resolve(**overrides: Any) -> Settings:
     """Build ``Settings`` from keyword overrides (None = not given), the environment and defaults."""
     _warn_unknown_variables()

@@ -7,7 +7,8 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._config import claim_attached_run_id, resolve
+from .. import _config
+from .._config import claim_attached_run_id
 from .._errors import ActiveRunExistsError, NoActiveRunError
 from ..store import _operations
 from ..store._layout import normalize_experiment_id, validate_experiment_name
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
 
 _state = _registry._state  # the thread-local stack; read directly on the hot path
 _lock = threading.Lock()
-_tracking_dir: str | None = None
 _experiment_id: str | None = None
 
 
@@ -29,15 +29,15 @@ def _no_active_run() -> NoActiveRunError:
 
 def set_tracking_dir(path: str | os.PathLike[str] | None) -> None:
     """Use ``path`` as the store root (None: back to ``MINI_MLFLOW_TRACKING_DIR`` or ``./mlruns``)."""
-    global _tracking_dir, _experiment_id
+    global _experiment_id
     with _lock:
-        _tracking_dir = None if path is None else os.fspath(path)
+        _config.set_tracking_dir(path)
         _experiment_id = None
 
 
 def get_tracking_dir() -> str:
     """The store root new runs are created in."""
-    return _tracking_dir if _tracking_dir is not None else resolve().tracking_dir
+    return _config.tracking_dir()
 
 
 def set_experiment(name: str) -> str:
@@ -165,13 +165,7 @@ def flush() -> None:
         raise errors[0]
 
 
-# -- reading (sees this process's own writes) --------------------------------------------------------
-
-
-def _drain_own(run_id: str | None = None) -> None:
-    for run in _registry.open_runs():
-        if run_id is None or run.run_id == run_id:
-            run._buffer.drain()
+# -- reading (sees this process's own writes: see store/_pending) ------------------------------------
 
 
 def list_runs(experiment_id: int | str | None = None) -> list[str]:
@@ -185,7 +179,6 @@ def list_runs(experiment_id: int | str | None = None) -> list[str]:
 
 def get_run(run_id: str) -> dict[str, Any]:
     """``{"metadata", "params", "tags", "metrics"}`` of a run; metrics hold each key's last value."""
-    _drain_own(run_id)
     from ..read._reader import Store
 
     return Store(get_tracking_dir()).get_run(run_id)
@@ -193,7 +186,6 @@ def get_run(run_id: str) -> dict[str, Any]:
 
 def get_metric_history(run_id: str, key: str) -> list[MetricPoint]:
     """Every point of a metric, in logged order."""
-    _drain_own(run_id)
     from ..read._reader import Store
 
     history = Store(get_tracking_dir()).get_metric_history(run_id, key)

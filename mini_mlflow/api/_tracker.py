@@ -77,8 +77,6 @@ class ExperimentTracker:
 
     def get_run(self, run_id: str, experiment_id: int | str | None = None) -> dict[str, Any]:
         """``{"metadata", "params", "tags", "metrics"}`` of a run (this tracker's own writes included)."""
-        if self._active is not None and self._active.run_id == run_id:
-            self._active._buffer.drain()
         from ..read._reader import Store
 
         return Store(self.runs_dir).get_run(run_id)

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from .._errors import InvalidInputError, NotFoundError
+from ..store import _pending
 from ..store._files import READ_FLAGS, SymlinkRefusedError, check_inside, open_binary, read_bytes
 from ..store._layout import (
     FORMAT_VERSION,
@@ -182,6 +183,7 @@ class Store:
     def get_run(self, run_id: str) -> dict[str, Any]:
         """``{"metadata", "params", "tags", "metrics"}``; metrics hold each key's last logged value."""
         rdir = self.find_run(run_id)
+        _pending.drain(self.root, run_id)  # this process's own unwritten points first
         metrics = {}
         for key in self.metric_keys(run_id, rdir):
             point = last_point(os.path.join(rdir, "metrics", key + METRIC_SUFFIX))
@@ -216,6 +218,7 @@ class Store:
         from ._metric_cache import read_metric
 
         rdir = self.find_run(run_id)
+        _pending.drain(self.root, run_id)
         path = os.path.join(rdir, "metrics", key + METRIC_SUFFIX)
         try:
             check_inside(rdir, path)  # metrics/ or a key's folder planted as a symlink: refused

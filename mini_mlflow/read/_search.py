@@ -8,7 +8,9 @@ from collections.abc import Callable, Iterable
 from operator import itemgetter
 from typing import Any
 
+from .. import _config
 from .._errors import InvalidInputError, NotFoundError
+from ..store import _pending
 from ..store._layout import normalize_experiment_id
 from . import _index
 from ._filter import Field, OrderKey, parse_filter, parse_order_by
@@ -137,12 +139,8 @@ def search_runs(
     Raises:
         InvalidInputError: a malformed filter or order (the message points at the token), bad arguments.
     """
-    if root is None:
-        from ..api._fluent import _drain_own, get_tracking_dir
-
-        _drain_own()
-        root = get_tracking_dir()
-    root = os.fspath(root)
+    root = _config.tracking_dir() if root is None else os.fspath(root)
+    _pending.drain(root)  # this process's own unwritten points first: a search sees every write
     view = RUN_VIEWS.get(str(run_view).lower()) if isinstance(run_view, str) else None
     if view is None:
         raise InvalidInputError(f"invalid run_view {run_view!r}: must be one of active, deleted, all")

@@ -43,6 +43,8 @@ class PointBuffer:
     def __init__(self, run_dir: str, run_id: str, settings: Settings) -> None:
         self.run_dir = run_dir
         self.run_id = run_id
+        #: The store root with links resolved, to match a reader's root whichever path it took.
+        self.store_root = os.path.realpath(os.path.dirname(os.path.dirname(run_dir)))
         self.queue: deque[Point] = deque()
         self.interval = settings.flush_interval
         self.max_points = settings.max_buffer

@@ -436,5 +436,4 @@ class Run:
         """The run as the reader sees it (flushes first, so it includes everything logged so far)."""
         from ..read._reader import Store
 
-        self._buffer.drain()
         return Store(os.path.dirname(os.path.dirname(self.run_dir))).get_run(self.run_id)

@@ -8,12 +8,14 @@ logging calls drain their own buffers (see ``_buffer.PointBuffer.on_due``).
 from __future__ import annotations
 
 import heapq
+import os
 import threading
 import time
 import warnings
 from itertools import compress
 from typing import Any
 
+from ..store import _pending
 from ._buffer import PointBuffer
 from ._run_files import FDS
 
@@ -51,6 +53,14 @@ class Writer:
     def buffers(self) -> list[PointBuffer]:
         with self._lock:
             return list(self._buffers.values())
+
+    def drain_for_readers(self, root: str, run_id: str | None) -> None:
+        """Drain the buffers of ``root``'s runs (or of run ``run_id`` only) that hold unwritten points."""
+        real = os.path.realpath(root)
+        for buffer in self.buffers():
+            mine = buffer.store_root == real and (run_id is None or buffer.run_id == run_id)
+            if mine and (buffer.queue or buffer._held):
+                buffer.drain()
 
     def _take_snapshot(self) -> tuple[list[PointBuffer], list[Any], list[Any], float]:
         with self._lock:
@@ -126,3 +136,4 @@ class Writer:
 
 
 WRITER = Writer()
+_pending.register(WRITER.drain_for_readers)
