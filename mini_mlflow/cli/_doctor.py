@@ -12,7 +12,7 @@ import click
 
 #: Credentials read from the environment by the sync client: shown as set or not, never their value.
 CREDENTIAL_VARIABLES = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
-PACKAGES = ("pyyaml", "click", "rich", "filelock", "httpx", "mlflow")
+PACKAGES = ("pyyaml", "click", "rich", "orjson", "httpx", "mlflow")
 SYNC_DIR = ".sync"
 #: How many runs each problem list shows in text output (``--json`` has them all).
 SHOWN = 20

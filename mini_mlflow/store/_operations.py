@@ -33,6 +33,7 @@ from ._layout import (
     validate_experiment_name,
     validate_key,
 )
+from ._lock import lock_in
 
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
@@ -40,11 +41,10 @@ RUN_SUBDIRS = ("params", "metrics", "tags", "artifacts")
 
 
 @contextmanager
-def locked(folder: str, timeout: float = 60) -> Iterator[None]:
-    """Hold the inter-process lock of ``folder`` (a store root or a run folder)."""
-    from filelock import FileLock
-
-    with FileLock(os.path.join(folder, LOCK_FILE), timeout=timeout):
+def _store_locked(root: str) -> Iterator[None]:
+    """Hold the store root's lock (experiment ids are allocated under it)."""
+    os.makedirs(root, exist_ok=True)
+    with _files.folder_beneath(root, "") as fd, lock_in(fd, LOCK_FILE):
         yield
 
 
@@ -87,8 +87,7 @@ def ensure_experiment(root: str, experiment_id: str) -> None:
     meta_path = os.path.join(root, experiment_id, META_FILE)
     if os.path.exists(meta_path):
         return
-    os.makedirs(root, exist_ok=True)
-    with locked(root):
+    with _store_locked(root):
         if os.path.exists(meta_path):
             return
         name = (
@@ -129,8 +128,7 @@ def get_or_create_experiment(root: str, name: str) -> str:
     found = find_experiment_by_name(root, name)
     if found is not None:
         return found
-    os.makedirs(root, exist_ok=True)
-    with locked(root):
+    with _store_locked(root):
         found = find_experiment_by_name(root, name)
         if found is not None:
             return found
@@ -177,7 +175,7 @@ def create_run(
         "parent_run_id": parent_run_id,
     }
     # Through the run folder's descriptor, as every write into a run (a planted link is refused).
-    with run_folder(rdir) as fd, locked(rdir):
+    with run_folder(rdir) as fd, lock_in(fd, LOCK_FILE):
         if _files.exists_in(META_FILE, fd):
             raise InvalidInputError(f"run id {run_id!r} already exists in experiment {experiment_id}")
         for sub in RUN_SUBDIRS:
@@ -193,11 +191,10 @@ def update_run_meta(
     rdir: str, fsync: bool = False, lock_timeout: float = 60, **changes: Any
 ) -> dict[str, Any]:
     """Apply ``changes`` to a run's meta.yaml (read-modify-replace under the run's lock)."""
-    # meta.yaml is read and replaced through a descriptor of the run folder: one swapped for a symlink,
-    # even mid-update, never has it written outside the store. (The lock library opens its file by path:
-    # at that instant an empty .lock could appear behind such a link; it is never truncated or written.)
+    # meta.yaml and the lock file are opened through a descriptor of the run folder: one swapped for a
+    # symlink, even mid-update, never has anything written or created outside the store.
     try:
-        with run_folder(rdir) as fd, locked(rdir, lock_timeout):
+        with run_folder(rdir) as fd, lock_in(fd, LOCK_FILE, lock_timeout):
             try:
                 meta = read_meta(META_FILE, fd)
             except FileNotFoundError:

@@ -33,6 +33,7 @@ from typing import Any
 from ..interop._convert import load_run_view
 from ..read._select import Target
 from ..store._files import run_folder
+from ..store._lock import try_lock_in
 from . import _cursor
 from ._client import MlflowRestClient
 from ._errors import AuthError, SyncError, SyncInterrupted, UnreachableError
@@ -130,20 +131,15 @@ class SyncAgent:
         if self.dry_run:
             self._sync_run(target, report, None)
             return
-        from filelock import FileLock, Timeout
-
-        with run_folder(target.run_dir, _cursor.SYNC_DIR):
-            pass  # made through real folders: a planted .sync link is refused before any lock file is
-        lock = FileLock(_cursor.lock_path(target.run_dir, self.url))
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            report.skipped = "another sync of this run to this server is running"
-            return
-        try:
+        # The lock file is made in .sync/ through real folders only: a planted .sync link is refused.
+        with (
+            run_folder(target.run_dir, _cursor.SYNC_DIR) as fd,
+            try_lock_in(fd, _cursor.lock_name(self.url)) as held,
+        ):
+            if not held:
+                report.skipped = "another sync of this run to this server is running"
+                return
             self._sync_run(target, report, run_slice)
-        finally:
-            lock.release()
 
     def _sync_run(self, target: Target, report: RunReport, run_slice: float | None) -> None:
         deadline = None if run_slice is None else time.monotonic() + run_slice

@@ -84,5 +84,6 @@ def save(run_dir: str, url: str, cursor: Cursor) -> None:
     write_in_run(run_dir, cursor_path(run_dir, url), data)  # .sync/ as a link: refused, not followed
 
 
-def lock_path(run_dir: str, url: str) -> str:
-    return os.path.join(run_dir, SYNC_DIR, server_key(url) + ".lock")
+def lock_name(url: str) -> str:
+    """The name, in the run's ``.sync/``, of the lock held while a pass syncs the run to ``url``."""
+    return server_key(url) + ".lock"
