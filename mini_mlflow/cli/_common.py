@@ -30,10 +30,13 @@ class SafePath(click.Path):
 def _set_root(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
     if value is not None:
         root = ctx.find_root()
-        root.obj = {**(root.obj or {}), "root": value}
+        if root.obj is None:
+            root.obj = {}
+        # Changed in place: the command's own context shares this dict (``pass_obj`` sees the root).
+        root.obj.update(root=value, root_given=True)
 
 
-#: ``--root`` after the command name too (``mini-mlflow ls --root mlruns.sample``).
+#: ``--root`` after the command name too (``mini-mlflow ls --root mlruns.sample``): every command has it.
 root_option = click.option(
     "--root",
     type=SafePath(file_okay=False),

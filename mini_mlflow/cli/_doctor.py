@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from ._common import root_of, root_option
+
 #: Credentials read from the environment by the sync client: shown as set or not, never their value.
 CREDENTIAL_VARIABLES = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 PACKAGES = ("pyyaml", "click", "rich", "orjson", "httpx", "mlflow")
@@ -170,6 +172,7 @@ def _render(report: dict[str, Any]) -> None:
 
 @click.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@root_option
 @click.pass_context
 def doctor(ctx: click.Context, as_json: bool) -> None:
     """Show effective settings (secrets masked), the store's health and versions.
@@ -179,10 +182,10 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
     from click.core import ParameterSource
 
     parent = ctx.parent
-    from_command_line = (
+    from_command_line = bool((ctx.obj or {}).get("root_given")) or (
         parent is not None and parent.get_parameter_source("root") == ParameterSource.COMMANDLINE
     )
-    root = os.path.abspath(ctx.obj["root"])
+    root = os.path.abspath(root_of(ctx))
     report = collect(root, root if from_command_line else None)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))

@@ -25,7 +25,7 @@ from .._config import ATTACH_INPUTS, ATTACH_PARAMS, ATTACH_RUN_ID, ATTACH_SECRET
 from .._errors import InvalidInputError, MiniMlflowError
 from ..store._layout import MAX_TAG_VALUE_LENGTH
 from ..write._run import Run
-from ._common import SafePath
+from ._common import SafePath, root_of, root_option
 from ._doctor import doctor
 
 __all__ = ["doctor", "parse_param_value", "run"]
@@ -209,6 +209,7 @@ def _status_for(returncode: int, interrupted: bool, forwarded: bool) -> str:
     type=SafePath(exists=True, dir_okay=False),
     help="KEY=value file for get_secret(); its values are masked in the output and never stored.",
 )
+@root_option
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
 def run(
@@ -241,7 +242,7 @@ def run(
         except InvalidInputError as exc:
             raise click.BadParameter(str(exc), param_hint="-s/--secrets") from None
     argv = _child_argv(command)
-    root = os.path.abspath(ctx.obj["root"])
+    root = os.path.abspath(root_of(ctx))
     try:
         if experiment is not None:
             experiment_id = get_or_create_experiment(root, experiment)

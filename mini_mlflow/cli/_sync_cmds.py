@@ -13,7 +13,7 @@ import click
 from click.core import ParameterSource
 
 from .._errors import MiniMlflowError
-from ._common import SafePath, fail
+from ._common import SafePath, fail, root_option
 from ._render import clean
 
 _SELECTION_HELP = "name runs, --experiment NAME|ID (repeatable) or --all"
@@ -106,6 +106,7 @@ def _print_summary(summary: Any, as_json: bool, dry_run: bool) -> None:
     help="Retries of a failed request.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@root_option
 @click.pass_obj
 def sync_cmd(
     obj: dict[str, Any],
@@ -220,6 +221,7 @@ def _watch(
 @click.option("--experiment", "-e", "experiments", multiple=True, help="Experiment name or id (repeatable).")
 @click.option("--all", "all_runs", is_flag=True, help="Every run of the store.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@root_option
 @click.pass_obj
 def export_cmd(
     obj: dict[str, Any],
@@ -255,6 +257,7 @@ def export_cmd(
 @click.option("--format", "fmt", type=click.Choice(["mlflow"]), required=True, help="Layout to read.")
 @click.argument("src", type=SafePath(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@root_option
 @click.pass_obj
 def import_cmd(obj: dict[str, Any], fmt: str, src: str, as_json: bool) -> None:
     """Copy the runs of the MLflow FileStore at SRC into this store (runs already here are kept)."""

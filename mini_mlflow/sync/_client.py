@@ -129,7 +129,12 @@ class MlflowRestClient:
         on_retry: Callable[[str], None] | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        import httpx
+        try:
+            import httpx
+        except ImportError:  # a core dependency: only a broken install lacks it
+            raise SyncError(
+                "syncing needs the httpx package, which is not installed: pip install httpx"
+            ) from None
 
         try:
             parts = urlsplit(url)

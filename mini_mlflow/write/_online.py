@@ -100,13 +100,6 @@ class _Background:
             # Time slices keep every run moving while they train; the exit pass sends all it can
             # (bounded by EXIT_TIMEOUT, after which the stop event ends it after the batch in flight).
             summary = agent.sync(targets, run_slice=None if final else WATCH_RUN_SLICE)
-        except ImportError:
-            self._warn_once(
-                "httpx",
-                "mini_mlflow: MINI_MLFLOW_SYNC_URL is set but httpx is missing: "
-                "pip install 'mini-mlflow[sync]'",
-            )
-            return
         except Exception as exc:  # the training process must never see this thread fail
             self._warn_once(type(exc).__name__, f"mini_mlflow: background sync to {url} failed: {exc}")
             return
