@@ -486,10 +486,19 @@ def test_idle_runs_cost_the_writer_nothing_and_hold_no_descriptors(
     assert [r.status for r in idle] == ["FINISHED"] * 300
 
 
-def _swap_in_a_link(folder: Path, outside: Path, stop: threading.Event) -> None:
-    """Keep swapping ``folder`` for a symlink to ``outside`` and back, as fast as the kernel allows."""
+def _swap_in_a_link(folder: Path, outside: Path, stop: threading.Event, started: threading.Event) -> None:
+    """Each time a write starts, swap ``folder`` for a symlink to ``outside`` and back at once.
+
+    The swap lands somewhere inside the write that just started (before, during or after its walk to
+    the folder), and every write starts with the real folder in place. A swapper running free instead
+    left the folder real for a few microseconds per cycle: whole runs of 3,000 writes then had no
+    write succeed, and the test's check that both outcomes happened failed at random.
+    """
     aside = folder.with_name(folder.name + ".aside")
     while not stop.is_set():
+        if not started.wait(0.05):
+            continue
+        started.clear()
         try:
             os.rename(folder, aside)
         except OSError:
@@ -549,17 +558,23 @@ def test_a_folder_swapped_for_a_symlink_mid_write_is_never_written_through(
         "run folder": lambda i: _operations.update_run_meta(str(rdir), run_name=f"n{i}"),
         ".index": save_index,
     }
-    stop = threading.Event()
-    swapper = threading.Thread(target=_swap_in_a_link, args=(target, outside, stop))
+    stop, started = threading.Event(), threading.Event()
+    swapper = threading.Thread(target=_swap_in_a_link, args=(target, outside, stop, started))
     swapper.start()
     outcomes = {"written": 0, "refused": 0}
     try:
-        for i in range(3000):
+        # At least 3,000 writes, and on until each outcome was seen 20 times: the swaps did meet the
+        # writes (refused), and writes racing them still work (written).
+        i = 0
+        while i < 3000 or min(outcomes.values()) < 20:
+            assert i < 30_000, outcomes
+            started.set()
             try:
                 writes[sub](i)
                 outcomes["written"] += 1
             except (OSError, mm.MiniMlflowError):
                 outcomes["refused"] += 1  # a link or no folder at that instant: where did the bytes go?
+            i += 1
     finally:
         stop.set()
         swapper.join()
@@ -567,5 +582,4 @@ def test_a_folder_swapped_for_a_symlink_mid_write_is_never_written_through(
     # through the folder's descriptor too, never by path).
     escaped = {p.name: p.read_bytes() for p in outside.rglob("*")}
     assert escaped == {}
-    assert outcomes["written"] and outcomes["refused"], outcomes  # the swaps did meet the writes
     run.end()
