@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import mini_mlflow as mm  # noqa: E402
-from mini_mlflow.store import _operations  # noqa: E402
+from mini_mlflow.store import _experiments  # noqa: E402
 
 KEYS = ("loss", "acc", "lr", "grad_norm")
 BASE_MS = 1_763_900_000_000
@@ -74,7 +74,7 @@ class Ours:
     def __init__(self, root: str, url: str) -> None:
         from mini_mlflow.sync import MlflowRestClient, SyncAgent, select_runs
 
-        exp = _operations.get_or_create_experiment(root, f"bench-ours-{time.time_ns()}")
+        exp = _experiments.get_or_create_experiment(root, f"bench-ours-{time.time_ns()}")
         self.run = mm.Run(experiment_id=exp, name="ours", runs_dir=root)
         self.client = MlflowRestClient(url)
         self.agent = SyncAgent(root, self.client)

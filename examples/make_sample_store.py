@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import mini_mlflow as mm  # noqa: E402
-from mini_mlflow.store import _operations  # noqa: E402
+from mini_mlflow.store import _experiments, _operations  # noqa: E402
 from mini_mlflow.store._layout import iso_from_ms  # noqa: E402
 
 T0 = 1763625600000  # 2025-11-20T08:00:00Z
@@ -65,7 +65,7 @@ def train_curve(
 
 def mnist(root: str) -> None:
     mm.set_tracking_dir(root)
-    exp = _operations.get_or_create_experiment(root, "mnist-cnn")
+    exp = _experiments.get_or_create_experiment(root, "mnist-cnn")
     sweep = [(0.1, "sgd"), (0.03, "sgd"), (0.01, "adam"), (0.003, "adam"), (0.001, "adam")]
     start = T0
     for i, (lr, opt) in enumerate(sweep):
@@ -99,7 +99,7 @@ def mnist(root: str) -> None:
 
 
 def cifar(root: str) -> None:
-    exp = _operations.get_or_create_experiment(root, "cifar10-resnet")
+    exp = _experiments.get_or_create_experiment(root, "cifar10-resnet")
     start = T0 + 3 * 3_600_000
     for i, (model, width, quality) in enumerate(
         [("resnet18", 64, 0.93), ("resnet18", 128, 0.945), ("resnet50", 64, 0.951)]

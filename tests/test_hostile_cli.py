@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 import mini_mlflow as mm
 from mini_mlflow.cli._main import cli
+from mini_mlflow.store import _experiments
 
 from conftest import ROOT
 
@@ -78,7 +79,6 @@ hostile = st.one_of(
 @pytest.fixture(scope="module")
 def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store with two experiments, three runs (one deleted) and artifacts, built once per module."""
-    from mini_mlflow.store import _operations
 
     root = tmp_path_factory.mktemp("template") / "mlruns"
     mm.set_tracking_dir(root)
@@ -89,7 +89,7 @@ def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 for step in range(5):
                     mm.log_metric("acc", step / 10, step=step)
                 mm.log_text("hi", "notes/a.txt")
-        exp = _operations.get_or_create_experiment(str(root), "second")
+        exp = _experiments.get_or_create_experiment(str(root), "second")
         with mm.start_run(experiment_id=exp, run_name="gone") as run:
             mm.log_metric("acc", 1.0)
     finally:

@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import _config
 from .._errors import InvalidInputError, NotFoundError
-from ..store import _operations, _yaml
+from ..store import _experiments, _meta, _operations, _yaml
 from ..store._layout import META_FILE, TMP_MARK, VALUE_SUFFIX, validate_experiment_name, validate_key
 from ..write import _registry
 from ..write._run import Run
@@ -107,7 +107,7 @@ class RunContext:
     @property
     def project(self) -> str:
         """The experiment's name."""
-        meta = _operations.read_meta(os.path.join(os.path.dirname(self.run.run_dir), META_FILE))
+        meta = _meta.read_meta(os.path.join(os.path.dirname(self.run.run_dir), META_FILE))
         return str(meta.get("name", ""))
 
     def __repr__(self) -> str:
@@ -341,11 +341,11 @@ def get_or_create_ctx(
         if attached:
             experiment_id: int | str = 0
             there = _operations.find_run_dir(os.path.abspath(root), attached)
-            if there is not None and _operations.read_meta(os.path.join(there[1], META_FILE)).get("run_name"):
+            if there is not None and _meta.read_meta(os.path.join(there[1], META_FILE)).get("run_name"):
                 run_name = None  # `mini-mlflow run -n` named it; the command line wins
         elif project is not None:
             validate_experiment_name(project)
-            experiment_id = _operations.get_or_create_experiment(os.path.abspath(root), project)
+            experiment_id = _experiments.get_or_create_experiment(os.path.abspath(root), project)
         else:
             experiment_id = _experiment_id if _experiment_id is not None else 0
         run = Run(

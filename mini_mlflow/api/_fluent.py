@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _config
 from .._config import claim_attached_run_id
 from .._errors import ActiveRunExistsError, NoActiveRunError
-from ..store import _operations
+from ..store import _experiments
 from ..store._layout import normalize_experiment_id, validate_experiment_name
 from ..write import _registry
 from ..write._run import Run
@@ -44,7 +44,7 @@ def set_experiment(name: str) -> str:
     """Make ``name`` the current experiment (creating it if missing) and return its id."""
     global _experiment_id
     validate_experiment_name(name)
-    experiment_id = _operations.get_or_create_experiment(os.path.abspath(get_tracking_dir()), name)
+    experiment_id = _experiments.get_or_create_experiment(os.path.abspath(get_tracking_dir()), name)
     with _lock:
         _experiment_id = experiment_id
     return experiment_id

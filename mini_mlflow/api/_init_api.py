@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import _config
 from .._errors import InvalidInputError, InvalidValueError
-from ..store import _operations
+from ..store import _experiments, _meta, _operations
 from ..store._layout import validate_experiment_name
 from ..write import _registry
 from ..write._coerce import to_step
@@ -209,10 +209,10 @@ def init(
         run_id = attached
         experiment_id = "0"  # the run already lives where `mini-mlflow run -e` put it
         found = _operations.find_run_dir(os.path.abspath(root), run_id)
-        if found is not None and _operations.read_meta(os.path.join(found[1], "meta.yaml")).get("run_name"):
+        if found is not None and _meta.read_meta(os.path.join(found[1], "meta.yaml")).get("run_name"):
             name = None  # `mini-mlflow run -n` named it; the command line wins
     else:
-        experiment_id = _operations.get_or_create_experiment(os.path.abspath(root), project)
+        experiment_id = _experiments.get_or_create_experiment(os.path.abspath(root), project)
     run = Run(run_id=run_id, experiment_id=experiment_id, name=name, runs_dir=root, settings=resolved)
     try:
         effective = dict(config or {})
@@ -226,5 +226,5 @@ def init(
         raise
     if _registry.active() is None:
         _registry.push(run)
-    exp_meta = _operations.read_meta(os.path.join(os.path.dirname(run.run_dir), "meta.yaml"))
+    exp_meta = _meta.read_meta(os.path.join(os.path.dirname(run.run_dir), "meta.yaml"))
     return InitRun(run, str(exp_meta.get("name", project)), effective)

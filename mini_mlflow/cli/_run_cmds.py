@@ -231,7 +231,8 @@ def run(
     Example: mini-mlflow run -e mnist -p lr=0.01 -p layers=[64,32] -- train.py --epochs 3
     """
     from ..api._context import parse_secrets_file
-    from ..store._operations import ensure_experiment, get_or_create_experiment, update_run_meta
+    from ..store._experiments import ensure_experiment, get_or_create_experiment
+    from ..store._operations import update_run_meta
 
     typed = _assignments(params, "-p/--param", typed=True)
     input_paths = _assignments(inputs, "-i/--input", typed=False)

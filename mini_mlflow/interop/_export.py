@@ -29,7 +29,7 @@ from ..read._reader import parse_metric_lines
 from ..store import _files, _yaml
 from ..store._files import open_binary
 from ..store._layout import METRIC_SUFFIX, TMP_MARK, now_ms
-from ..store._operations import read_meta
+from ..store._meta import read_meta
 from ._convert import STATUS_NUMBERS, iter_artifacts, load_results, load_run_view, metric_line_text
 from ._paths import inside, make_dirs, safe_join
 

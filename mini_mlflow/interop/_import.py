@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from .._errors import InvalidInputError
-from ..store import _operations, _yaml
+from ..store import _experiments, _meta, _operations, _yaml
 from ..store._layout import (
     FORMAT_VERSION,
     MAX_EXPERIMENT_NAME_LENGTH,
@@ -101,12 +101,12 @@ def import_mlflow(src: str, root: str) -> ImportReport:
         try:
             if (
                 str(meta.get("experiment_id", name)) == "0"
-                and exp_name == _operations.DEFAULT_EXPERIMENT_NAME
+                and exp_name == _experiments.DEFAULT_EXPERIMENT_NAME
             ):
-                _operations.ensure_experiment(root, _operations.DEFAULT_EXPERIMENT_ID)
-                local_exp = _operations.DEFAULT_EXPERIMENT_ID
+                _experiments.ensure_experiment(root, _experiments.DEFAULT_EXPERIMENT_ID)
+                local_exp = _experiments.DEFAULT_EXPERIMENT_ID
             else:
-                local_exp = _operations.get_or_create_experiment(
+                local_exp = _experiments.get_or_create_experiment(
                     root, exp_name[: MAX_EXPERIMENT_NAME_LENGTH + 1]
                 )
         except InvalidInputError as exc:
@@ -134,7 +134,7 @@ def import_mlflow(src: str, root: str) -> ImportReport:
 def _read_meta(base: str, path: str) -> dict[str, Any]:
     """A meta.yaml of the source: a regular file inside it, of sane size, parsed safely, a mapping."""
     _regular_inside(base, path, MAX_META_BYTES)
-    return _operations.read_meta(path)
+    return _meta.read_meta(path)
 
 
 def _regular_inside(base: str, path: str, limit: int) -> int:

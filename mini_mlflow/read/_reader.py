@@ -16,6 +16,7 @@ from typing import Any
 
 from .._errors import InvalidInputError, NotFoundError
 from ..store import _pending
+from ..store._experiments import iter_experiments
 from ..store._files import READ_FLAGS, SymlinkRefusedError, check_inside, open_binary, read_bytes
 from ..store._layout import (
     FORMAT_VERSION,
@@ -30,7 +31,7 @@ from ..store._layout import (
     validate_run_id,
     walk_keys,
 )
-from ..store._operations import iter_experiments, read_meta
+from ..store._meta import read_meta
 from ._metric_parse import MetricHistory as MetricHistory  # re-exported: the read API's types
 from ._metric_parse import MetricPoint as MetricPoint
 from ._metric_parse import parse_metric_lines as parse_metric_lines

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .._errors import NotFoundError
-from ..store._operations import iter_experiments
+from ..store._experiments import iter_experiments
 from ._reader import Store
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 from typing import Any
 
+from .._errors import StorageError
+from . import _yaml
 from ._files import read_bytes
 from ._layout import ms_from_iso
 from ._yaml import load_meta_bytes
@@ -72,3 +74,16 @@ def normalize_meta(raw: dict[str, Any], folder_name: str) -> dict[str, Any]:
         "parent_run_id": _text(raw.get("parent_run_id")),
         "format_version": version if isinstance(version, int) and not isinstance(version, bool) else None,
     }
+
+
+def read_meta(path: str, dir_fd: int | None = None) -> dict[str, Any]:
+    """A meta.yaml, read with the safe loader (``path`` is a name in ``dir_fd`` if given)."""
+    raw = read_bytes(path, dir_fd)  # a meta.yaml planted as a symlink: refused (ELOOP), never read through
+    try:
+        data = _yaml.load_yaml(raw)
+    except Exception as exc:  # yaml errors (e.g. a !!python/object tag) mean a broken file, never code
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StorageError(errno.EINVAL, f"{path} is not a valid meta.yaml: {first}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a YAML mapping")
+    return data

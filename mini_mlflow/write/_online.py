@@ -145,7 +145,7 @@ class _Background:
 
 
 def _experiment_name(root: str, experiment_id: str) -> str:
-    from ..store._operations import read_meta
+    from ..store._meta import read_meta
 
     try:
         return str(read_meta(os.path.join(root, experiment_id, "meta.yaml")).get("name"))

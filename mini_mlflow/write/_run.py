@@ -22,7 +22,7 @@ from .._errors import (
     RunEndedError,
     StorageError,
 )
-from ..store import _operations
+from ..store import _experiments, _operations
 from ..store._files import storage_error
 from ..store._layout import (
     check_text,
@@ -107,7 +107,7 @@ class Run:
                 meta = _operations.update_run_meta(rdir, **changes)
                 self.experiment_id: int | str = experiment_id if exp == found_exp else found_exp
             else:
-                _operations.ensure_experiment(root, exp)
+                _experiments.ensure_experiment(root, exp)
                 rdir, meta = _operations.create_run(root, exp, run_id, name, parent_run_id, now_ms())
                 self.experiment_id = experiment_id
         except OSError as exc:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 import mini_mlflow as mm
+from mini_mlflow.store import _experiments
 
 from conftest import wait_until  # noqa: F401 - re-exported for the sync tests
 
@@ -231,9 +232,8 @@ def make_run(
 
 
 def _experiment_id(root: Path, name: str) -> str:
-    from mini_mlflow.store import _operations
 
-    return _operations.get_or_create_experiment(str(root), name)
+    return _experiments.get_or_create_experiment(str(root), name)
 
 
 def local_history(root: Path, run_id: str, key: str) -> list[tuple[int, int, float]]:

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 import mini_mlflow as mm
 from mini_mlflow.api._context import RunContext
 from mini_mlflow.cli._main import cli
-from mini_mlflow.store import _operations
+from mini_mlflow.store import _meta
 from mini_mlflow.store._layout import ms_from_iso
 from mini_mlflow.sync import _cursor
 
@@ -262,7 +262,7 @@ def test_mini_mlflow_run_sends_exit_code_after_the_child_ended_the_run(
     assert "Warning" not in done.stderr, done.stderr
 
     (run_dir,) = [p.parent for p in root.glob("*/*/meta.yaml")]
-    meta = _operations.read_meta(str(run_dir / "meta.yaml"))
+    meta = _meta.read_meta(str(run_dir / "meta.yaml"))
     assert meta["status"] == "FAILED"
     remote = remote_run(mlflow_client, "child-ends", run_dir.name)
     assert remote.data.tags["mini_mlflow.exit_code"] == "3"

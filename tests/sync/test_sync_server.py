@@ -17,7 +17,7 @@ from click.testing import CliRunner
 import mini_mlflow as mm
 from mini_mlflow.cli._main import cli
 from mini_mlflow.interop._convert import load_run_view
-from mini_mlflow.store import _operations
+from mini_mlflow.store import _experiments
 from mini_mlflow.store._layout import ms_from_iso
 
 from .sync_helpers import (
@@ -185,7 +185,7 @@ def test_coalesce_sends_the_last_value_per_step(
     tmp_path: Path, mlflow_server: Any, mlflow_client: Any
 ) -> None:
     root = tmp_path / "mlruns"
-    run = mm.Run(experiment_id=_operations.get_or_create_experiment(str(root), "coal"), runs_dir=root)
+    run = mm.Run(experiment_id=_experiments.get_or_create_experiment(str(root), "coal"), runs_dir=root)
     for step in range(10):
         for j in range(3):
             run.log_metric("m", step * 10 + j, step=step, timestamp=1_763_900_000_000 + step * 3 + j)
