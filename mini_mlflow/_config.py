@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ._errors import InvalidInputError
+from ._tracking_uri import parse as parse_tracking_uri
 
 FSYNC_POLICIES = ("never", "end", "flush")
 
@@ -210,23 +211,79 @@ class Settings(NamedTuple):
 _warned_unknown: set[str] = set()
 
 
-#: The store root chosen in code (``set_tracking_dir``); None: ``MINI_MLFLOW_TRACKING_DIR`` or ``mlruns``.
+#: What code chose (``set_tracking_dir`` / ``set_tracking_uri``): it wins over the environment.
 _tracking_dir: str | None = None
+_sync_url: str | None = None
+_tracking_uri: str | None = None
+#: MLflow's variable, read after ours: a local URI is the store, an http(s) one turns on online mode.
+MLFLOW_TRACKING_URI = "MLFLOW_TRACKING_URI"
 
 
 def set_tracking_dir(path: str | os.PathLike[str] | None) -> None:
-    global _tracking_dir
+    """Choose the store root in code (None: back to the environment, then ``./mlruns``)."""
+    global _tracking_dir, _sync_url, _tracking_uri
     _tracking_dir = None if path is None else os.fspath(path)
+    _sync_url = _tracking_uri = None
+
+
+def set_tracking_uri(uri: str | os.PathLike[str]) -> None:
+    """Choose the store (or, for http(s), the server to sync to) with an MLflow tracking URI."""
+    global _tracking_dir, _sync_url, _tracking_uri
+    target = parse_tracking_uri(uri)
+    _tracking_dir, _sync_url = target.local_dir, target.server_url
+    _tracking_uri = os.fspath(uri)
+
+
+def tracking_uri() -> str:
+    """The tracking URI in effect: as set in code, else MLflow's variable, else the local store's."""
+    if _tracking_uri is not None:
+        return _tracking_uri
+    env = os.environ.get(MLFLOW_TRACKING_URI)
+    if env and not os.environ.get("MINI_MLFLOW_TRACKING_DIR"):
+        return env
+    from pathlib import Path
+
+    return Path(os.path.abspath(tracking_dir())).as_uri()
+
+
+def is_tracking_uri_set() -> bool:
+    return _tracking_uri is not None or _tracking_dir is not None or bool(os.environ.get(MLFLOW_TRACKING_URI))
+
+
+def _mlflow_uri_target() -> tuple[str | None, str | None]:
+    """``(local dir, server url)`` from ``MLFLOW_TRACKING_URI``, or ``(None, None)`` when unset."""
+    text = os.environ.get(MLFLOW_TRACKING_URI)
+    if not text:
+        return None, None
+    try:
+        target = parse_tracking_uri(text)
+    except InvalidInputError as exc:
+        raise InvalidInputError(
+            f"{MLFLOW_TRACKING_URI}: {exc} (set MINI_MLFLOW_TRACKING_DIR to choose a local store instead)"
+        ) from None
+    return target.local_dir, target.server_url
 
 
 def tracking_dir() -> str:
     """The store root that runs and reads use when none is given."""
-    return _tracking_dir if _tracking_dir is not None else resolve().tracking_dir
+    return resolve().tracking_dir
 
 
 def resolve(**overrides: Any) -> Settings:
     """Build ``Settings`` from keyword overrides (None = not given), the environment and defaults."""
     _warn_unknown_variables()
+    overrides = dict(overrides)
+    # Code's choice (set_tracking_dir/uri) comes before the environment; MLflow's variable after ours.
+    if overrides.get("tracking_dir") is None:
+        if _tracking_dir is not None:
+            overrides["tracking_dir"] = _tracking_dir
+        elif not os.environ.get("MINI_MLFLOW_TRACKING_DIR") and _tracking_uri is None:
+            overrides["tracking_dir"] = _mlflow_uri_target()[0]
+    if overrides.get("sync_url") is None:
+        if _sync_url is not None:
+            overrides["sync_url"] = _sync_url
+        elif not os.environ.get("MINI_MLFLOW_SYNC_URL") and _tracking_uri is None:
+            overrides["sync_url"] = _mlflow_uri_target()[1]
     values: dict[str, Any] = {}
     for spec in SPECS:
         given = overrides.get(spec.field)

@@ -14,6 +14,7 @@ import pytest
 
 import mini_mlflow as mm
 from mini_mlflow.cli._main import cli
+from mini_mlflow.read._search import search_runs
 
 from conftest import ROOT
 
@@ -95,7 +96,7 @@ def test_root_after_the_command_name_is_used_by_every_command_that_had_none(tmp_
     (tmp_path / "job.py").write_text("print('hi')\n")
     done = mini("run", "--root", "runs", "-n", "wrapped", "--", "job.py", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert {r.run_name for r in mm.search_runs(root=store)} == {"trained", "wrapped"}
+    assert {r.run_name for r in search_runs(root=store)} == {"trained", "wrapped"}
     assert not (tmp_path / "mlruns").exists()  # none of them fell back to the default store
 
 

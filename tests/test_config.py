@@ -14,6 +14,8 @@ from mini_mlflow import _config
 
 
 def test_defaults_environment_and_arguments(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _config.resolve().tracking_dir == str(store)  # set_tracking_dir (the fixture's) beats the rest
+    mm.set_tracking_dir(None)
     defaults = _config.resolve()
     assert defaults == mm.Settings()
     assert defaults.fsync == "end" and defaults.sync_url is None and defaults.offline is False

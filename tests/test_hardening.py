@@ -211,7 +211,7 @@ def test_hostile_names_and_values_round_trip_or_are_refused(store: Path, name: s
 @given(name=hostile_text)
 def test_hostile_experiment_names_round_trip_or_are_refused(store: Path, name: str) -> None:
     try:
-        experiment_id = mm.set_experiment(name)
+        experiment_id = mm.set_experiment(name).experiment_id
     except mm.InvalidInputError as err:
         assert "experiment name" in str(err)
         assert not name.strip() or "\x00" in name

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 import mini_mlflow as mm
 from mini_mlflow.cli._main import cli
+from mini_mlflow.read._search import search_runs
 from mini_mlflow.store import _experiments
 
 from conftest import ROOT
@@ -187,7 +188,7 @@ def _fill(template: tuple[str, ...], value: str, ref: str) -> tuple[str, ...]:
 @pytest.mark.parametrize("template", COMMANDS, ids=[" ".join(c) for c in COMMANDS])
 def test_every_command_survives_every_listed_hostile_value(work: Path, template: tuple[str, ...]) -> None:
     store = work / "mlruns"
-    ref = mm.search_runs(["0"], filter_string="params.name = 'alpha'")[0].run_id[:8]
+    ref = search_runs(["0"], filter_string="params.name = 'alpha'")[0].run_id[:8]
     outside = snapshot(work)
     for value in HOSTILE:
         args = _fill(template, value, ref)

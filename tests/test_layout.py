@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "mini_mlflow"
 STAGES = [
     ("mini_mlflow._errors", "mini_mlflow._log", "mini_mlflow._version"),
     ("mini_mlflow.store",),  # the on-disk format
-    ("mini_mlflow._config",),  # settings (checks a run id with the format's rules)
+    ("mini_mlflow._tracking_uri", "mini_mlflow._config"),  # settings (a run id checked by the format)
     ("mini_mlflow.read",),  # reader, index, search
     ("mini_mlflow.interop",),  # MLflow's model and FileStore
     ("mini_mlflow.sync",),  # files → an MLflow server

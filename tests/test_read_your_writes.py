@@ -6,6 +6,7 @@ from pathlib import Path
 
 import mini_mlflow as mm
 from mini_mlflow._config import resolve
+from mini_mlflow.read._search import search_runs
 
 SLOW = resolve(flush_interval=3600, heartbeat_interval=3600)  # the writer thread never gets there first
 
@@ -22,7 +23,7 @@ def test_every_reader_sees_points_a_run_object_has_not_written_yet(tmp_path: Pat
     history = mm.Store(root).get_metric_history(run.run_id, "accuracy")
     assert [(p.step, p.value) for p in history.points()] == [(3, 0.95), (4, 0.97)]
     run.log_metric("loss", 0.5)
-    found = mm.search_runs(root=root, filter_string="metrics.loss < 1")
+    found = search_runs(root=root, filter_string="metrics.loss < 1")
     assert [r.run_id for r in found] == [run.run_id] and found[0].metrics == {"accuracy": 0.97, "loss": 0.5}
     run.log_metric("loss", 0.25)
     assert mm.Store(str(root) + "/.").get_run(run.run_id)["metrics"]["loss"] == 0.25  # another spelling
@@ -36,7 +37,7 @@ def test_the_fluent_readers_see_a_run_that_is_not_on_this_threads_stack(store: P
     run.log_metric("acc", 0.6, step=1)
     assert [p.value for p in mm.get_metric_history(run.run_id, "acc")] == [0.5, 0.6]
     run.log_metric("acc", 0.7, step=2)
-    assert mm.search_runs()[0].metrics == {"acc": 0.7}
+    assert search_runs()[0].metrics == {"acc": 0.7}
     run.end()
 
 
@@ -44,6 +45,6 @@ def test_a_reader_of_another_store_does_not_drain_this_one(tmp_path: Path) -> No
     run = mm.Run(runs_dir=tmp_path / "a", settings=SLOW)
     run.log_metric("acc", 0.5)
     mm.Run(runs_dir=tmp_path / "b", settings=SLOW).end()
-    assert len(mm.search_runs(root=tmp_path / "b")) == 1
+    assert len(search_runs(root=tmp_path / "b")) == 1
     assert not (Path(run.run_dir) / "metrics" / "acc.jsonl").exists()  # store a was left alone
     run.end()

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import mini_mlflow as mm
 from mini_mlflow.read import _index
+from mini_mlflow.read._search import search_runs
 from mini_mlflow.store import _operations
 from mini_mlflow.store._yaml import dump_yaml, load_meta_bytes, load_yaml, parse_subset
 
@@ -25,7 +26,7 @@ from conftest import python_child, wait_until
 def fresh_search(root: Path, **kwargs: object) -> mm.SearchResult:
     """A search as a new process would do it: nothing cached in memory, only the files."""
     _index._MEMORY.clear()
-    return mm.search_runs(root=root, **kwargs)  # type: ignore[arg-type]
+    return search_runs(root=root, **kwargs)  # type: ignore[arg-type]
 
 
 def by_name(result: list[mm.RunRecord]) -> dict[str, mm.RunRecord]:
@@ -71,31 +72,31 @@ def test_index_follows_every_kind_of_change(store: Path) -> None:
     for value in (0.5, 0.25):  # appends, read incrementally, in this process and from the files
         mm.log_metric("loss", value)
         mm.flush()
-        assert by_name(mm.search_runs(root=store))["live"].metrics == {"loss": value}
+        assert by_name(search_runs(root=store))["live"].metrics == {"loss": value}
         assert by_name(fresh_search(store))["live"].metrics == {"loss": value}
     mm.log_param("late", 1)
     mm.set_tag("t", "x")
     mm.log_metric("nested/key", 3.0)
     mm.flush()
-    got = by_name(mm.search_runs(root=store))["live"]
+    got = by_name(search_runs(root=store))["live"]
     assert got.params == {"late": 1} and got.tags == {"t": "x"} and got.metrics["nested/key"] == 3.0
     mm.end_run()
-    assert by_name(mm.search_runs(root=store))["live"].status == "FINISHED"
+    assert by_name(search_runs(root=store))["live"].status == "FINISHED"
     summary = _index.metric_summary(str(store), "0", run.run_id)
     assert summary["loss"][4:8] == [3, 0.25, 0.25, 1.0]  # count, last, min, max
     # A finished run changed right after it was indexed (same clock tick) is still seen.
     path = Path(run.run_dir) / "metrics" / "loss.jsonl"
     with open(path, "a") as f:
         f.write('{"step":9,"value":0.125,"timestamp":1}\n')
-    assert by_name(mm.search_runs(root=store))["live"].metrics["loss"] == 0.125
+    assert by_name(search_runs(root=store))["live"].metrics["loss"] == 0.125
     assert by_name(fresh_search(store))["live"].metrics["loss"] == 0.125
     # New runs appear, removed runs disappear.
     make_run("second")
-    assert set(by_name(mm.search_runs(root=store))) == {"live", "second"}
+    assert set(by_name(search_runs(root=store))) == {"live", "second"}
     import shutil
 
     shutil.rmtree(run.run_dir)
-    assert set(by_name(mm.search_runs(root=store))) == {"second"}
+    assert set(by_name(search_runs(root=store))) == {"second"}
     assert not (store / ".index" / "0" / f"{run.run_id}.json").exists()
 
 
@@ -141,31 +142,31 @@ def test_between_sweeps_settled_runs_are_skipped_but_store_changes_are_seen(
     original = meta.read_bytes()
     meta.write_bytes(b"#" * len(original))
     os.utime(a.run_dir)
-    assert by_name(mm.search_runs(root=store))["a"].metrics == {"acc": 0.5}
+    assert by_name(search_runs(root=store))["a"].metrics == {"acc": 0.5}
     assert by_name(fresh_search(store))["a"].metrics == {"acc": 0.5}
     assert _index._MEMORY[(str(store), "0")].swept == swept  # no sweep happened
     # The next full sweep (at most SWEEP_S later) sees the hand edit.
     with monkeypatch.context() as m:
         m.setattr(_index, "SWEEP_S", 0)
-        assert "meta.yaml" in mm.search_runs(root=store).broken[0].reason
+        assert "meta.yaml" in search_runs(root=store).broken[0].reason
     meta.write_bytes(original)
     _age_everything(store)
     assert set(by_name(fresh_search(store))) == {"a", "b"}
     # A change made through the store touches the experiment folder: seen at once.
     _operations.update_run_meta(b.run_dir, lifecycle_stage="deleted")
-    assert set(by_name(mm.search_runs(root=store))) == {"a"}
-    assert by_name(mm.search_runs(root=store, run_view="deleted"))["b"].lifecycle_stage == "deleted"
+    assert set(by_name(search_runs(root=store))) == {"a"}
+    assert by_name(search_runs(root=store, run_view="deleted"))["b"].lifecycle_stage == "deleted"
     # So is a run folder added or removed (the kernel moves the experiment folder's mtime).
     _age_everything(store)
     fresh_search(store)
     make_run("c")
-    assert set(by_name(mm.search_runs(root=store))) == {"a", "c"}
+    assert set(by_name(search_runs(root=store))) == {"a", "c"}
     _age_everything(store)
     fresh_search(store)
     import shutil
 
     shutil.rmtree(a.run_dir)
-    assert set(by_name(mm.search_runs(root=store))) == {"c"}
+    assert set(by_name(search_runs(root=store))) == {"c"}
 
 
 def test_a_run_still_written_after_it_ended_is_rechecked_between_sweeps(
@@ -173,22 +174,32 @@ def test_a_run_still_written_after_it_ended_is_rechecked_between_sweeps(
 ) -> None:
     # Two writers on one run (ranks); the first ends it while the second still logs. Its heartbeat keeps
     # the run folder's mtime moving, so the run must never count as settled between sweeps.
-    monkeypatch.setattr(_index, "SETTLED_S", 1)
+    monkeypatch.setattr(_index, "SETTLED_S", 2)
+    monkeypatch.setattr(_index, "SWEEP_S", 3600)  # no sweep but the first: a slow machine changes nothing
     monkeypatch.setenv("MINI_MLFLOW_HEARTBEAT", "0.1")
     first = mm.Run(name="shared", runs_dir=store)
     second = mm.Run(run_id=first.run_id, runs_dir=store)
     second.log_metric("loss", 1.0)
     second.flush()
     first.end()
+
+    def beat_within(seconds: float) -> bool:
+        # The second writer's heartbeat replaced just now: the run folder's mtime is fresh at the read
+        # that follows, whatever the load (the writer thread beats every 0.1 s when it gets the CPU).
+        beats = [p.stat().st_mtime for p in Path(first.run_dir).glob(".heartbeat-*")]
+        return bool(beats) and max(beats) > time.time() - seconds
+
     time.sleep(_index.RACY_NS / 1e9 + 0.5)  # its files are old enough to trust; only heartbeats move
     old = time.time() - 3600
     os.utime(store / "0", (old, old))  # the end's touch aged: the next reads may skip settled runs
+    wait_until(lambda: beat_within(0.3))
     assert by_name(fresh_search(store))["shared"].metrics == {"loss": 1.0}
     swept = _index._MEMORY[(str(store), "0")].swept
-    time.sleep(1.5)  # longer than SETTLED_S: only the heartbeats show the run is still written
+    time.sleep(2.5)  # longer than SETTLED_S: only the heartbeats show the run is still written
     second.log_metric("loss", 0.25)
     second.flush()
-    assert by_name(mm.search_runs(root=store))["shared"].metrics == {"loss": 0.25}
+    wait_until(lambda: beat_within(0.3))
+    assert by_name(search_runs(root=store))["shared"].metrics == {"loss": 0.25}
     assert _index._MEMORY[(str(store), "0")].swept == swept  # served between sweeps
     second.end()
 
@@ -201,7 +212,7 @@ def test_torn_tail_is_not_counted_until_completed(store: Path) -> None:
     assert by_name(fresh_search(store))["torn"].metrics == {"m": 1.0}
     with open(path, "ab") as f:
         f.write(b'stamp":5}\n{"step":2,"value":-3.0,"timestamp":6}\n')
-    assert by_name(mm.search_runs(root=store))["torn"].metrics == {"m": -3.0}
+    assert by_name(search_runs(root=store))["torn"].metrics == {"m": -3.0}
     assert _index.metric_summary(str(store), "0", run.run_id)["m"][4:8] == [3, -3.0, -3.0, 2.0]
 
 
@@ -271,7 +282,7 @@ def test_killed_writer_shows_as_crashed(store: Path, tmp_path: Path) -> None:
     child.send_signal(signal.SIGKILL)
     child.wait()
     wait_until(lambda: by_name(fresh_search(store))["doomed"].status == "CRASHED")
-    rec = by_name(mm.search_runs(root=store, filter_string="attributes.status = 'CRASHED'"))["doomed"]
+    rec = by_name(search_runs(root=store, filter_string="attributes.status = 'CRASHED'"))["doomed"]
     assert rec.stored_status == "RUNNING" and rec.metrics == {"loss": 0.5}
 
 
@@ -433,7 +444,7 @@ def test_searching_while_another_process_writes(store: Path, tmp_path: Path) -> 
     assert child.stdout is not None and child.stdout.readline().strip() == "started"
     seen = []
     while child.poll() is None:
-        for got in (mm.search_runs(root=store), fresh_search(store)):
+        for got in (search_runs(root=store), fresh_search(store)):
             busy = by_name(got).get("busy")
             if busy is not None and "x" in busy.metrics:
                 seen.append(busy.metrics["x"])

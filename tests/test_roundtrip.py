@@ -153,7 +153,7 @@ def test_experiment_names_round_trip(tmp_path_factory: pytest.TempPathFactory, n
     mm.set_tracking_dir(root)
     try:
         try:
-            experiment_id = mm.set_experiment(name)
+            experiment_id = mm.set_experiment(name).experiment_id
         except ValueError as err:
             assert "experiment name" in str(err)
             return

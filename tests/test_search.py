@@ -9,6 +9,7 @@ import pytest
 
 import mini_mlflow as mm
 from mini_mlflow import InvalidInputError
+from mini_mlflow.read._search import search_runs
 
 
 @pytest.fixture
@@ -70,70 +71,79 @@ def names(result: list[mm.RunRecord]) -> list[str]:
     ],
 )
 def test_filters(runs: dict[str, str], store: Path, filter_string: str, expected: set[str]) -> None:
-    assert set(names(mm.search_runs(filter_string=filter_string, root=store))) == expected
+    assert set(names(search_runs(filter_string=filter_string, root=store))) == expected
 
 
 def test_attribute_times_and_ids(runs: dict[str, str], store: Path) -> None:
-    all_runs = mm.search_runs(root=store)
+    all_runs = search_runs(root=store)
     b = next(r for r in all_runs if r.run_name == "b")
     assert b.start_time is not None and b.end_time is not None and b.end_time >= b.start_time
-    got = mm.search_runs(filter_string=f"attributes.start_time >= {b.start_time}", root=store)
+    got = search_runs(filter_string=f"attributes.start_time >= {b.start_time}", root=store)
     assert "b" in names(got) and "a" not in names(got)
-    got = mm.search_runs(filter_string=f"attributes.run_id = '{runs['c']}'", root=store)
+    got = search_runs(filter_string=f"attributes.run_id = '{runs['c']}'", root=store)
     assert names(got) == ["c"]
-    got = mm.search_runs(filter_string=f"attributes.run_id IN ('{runs['c']}', '{runs['a']}')", root=store)
+    got = search_runs(filter_string=f"attributes.run_id IN ('{runs['c']}', '{runs['a']}')", root=store)
     assert set(names(got)) == {"a", "c"}
 
 
 def test_default_order_is_newest_first_and_order_by(runs: dict[str, str], store: Path) -> None:
-    assert names(mm.search_runs(experiment_ids=[0], root=store)) == ["e", "d", "c", "b", "a"]
+    assert names(search_runs(experiment_ids=[0], root=store)) == ["e", "d", "c", "b", "a"]
     # Missing values go last in either direction; NaN just before them.
-    assert names(mm.search_runs([0], order_by=["metrics.acc DESC"], root=store)) == ["b", "a", "c", "d", "e"]
-    assert names(mm.search_runs([0], order_by=["metrics.acc"], root=store)) == ["c", "a", "b", "d", "e"]
-    got = mm.search_runs([0], order_by=["params.optimizer ASC", "metrics.acc DESC"], root=store)
+    assert names(search_runs([0], order_by=["metrics.acc DESC"], root=store)) == ["b", "a", "c", "d", "e"]
+    assert names(search_runs([0], order_by=["metrics.acc"], root=store)) == ["c", "a", "b", "d", "e"]
+    got = search_runs([0], order_by=["params.optimizer ASC", "metrics.acc DESC"], root=store)
     assert names(got) == ["a", "c", "d", "b", "e"]
-    assert names(mm.search_runs([0], order_by="attributes.run_name DESC", root=store)) == [
+    assert names(search_runs([0], order_by="attributes.run_name DESC", root=store)) == [
         "e",
         "d",
         "c",
         "b",
         "a",
     ]
-    assert names(mm.search_runs([0], order_by=["start_time ASC"], max_results=2, root=store)) == ["a", "b"]
+    assert names(search_runs([0], order_by=["start_time ASC"], max_results=2, root=store)) == ["a", "b"]
 
 
 def test_experiments_views_and_records(runs: dict[str, str], store: Path) -> None:
     other = mm.get_experiment_by_name("other")
     assert other is not None
-    assert names(mm.search_runs(experiment_ids=[other["experiment_id"]], root=store)) == ["f"]
-    b = next(r for r in mm.search_runs(root=store) if r.run_name == "b")
+    assert names(search_runs(experiment_ids=[other["experiment_id"]], root=store)) == ["f"]
+    b = next(r for r in search_runs(root=store) if r.run_name == "b")
     assert b.run_id == runs["b"] and b.experiment_id == "0" and b.status == "FINISHED"
     assert b.params == {"lr": 0.01, "optimizer": "sgd"} and b.tags == {"model": "resnet50"}
     assert b.metrics == {"acc": 0.95, "train/loss": 0.2}  # the last logged value
     assert b.to_dict()["start_time"].endswith("Z")
     b.params["lr"] = "changed"  # records are copies: the index is not affected
-    assert next(r for r in mm.search_runs(root=store) if r.run_name == "b").params["lr"] == 0.01
+    assert next(r for r in search_runs(root=store) if r.run_name == "b").params["lr"] == 0.01
     from mini_mlflow.store import _operations
 
     _operations.update_run_meta(str(Path(b.run_dir)), lifecycle_stage="deleted")
-    assert "b" not in names(mm.search_runs(root=store))
-    assert names(mm.search_runs(run_view="deleted", root=store)) == ["b"]
-    assert len(mm.search_runs(run_view="all", root=store)) == 6
+    assert "b" not in names(search_runs(root=store))
+    assert names(search_runs(run_view="deleted", root=store)) == ["b"]
+    assert len(search_runs(run_view="all", root=store)) == 6
 
 
 def test_search_sees_own_unflushed_writes_through_the_fluent_default(store: Path) -> None:
     with mm.start_run(run_name="live"):
         mm.log_metric("acc", 0.5)
-        got = mm.search_runs(filter_string="metrics.acc = 0.5")
+        got = search_runs(filter_string="metrics.acc = 0.5")
         assert names(got) == ["live"] and got[0].status == "RUNNING"
 
 
 def test_to_pandas(runs: dict[str, str], store: Path) -> None:
     pytest.importorskip("pandas")
-    df = mm.search_runs(order_by=["metrics.acc DESC"], root=store, output="pandas")
-    assert list(df["run_name"])[:2] == ["f", "b"]
-    assert {"metrics.acc", "params.lr", "tags.model", "status", "start_time"} <= set(df.columns)
-    assert df.loc[df["run_name"] == "b", "params.lr"].item() == "0.01"
+    df = search_runs(order_by=["metrics.acc DESC"], root=store, output="pandas")
+    # MLflow's shape: info columns, then metrics., params. (MLflow's text), tags. (its system tags too)
+    assert list(df.columns[:6]) == [
+        "run_id",
+        "experiment_id",
+        "status",
+        "artifact_uri",
+        "start_time",
+        "end_time",
+    ]
+    assert list(df["tags.mlflow.runName"])[:2] == ["f", "b"]
+    assert {"metrics.acc", "params.lr", "tags.model"} <= set(df.columns)
+    assert df.loc[df["tags.mlflow.runName"] == "b", "params.lr"].item() == "0.01"
 
 
 @pytest.mark.parametrize(
@@ -158,7 +168,7 @@ def test_malformed_filters_point_at_the_token(
     runs: dict[str, str], store: Path, filter_string: str, token: str | None, reason: str
 ) -> None:
     with pytest.raises(InvalidInputError) as info:
-        mm.search_runs(filter_string=filter_string, root=store)
+        search_runs(filter_string=filter_string, root=store)
     message = str(info.value)
     assert reason in message
     position = int(re.search(r"at position (\d+)", message).group(1))  # type: ignore[union-attr]
@@ -185,13 +195,13 @@ def test_malformed_filters_point_at_the_token(
 )
 def test_bad_arguments(runs: dict[str, str], store: Path, kwargs: dict[str, object], reason: str) -> None:
     with pytest.raises(InvalidInputError, match=reason):
-        mm.search_runs(root=store, **kwargs)  # type: ignore[arg-type]
+        search_runs(root=store, **kwargs)  # type: ignore[arg-type]
 
 
 def test_unknown_experiment_is_not_found(store: Path, runs: dict[str, str]) -> None:
     with pytest.raises(mm.NotFoundError, match="no experiment 42"):
-        mm.search_runs(experiment_ids=[42], root=store)
+        search_runs(experiment_ids=[42], root=store)
 
 
 def test_empty_or_missing_store(tmp_path: Path) -> None:
-    assert list(mm.search_runs(root=tmp_path / "nothing")) == []
+    assert list(search_runs(root=tmp_path / "nothing")) == []

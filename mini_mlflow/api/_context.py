@@ -212,7 +212,7 @@ class RunContext:
                     f"log_artifact {key!r}: body must be bytes or str, got {type(body).__name__}"
                 )
             self.run._check_open()
-            self.run._write_artifact(key, bytes(body))
+            self.run.write_artifact(key, bytes(body))
             return key
         src = os.fspath(local_path if local_path is not None else key)
         if os.path.isdir(src):
@@ -322,7 +322,7 @@ def get_or_create_ctx(
         secrets_files: ``KEY=value`` files for ``get_secret``, read after those of ``mini-mlflow run -s``.
         **settings: Settings of a new run by name (``fsync="flush"``, ...); see ``mini_mlflow.Settings``.
     """
-    from ._fluent import _experiment_id, get_tracking_dir
+    from ._experiments import current_experiment_id, get_tracking_dir
 
     if not isinstance(name, str) or not name:
         raise InvalidInputError(f"get_or_create_ctx: name must be a non-empty str, got {name!r}")
@@ -347,7 +347,7 @@ def get_or_create_ctx(
             validate_experiment_name(project)
             experiment_id = _experiments.get_or_create_experiment(os.path.abspath(root), project)
         else:
-            experiment_id = _experiment_id if _experiment_id is not None else 0
+            experiment_id = current_experiment_id()
         run = Run(
             run_id=attached or None,
             experiment_id=experiment_id,

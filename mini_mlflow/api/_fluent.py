@@ -1,72 +1,49 @@
-"""The fluent API: module-level ``start_run`` / ``log_*`` / ``end_run`` acting on this thread's active run."""
+"""The fluent API (MLflow's names and signatures): ``start_run`` / ``log_*`` / ``end_run`` on this thread's
+active run, or on the run named by ``run_id=``.
+
+As in MLflow, a logging call with no active run starts one. ``synchronous=True`` writes the call's data
+before returning; otherwise logging is buffered (the writer thread puts it on disk within the flush
+interval), which is what MLflow's ``synchronous=False`` promises and our default.
+"""
 
 from __future__ import annotations
 
 import os
-import threading
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .. import _config
 from .._config import claim_attached_run_id
-from .._errors import ActiveRunExistsError, NoActiveRunError
-from ..store import _experiments
-from ..store._layout import normalize_experiment_id, validate_experiment_name
+from .._errors import ActiveRunExistsError, InvalidInputError, NoActiveRunError
+from ..store._layout import normalize_experiment_id, validate_run_id
 from ..write import _registry
+from ..write._direct import DirectRun, run_for
 from ..write._run import Run
+from ._experiments import current_experiment_id, get_tracking_dir
 
 if TYPE_CHECKING:
-    from ..read._reader import MetricPoint
+    from ..read._entities import Run as RunEntity
 
 _state = _registry._state  # the thread-local stack; read directly on the hot path
-_lock = threading.Lock()
-_experiment_id: str | None = None
-
-
-def _no_active_run() -> NoActiveRunError:
-    return NoActiveRunError("No active run: call start_run() first (or use a Run object)")
-
-
-def set_tracking_dir(path: str | os.PathLike[str] | None) -> None:
-    """Use ``path`` as the store root (None: back to ``MINI_MLFLOW_TRACKING_DIR`` or ``./mlruns``)."""
-    global _experiment_id
-    with _lock:
-        _config.set_tracking_dir(path)
-        _experiment_id = None
-
-
-def get_tracking_dir() -> str:
-    """The store root new runs are created in."""
-    return _config.tracking_dir()
-
-
-def set_experiment(name: str) -> str:
-    """Make ``name`` the current experiment (creating it if missing) and return its id."""
-    global _experiment_id
-    validate_experiment_name(name)
-    experiment_id = _experiments.get_or_create_experiment(os.path.abspath(get_tracking_dir()), name)
-    with _lock:
-        _experiment_id = experiment_id
-    return experiment_id
-
-
-def get_experiment_by_name(name: str) -> dict[str, Any] | None:
-    """The experiment's metadata (id, name, lifecycle stage, times), or None if there is none."""
-    from ..read._reader import Store
-
-    return Store(get_tracking_dir()).get_experiment_by_name(name)
+#: ``enable_system_metrics_logging()``: every run started from now on samples system metrics.
+_system_metrics_on = False
 
 
 def start_run(
-    run_name: str | None = None,
-    experiment_id: int | str | None = None,
     run_id: str | None = None,
+    experiment_id: str | int | None = None,
+    run_name: str | None = None,
     nested: bool = False,
+    parent_run_id: str | None = None,
     tags: Mapping[str, Any] | None = None,
+    description: str | None = None,
+    log_system_metrics: bool | None = None,
 ) -> Run:
     """Start (or, given an existing ``run_id``, resume) a run and make it this thread's active run.
 
     Use it as a context manager to end the run with FINISHED, FAILED (exception) or KILLED (Ctrl-C).
+    ``description`` is the run's note (MLflow's ``mlflow.note.content`` tag); ``log_system_metrics``
+    samples CPU, memory, disk, network and GPUs as ``system/...`` metrics while the run is live.
     """
     parent = _registry.active()
     if parent is not None and not nested:
@@ -74,83 +51,224 @@ def start_run(
             f"Run {parent.run_id} is already an active run in this thread; "
             "end it first, or pass nested=True to start a child run"
         )
+    if run_id is not None:
+        try:
+            validate_run_id(run_id)
+        except InvalidInputError as exc:
+            raise InvalidInputError(
+                f"{exc} (start_run's first argument is run_id, as in MLflow: name a run with run_name=)"
+            ) from None
+    if parent_run_id is not None:
+        validate_run_id(parent_run_id)
+        if parent is not None and parent.run_id != parent_run_id:
+            raise ActiveRunExistsError(
+                f"parent_run_id {parent_run_id} is not this thread's active run {parent.run_id}"
+            )
     if experiment_id is None:
-        experiment_id = _experiment_id if _experiment_id is not None else 0
+        experiment_id = current_experiment_id()
     else:
         normalize_experiment_id(experiment_id)
     if run_id is None and parent is None:
         run_id = claim_attached_run_id()  # the run `mini-mlflow run` created for this process, once
         if run_id is not None:
             experiment_id = 0  # it already lives in the experiment that command chose
+    all_tags = dict(tags or {})
+    if description is not None:
+        all_tags["mlflow.note.content"] = description
     run = Run(
         run_id=run_id,
         experiment_id=experiment_id,
         name=run_name,
         runs_dir=get_tracking_dir(),
-        tags=tags,
-        parent_run_id=parent.run_id if parent is not None else None,
+        tags=all_tags,
+        parent_run_id=parent_run_id or (parent.run_id if parent is not None else None),
     )
     _registry.push(run)
+    if log_system_metrics or (log_system_metrics is None and _system_metrics_on):
+        _start_system_metrics(run)
     return run
+
+
+def _start_system_metrics(run: Run) -> None:
+    import importlib
+
+    try:  # the sampler (write/_system_metrics) is not part of this commit yet
+        sampler = importlib.import_module("mini_mlflow.write._system_metrics")
+    except ImportError:  # never fail the run over it: say so
+        warnings.warn("mini_mlflow: system metrics are not available here", RuntimeWarning, stacklevel=3)
+        return
+    sampler.start_system_metrics(run)
 
 
 def active_run() -> Run | None:
-    """This thread's active run, or None."""
+    """This thread's active run, or None (it has MLflow's ``.info`` and ``.data``)."""
     return _registry.active()
 
 
-def _active() -> Run:
+def last_active_run() -> RunEntity | None:
+    """The active run, else the run this process ended last, as MLflow's ``Run`` (None if neither)."""
     run = _registry.active()
-    if run is None:
-        raise _no_active_run()
-    return run
+    folder = run.run_dir if run is not None else _registry.last_ended_dir
+    if folder is None:
+        return None
+    from ..read._as_mlflow import run_entity
+    from ..read._reader import Store
+
+    return run_entity(Store(os.path.dirname(os.path.dirname(folder))), folder)
+
+
+def _active_or_start() -> Run:
+    run = _registry.active()
+    return run if run is not None else start_run()
+
+
+def _target(run_id: str | None) -> Run | DirectRun:
+    """The run a call with ``run_id=`` writes to: the active (or a new) run when None."""
+    if run_id is None:
+        return _active_or_start()
+    return run_for(get_tracking_dir(), run_id)
 
 
 def end_run(status: str = "FINISHED") -> None:
-    """End this thread's active run with ``status`` (FINISHED, FAILED or KILLED)."""
-    _active().end(status)
+    """End this thread's active run with ``status`` (FINISHED, FAILED or KILLED); no-op without one."""
+    run = _registry.active()
+    if run is not None:
+        run.end(status)
 
 
-def log_metric(key: str, value: float, step: int | None = None, timestamp: int | None = None) -> None:
-    """Log a metric point to the active run (non-blocking; see ``Run.log_metric``)."""
-    _state.log_metric(key, value, step, timestamp)
+def _synchronous(target: Run | DirectRun, synchronous: bool | None) -> None:
+    if synchronous is not None and not isinstance(synchronous, bool):
+        raise InvalidInputError(
+            f"synchronous must be True, False or None, got {synchronous!r} (pass timestamp= by keyword)"
+        )
+    if synchronous and isinstance(target, Run):
+        target.flush()
 
 
-def log_metrics(metrics: Mapping[str, float], step: int | None = None, timestamp: int | None = None) -> None:
-    """Log several metrics at one step to the active run."""
-    _state.log_metrics(metrics, step, timestamp)
+def log_metric(
+    key: str,
+    value: float,
+    step: int | None = None,
+    synchronous: bool | None = None,
+    timestamp: int | None = None,
+    run_id: str | None = None,
+    model_id: str | None = None,
+    dataset: Any = None,
+) -> None:
+    """Log a metric point (non-blocking; see ``Run.log_metric``). ``model_id``/``dataset`` are ignored."""
+    if run_id is None and synchronous is None:
+        try:
+            return _state.log_metric(key, value, step, timestamp)  # type: ignore[no-any-return]
+        except NoActiveRunError:
+            _active_or_start()
+            return _state.log_metric(key, value, step, timestamp)  # type: ignore[no-any-return]
+    target = _target(run_id)
+    if isinstance(target, Run):
+        target.log_metric(key, value, step, timestamp)
+    else:
+        target.log_metrics({key: value}, step, timestamp)
+    _synchronous(target, synchronous)
+    return None
 
 
-def log_param(key: str, value: Any) -> None:
-    _active().log_param(key, value)
+def log_metrics(
+    metrics: Mapping[str, float],
+    step: int | None = None,
+    synchronous: bool | None = None,
+    run_id: str | None = None,
+    timestamp: int | None = None,
+    model_id: str | None = None,
+    dataset: Any = None,
+) -> None:
+    """Log several metrics at one step (and one timestamp)."""
+    if run_id is None and synchronous is None:
+        try:
+            return _state.log_metrics(metrics, step, timestamp)  # type: ignore[no-any-return]
+        except NoActiveRunError:
+            _active_or_start()
+            return _state.log_metrics(metrics, step, timestamp)  # type: ignore[no-any-return]
+    target = _target(run_id)
+    target.log_metrics(metrics, step, timestamp)
+    _synchronous(target, synchronous)
+    return None
 
 
-def log_params(params: Mapping[str, Any]) -> None:
-    _active().log_params(params)
+def log_param(key: str, value: Any, synchronous: bool | None = None) -> Any:
+    """Log a param (write-once) to the active run, starting one if needed; returns ``value``."""
+    target = _active_or_start()
+    target.log_param(key, value)
+    _synchronous(target, synchronous)
+    return value
 
 
-def set_tag(key: str, value: Any) -> None:
-    _active().set_tag(key, value)
+def log_params(params: Mapping[str, Any], synchronous: bool | None = None, run_id: str | None = None) -> None:
+    target = _target(run_id)
+    target.log_params(params)
+    _synchronous(target, synchronous)
 
 
-def set_tags(tags: Mapping[str, Any]) -> None:
-    _active().set_tags(tags)
+def set_tag(key: str, value: Any, synchronous: bool | None = None) -> None:
+    target = _active_or_start()
+    target.set_tag(key, value)
+    _synchronous(target, synchronous)
 
 
-def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
-    _active().log_artifact(local_path, artifact_path)
+def set_tags(tags: Mapping[str, Any], synchronous: bool | None = None) -> None:
+    target = _active_or_start()
+    target.set_tags(tags)
+    _synchronous(target, synchronous)
 
 
-def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> None:
-    _active().log_artifacts(local_dir, artifact_path)
+def delete_tag(key: str) -> None:
+    """Remove a tag of the active run (``NotFoundError`` if it has none by that key)."""
+    from ..store._operations import delete_tag as remove
+
+    remove(_active_or_start().run_dir, key)
 
 
-def log_dict(dictionary: Any, artifact_file: str) -> None:
-    _active().log_dict(dictionary, artifact_file)
+def log_artifact(
+    local_path: str | os.PathLike[str], artifact_path: str | None = None, run_id: str | None = None
+) -> None:
+    target = _target(run_id)
+    if isinstance(target, Run):
+        target.log_artifact(local_path, artifact_path)
+    else:
+        target.log_artifact(os.fspath(local_path), artifact_path)
 
 
-def log_text(text: str, artifact_file: str) -> None:
-    _active().log_text(text, artifact_file)
+def log_artifacts(
+    local_dir: str | os.PathLike[str], artifact_path: str | None = None, run_id: str | None = None
+) -> None:
+    target = _target(run_id)
+    if isinstance(target, DirectRun):
+        raise InvalidInputError("log_artifacts with run_id= works for runs open in this process")
+    target.log_artifacts(local_dir, artifact_path)
+
+
+def log_dict(dictionary: Any, artifact_file: str, run_id: str | None = None) -> None:
+    target = _target(run_id)
+    if isinstance(target, DirectRun):
+        import json
+
+        target.write_artifact(artifact_file, json.dumps(dictionary, indent=2).encode())
+        return
+    target.log_dict(dictionary, artifact_file)
+
+
+def log_text(text: str, artifact_file: str, run_id: str | None = None) -> None:
+    target = _target(run_id)
+    if isinstance(target, DirectRun):
+        target.write_artifact(artifact_file, str(text).encode("utf-8"))
+        return
+    target.log_text(text, artifact_file)
+
+
+def get_artifact_uri(artifact_path: str | None = None) -> str:
+    """``file:`` URI of the active run's artifacts (or of ``artifact_path`` in them)."""
+    from ..read._entities import artifact_uri
+    from ..store._layout import validate_artifact_path
+
+    return artifact_uri(_active_or_start().run_dir, validate_artifact_path(artifact_path) or None)
 
 
 def flush() -> None:
@@ -165,28 +283,34 @@ def flush() -> None:
         raise errors[0]
 
 
-# -- reading (sees this process's own writes: see store/_pending) ------------------------------------
+def flush_async_logging() -> None:
+    """MLflow's name for :func:`flush`."""
+    flush()
 
 
-def list_runs(experiment_id: int | str | None = None) -> list[str]:
-    """Run ids of an experiment (default: the current one), newest first."""
-    if experiment_id is None:
-        experiment_id = _experiment_id if _experiment_id is not None else 0
-    from ..read._reader import Store
-
-    return Store(get_tracking_dir()).list_runs(experiment_id)
+def flush_artifact_async_logging() -> None:
+    """Artifacts are written when logged: nothing to wait for."""
 
 
-def get_run(run_id: str) -> dict[str, Any]:
-    """``{"metadata", "params", "tags", "metrics"}`` of a run; metrics hold each key's last value."""
-    from ..read._reader import Store
+def enable_system_metrics_logging() -> None:
+    """Every run started from now on samples system metrics (as ``log_system_metrics=True``)."""
+    global _system_metrics_on
+    _system_metrics_on = True
 
-    return Store(get_tracking_dir()).get_run(run_id)
+
+def disable_system_metrics_logging() -> None:
+    global _system_metrics_on
+    _system_metrics_on = False
 
 
-def get_metric_history(run_id: str, key: str) -> list[MetricPoint]:
-    """Every point of a metric, in logged order."""
-    from ..read._reader import Store
-
-    history = Store(get_tracking_dir()).get_metric_history(run_id, key)
-    return history.points()
+def autolog(*args: Any, **kwargs: Any) -> None:
+    """Not in mini_mlflow's own API: use ``mini_mlflow.integrations`` (a logger or callback per
+    framework), or MLflow's ``mlflow.autolog()`` with the tracking URI ``mini-mlflow:<store>``."""
+    if not kwargs.get("disable") and not kwargs.get("silent"):
+        warnings.warn(
+            "mini_mlflow.autolog() logs nothing: use mini_mlflow.integrations (Lightning, Transformers, "
+            "Keras, Optuna, XGBoost, LightGBM, ...) or MLflow's autolog with "
+            "mlflow.set_tracking_uri('mini-mlflow:./mlruns')",
+            RuntimeWarning,
+            stacklevel=2,
+        )

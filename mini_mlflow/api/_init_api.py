@@ -197,7 +197,7 @@ def init(
         **settings: Any other setting by its name (``flush_interval=0.5``, ``fsync="flush"``, ...);
             see ``mini_mlflow.Settings``. Each beats its ``MINI_MLFLOW_*`` variable.
     """
-    from ._fluent import get_tracking_dir
+    from ._experiments import get_tracking_dir
 
     validate_experiment_name(project)
     if config is not None and not isinstance(config, Mapping):

@@ -47,8 +47,12 @@ ATTRIBUTES = {
     "lifecycle_stage": "lifecycle_stage",
     "experiment_id": "experiment_id",
     "parent_run_id": "parent_run_id",
+    # experiments' own (search_experiments): a run search refuses them by name
+    "creation_time": "creation_time",
+    "last_update_time": "last_update_time",
 }
-NUMERIC_ATTRIBUTES = frozenset({"start_time", "end_time"})
+EXPERIMENT_ONLY_ATTRIBUTES = frozenset({"creation_time", "last_update_time"})
+NUMERIC_ATTRIBUTES = frozenset({"start_time", "end_time", "creation_time", "last_update_time"})
 NUMERIC_OPS = ("=", "!=", "<", "<=", ">", ">=")
 STRING_OPS = ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN")
 KEYWORDS = frozenset({"AND", "OR", "LIKE", "ILIKE", "IN", "NOT", "ASC", "DESC", "IS", "NULL"})

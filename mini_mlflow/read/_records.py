@@ -8,6 +8,7 @@ from typing import Any
 
 from .._errors import InvalidInputError
 from ..store._layout import iso_from_ms
+from ._entities import Metric, Param, RunData, RunInfo, RunTag, artifact_uri
 
 
 @dataclass(slots=True)
@@ -47,6 +48,36 @@ class RunRecord:
         if self.start_time is None or self.end_time is None:
             return None
         return self.end_time - self.start_time
+
+    @property
+    def info(self) -> RunInfo:
+        """MLflow's ``RunInfo`` of this record (a crashed run reads KILLED, as MLflow sees it)."""
+        return RunInfo(
+            run_id=self.run_id,
+            experiment_id=self.experiment_id,
+            user_id=self.user or "unknown",
+            status="KILLED" if self.status == "CRASHED" else self.status,
+            start_time=self.start_time or 0,
+            end_time=self.end_time,
+            lifecycle_stage=self.lifecycle_stage,
+            artifact_uri=artifact_uri(self.run_dir),
+            run_name=self.run_name,
+        )
+
+    @property
+    def data(self) -> RunData:
+        """MLflow's ``RunData``: params as MLflow's text, tags with MLflow's run name/parent/user tags."""
+        tags = {k: v if isinstance(v, str) else as_text(v) for k, v in self.tags.items()}
+        system = {"mlflow.runName": self.run_name, "mlflow.parentRunId": self.parent_run_id}
+        system["mlflow.user"] = self.user
+        for key, value in system.items():
+            if value and key not in tags:
+                tags[key] = value
+        return RunData(
+            metrics=[Metric(k, v, 0, 0) for k, v in self.metrics.items()],
+            params=[Param(k, v if isinstance(v, str) else str(v)) for k, v in self.params.items()],
+            tags=[RunTag(k, v) for k, v in tags.items()],
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (times as ISO 8601 UTC)."""
@@ -89,27 +120,38 @@ class SearchResult(list[RunRecord]):
         self.broken: list[BrokenRun] = broken or []
 
     def to_pandas(self) -> Any:
-        """A pandas DataFrame with MLflow's columns (``metrics.<key>``, ``params.<key>``, ``tags.<key>``)."""
-        try:
-            import pandas as pd  # type: ignore[import-untyped,unused-ignore]
-        except ImportError:
-            raise InvalidInputError("to_pandas() needs pandas: pip install 'mini-mlflow[pandas]'") from None
-        rows = []
-        for r in self:
-            row: dict[str, Any] = {
-                "run_id": r.run_id,
-                "experiment_id": r.experiment_id,
-                "status": r.status,
-                "start_time": pd.to_datetime(r.start_time, unit="ms", utc=True),
-                "end_time": pd.to_datetime(r.end_time, unit="ms", utc=True),
-                "run_name": r.run_name,
-                "lifecycle_stage": r.lifecycle_stage,
-            }
-            row.update({f"metrics.{k}": v for k, v in r.metrics.items()})
-            row.update({f"params.{k}": as_text(v) for k, v in r.params.items()})
-            row.update({f"tags.{k}": v for k, v in r.tags.items()})
-            rows.append(row)
-        return pd.DataFrame(rows)
+        """A pandas DataFrame in MLflow's shape: ``run_id, experiment_id, status, artifact_uri,
+        start_time, end_time`` then ``metrics.<key>`` (NaN where missing), ``params.<key>`` and
+        ``tags.<key>`` (None where missing) — what ``mlflow.search_runs()`` returns."""
+        pd = pandas_module()
+        infos = [r.info for r in self]
+        datas = [r.data for r in self]
+        columns: dict[str, list[Any]] = {
+            "run_id": [i.run_id for i in infos],
+            "experiment_id": [i.experiment_id for i in infos],
+            "status": [i.status for i in infos],
+            "artifact_uri": [i.artifact_uri for i in infos],
+            "start_time": [pd.to_datetime(i.start_time, unit="ms", utc=True) for i in infos],
+            "end_time": [pd.to_datetime(i.end_time, unit="ms", utc=True) for i in infos],
+        }
+        for prefix, missing in (("metrics", float("nan")), ("params", None), ("tags", None)):
+            keys: dict[str, None] = {}
+            for d in datas:
+                keys.update(dict.fromkeys(getattr(d, prefix)))
+            for key in keys:
+                columns[f"{prefix}.{key}"] = [getattr(d, prefix).get(key, missing) for d in datas]
+        return pd.DataFrame(columns)
+
+
+def pandas_module() -> Any:
+    """pandas, or a clear error saying how to get it."""
+    try:
+        import pandas as pd  # type: ignore[import-untyped,unused-ignore]
+    except ImportError:
+        raise InvalidInputError(
+            "a DataFrame needs pandas: pip install 'mini-mlflow[pandas]' (or pass output_format='list')"
+        ) from None
+    return pd
 
 
 def as_text(value: Any) -> str:

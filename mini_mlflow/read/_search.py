@@ -13,7 +13,7 @@ from .._errors import InvalidInputError, NotFoundError
 from ..store import _pending
 from ..store._layout import normalize_experiment_id
 from . import _index
-from ._filter import Field, OrderKey, parse_filter, parse_order_by
+from ._filter import EXPERIMENT_ONLY_ATTRIBUTES, Field, OrderKey, parse_filter, parse_order_by
 from ._records import BrokenRun, RunRecord, SearchResult, as_text
 
 RUN_VIEWS = {
@@ -23,7 +23,9 @@ RUN_VIEWS = {
     "deleted_only": "deleted",
     "all": "all",
 }
-MAX_RESULTS = 50_000
+MAX_RESULTS = 100_000
+#: MLflow's system tags that name a run's own fields: a filter on them works without the tag on disk.
+SYSTEM_TAGS = {"mlflow.runName": "run_name", "mlflow.parentRunId": "parent_run_id", "mlflow.user": "user"}
 
 
 def _copy(r: RunRecord) -> RunRecord:
@@ -54,7 +56,12 @@ def _getter(f: Field) -> Callable[[RunRecord], Any]:
     if f.entity == "params":
         return lambda r: r.params.get(key)
     if f.entity == "tags":
+        attribute = SYSTEM_TAGS.get(key)
+        if attribute is not None:  # MLflow's system tags: the run's own field unless the tag is set
+            return lambda r: r.tags.get(key, getattr(r, attribute))
         return lambda r: r.tags.get(key)
+    if key in EXPERIMENT_ONLY_ATTRIBUTES:
+        raise InvalidInputError(f"{key} is an experiment attribute; runs have start_time and end_time")
     return lambda r: getattr(r, key)
 
 
@@ -125,7 +132,7 @@ def search_runs(
         filter_string: e.g. ``"metrics.acc > 0.9 AND params.optimizer IN ('adam', 'sgd')"``;
             metrics compare their last logged value, params/tags compare as text.
         order_by: e.g. ``["metrics.acc DESC", "start_time"]``; default newest first.
-        max_results: At most this many runs (1 to 50,000).
+        max_results: At most this many runs (1 to 100,000).
         run_view: ``"active"``, ``"deleted"`` or ``"all"``.
         output: ``"list"`` (a :class:`SearchResult` of :class:`RunRecord`) or ``"pandas"``.
         root: Store root; default the current tracking dir.

@@ -1,4 +1,4 @@
-"""Experiments in the store: creating them (ids allocated under the store root's lock), finding them."""
+"""Experiments in the store: creating them (ids allocated under the root's lock), finding, updating, tags."""
 
 from __future__ import annotations
 
@@ -7,8 +7,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from .._errors import InvalidInputError, NotFoundError
 from . import _files, _yaml
-from ._layout import FORMAT_VERSION, LOCK_FILE, META_FILE, iso_from_ms, now_ms, validate_experiment_name
+from ._layout import (
+    FORMAT_VERSION,
+    LOCK_FILE,
+    META_FILE,
+    VALUE_SUFFIX,
+    iso_from_ms,
+    now_ms,
+    validate_experiment_name,
+    validate_key,
+)
 from ._lock import lock_in
 from ._meta import read_meta
 
@@ -96,3 +106,38 @@ def get_or_create_experiment(root: str, name: str) -> str:
         experiment_id = str(max(ids, default=0) + 1)
         _write_experiment_meta(root, experiment_id, name)
         return experiment_id
+
+
+def create_experiment(root: str, name: str) -> str:
+    """Create the experiment ``name`` with the next free id; raise if one with that name exists."""
+    validate_experiment_name(name)
+    with _store_locked(root):
+        found = find_experiment_by_name(root, name)
+        if found is not None:
+            raise InvalidInputError(f"experiment {name!r} already exists (id {found})")
+        ids = [int(e) for e, _ in iter_experiments(root)]
+        experiment_id = str(max(ids, default=0) + 1)
+        _write_experiment_meta(root, experiment_id, name)
+        return experiment_id
+
+
+def update_experiment_meta(root: str, experiment_id: str, **changes: Any) -> dict[str, Any]:
+    """Apply ``changes`` to an experiment's meta.yaml (read-modify-replace under the root's lock)."""
+    with _store_locked(root), _files.folder_beneath(root, experiment_id, fixed=1) as fd:
+        try:
+            meta = read_meta(META_FILE, fd)
+        except FileNotFoundError:
+            raise NotFoundError(f"no experiment {experiment_id} in {root}") from None
+        meta.update(changes, last_update_time=iso_from_ms(now_ms()))
+        _files.write_atomic(META_FILE, _yaml.dump_yaml(meta), dir_fd=fd)
+    return meta
+
+
+def write_experiment_tag(root: str, experiment_id: str, key: str, text: str) -> None:
+    """Set an experiment's tag (``<experiment>/tags/<key>.json``, a JSON string; last write wins)."""
+    rel = validate_key(key, "experiment tag key")
+    folder, _, name = f"{experiment_id}/tags/{rel}{VALUE_SUFFIX}".rpartition("/")
+    if not os.path.isfile(os.path.join(root, experiment_id, META_FILE)):
+        raise NotFoundError(f"no experiment {experiment_id} in {root}")
+    with _files.folder_beneath(root, folder, fixed=1) as fd:  # a planted link: refused, never followed
+        _files.write_atomic(name, (text + "\n").encode("utf-8"), dir_fd=fd)

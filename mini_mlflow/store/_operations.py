@@ -22,6 +22,7 @@ from ._layout import (
     MAX_PARAM_VALUE_LENGTH,
     MAX_TAG_VALUE_LENGTH,
     META_FILE,
+    VALUE_SUFFIX,
     check_text,
     iso_from_ms,
     param_path,
@@ -243,6 +244,23 @@ def tag_json(key: str, value: Any) -> str:
 def write_tag(rdir: str, key: str, text: str) -> None:
     """Write a tag (replaced whole: last write wins)."""
     write_in_run(rdir, tag_path(rdir, key), (text + "\n").encode("utf-8"))
+
+
+def delete_tag(rdir: str, key: str) -> None:
+    """Remove a run's tag; raise ``NotFoundError`` if it has none by that key."""
+    folder, name = _in_run(rdir, tag_path(rdir, key))
+    try:
+        with run_folder(rdir, folder) as fd:
+            os.unlink(name, dir_fd=fd)
+    except FileNotFoundError:
+        raise NotFoundError(f"run {os.path.basename(rdir)} has no tag {key!r}") from None
+
+
+def write_input(rdir: str, digest: str, document: dict[str, Any]) -> None:
+    """Record a dataset the run used (``inputs/<digest>.json``; the same dataset again replaces it)."""
+    name = validate_key(digest, "dataset digest")
+    data = json.dumps(document, ensure_ascii=False, sort_keys=True).encode("utf-8") + b"\n"
+    write_in_run(rdir, os.path.join(rdir, "inputs", name + VALUE_SUFFIX), data)
 
 
 def write_in_run(rdir: str, path: str, data: bytes) -> None:

@@ -65,9 +65,15 @@ def on_start(run: Run) -> None:
     _install_hooks()
 
 
+#: The folder of the run this process ended last (MLflow's ``last_active_run``).
+last_ended_dir: str | None = None
+
+
 def on_end(run: Run) -> None:
+    global last_ended_dir
     with _lock:
         _open.pop(id(run), None)
+        last_ended_dir = run.run_dir
     stack = _state.stack
     if run in stack:
         stack.remove(run)

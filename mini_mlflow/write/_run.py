@@ -12,7 +12,7 @@ import threading
 import time
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import _log
 from .._config import Settings, resolve
@@ -38,6 +38,10 @@ from ._buffer import PointBuffer
 from ._coerce import check_status, status_for_exception, to_float, to_step, to_timestamp
 from ._interrupts import HeldInterrupts
 from ._writer import WRITER
+
+if TYPE_CHECKING:
+    from ..read._entities import Run as EntityRun
+    from ..read._entities import RunData, RunInfo, RunInputs
 
 _time = time.time
 _CLOSED: frozenset[str] = frozenset()  # the key set of an ended run: every log call takes the slow path
@@ -123,6 +127,7 @@ class Run:
         #: ISO 8601 UTC end time; None while running.
         self.end_time: str | None = None
         self.parent_run_id: str | None = meta.get("parent_run_id")
+        self._user = str(meta.get("user") or "unknown")
         #: Absolute path of the run's folder.
         self.run_dir: str = rdir
         self._params: dict[str, str] = {}
@@ -315,16 +320,18 @@ class Run:
                 data = json.dumps(dictionary, indent=2, default=_operations._json_default).encode()
             except (TypeError, ValueError) as exc:
                 raise InvalidInputError(f"log_dict: cannot store as JSON: {exc}") from None
-        self._write_artifact(artifact_file, data)
+        self.write_artifact(artifact_file, data)
 
     def log_text(self, text: str, artifact_file: str) -> None:
         """Save a string as a text artifact."""
         self._check_open()
         if not isinstance(text, str):
             raise InvalidInputError(f"log_text takes a str, got {type(text).__name__}")
-        self._write_artifact(artifact_file, text.encode("utf-8"))
+        self.write_artifact(artifact_file, text.encode("utf-8"))
 
-    def _write_artifact(self, artifact_file: str, data: bytes) -> None:
+    def write_artifact(self, artifact_file: str, data: bytes) -> None:
+        """Save ``data`` as the artifact file ``artifact_file`` (a path inside the run's artifacts)."""
+        self._check_open()
         folder, _, name = str(artifact_file).rpartition("/")
         dest = _operations.artifact_dest(self.run_dir, folder or None, name)
         self._artifact_io(lambda: _operations.write_in_run(self.run_dir, dest, data), dest)
@@ -427,6 +434,41 @@ class Run:
             )
 
     # -- reading ---------------------------------------------------------------------------------
+
+    @property
+    def info(self) -> RunInfo:
+        """MLflow's ``RunInfo`` of this run (``run.info.run_id``, times in ms), from this object's state."""
+        from ..read._entities import RunInfo, artifact_uri
+
+        return RunInfo(
+            run_id=self.run_id,
+            experiment_id=os.path.basename(os.path.dirname(self.run_dir)),
+            user_id=self._user,
+            status=self.status,
+            start_time=ms_from_iso(self.start_time) or 0,
+            end_time=ms_from_iso(self.end_time),
+            lifecycle_stage="active",
+            artifact_uri=artifact_uri(self.run_dir),
+            run_name=self.name,
+        )
+
+    @property
+    def data(self) -> RunData:
+        """MLflow's ``RunData``: params and tags as text, each metric's latest value (read now)."""
+        return self._entity().data
+
+    @property
+    def inputs(self) -> RunInputs:
+        """The datasets recorded with ``log_input``."""
+        from ..read._as_mlflow import run_inputs
+
+        return run_inputs(self.run_dir)
+
+    def _entity(self) -> EntityRun:
+        from ..read._as_mlflow import run_entity
+        from ..read._reader import Store
+
+        return run_entity(Store(os.path.dirname(os.path.dirname(self.run_dir))), self.run_dir)
 
     @property
     def start_time_ms(self) -> int | None:
