@@ -22,8 +22,9 @@ STAGES = [
     ("mini_mlflow.sync",),  # files → an MLflow server
     ("mini_mlflow.write",),  # live runs: buffer, writer thread (online mode starts sync)
     ("mini_mlflow.api",),  # the faces
+    ("mini_mlflow.mlflow_plugin",),  # MLflow's own client and server on the store (MLflow loads it)
     ("mini_mlflow.cli",),
-    ("mini_mlflow", "mini_mlflow.__main__"),  # the public surface
+    ("mini_mlflow", "mini_mlflow.__main__", "mini_mlflow.entities", "mini_mlflow.tracking"),  # public
 ]
 
 

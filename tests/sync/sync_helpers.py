@@ -47,8 +47,10 @@ def clean_env(**extra: str) -> dict[str, str]:
 class MlflowServer:
     """A real ``mlflow server`` (SQLite backend, artifact proxying) that can be killed and restarted."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, backend: str | None = None) -> None:
         self.workdir = workdir
+        #: The backend store URI (default: SQLite in ``workdir``); ``mini-mlflow:<root>`` for the plugin.
+        self.backend = backend or f"sqlite:///{workdir / 'mlflow.db'}"
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -67,7 +69,7 @@ class MlflowServer:
                 "--port",
                 str(self.port),
                 "--backend-store-uri",
-                f"sqlite:///{self.workdir / 'mlflow.db'}",
+                self.backend,
                 "--artifacts-destination",
                 str(self.workdir / "artifacts"),
                 "--workers",
