@@ -95,6 +95,11 @@ def test_experiments_by_name_id_tags_search_and_delete(store: Path) -> None:
     assert exp["experiment_id"] == exp_id  # also the dict of earlier versions
     mlflow.set_experiment_tags({"stage": "dev"})
     assert mlflow.get_experiment(exp_id).tags == {"owner": "me", "stage": "dev"}
+    with mlflow.start_run():
+        pass
+    from mini_mlflow.read._search import search_runs as engine
+
+    assert engine(root=store).broken == []  # experiment tags live in its meta.yaml, not beside the runs
     mlflow.create_experiment("b")
     assert [e.name for e in mlflow.search_experiments(filter_string="name LIKE 'a%'")] == ["a"]
     assert [e.name for e in mlflow.search_experiments(filter_string="tags.stage = 'dev'")] == ["a"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Callable
@@ -215,4 +216,5 @@ def set_tag_of_experiment(root: str, experiment_id: str, key: str, value: Any) -
 
     if experiment_id == _experiments.DEFAULT_EXPERIMENT_ID:
         _experiments.ensure_experiment(root, experiment_id)  # "0" exists once something needs it
-    _experiments.write_experiment_tag(root, experiment_id, key, tag_json(key, value))
+    text = json.loads(tag_json(key, value))  # the tag rules (length, characters) of a run's tags
+    _experiments.write_experiment_tag(root, experiment_id, key, text)

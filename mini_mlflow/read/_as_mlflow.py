@@ -85,18 +85,6 @@ def run_inputs(run_dir: str) -> RunInputs:
     return RunInputs(found)
 
 
-def experiment_tags(root: str, experiment_id: str) -> dict[str, str]:
-    folder = os.path.join(root, experiment_id, "tags")
-    out = {}
-    for key in walk_keys(folder, VALUE_SUFFIX)[0]:
-        try:
-            value = json.loads(read_bytes(os.path.join(folder, key + VALUE_SUFFIX)))
-        except (OSError, ValueError):
-            continue
-        out[key] = value if isinstance(value, str) else json.dumps(value)
-    return out
-
-
 def experiment_entity(root: str, experiment_id: str, meta: dict[str, Any]) -> Experiment:
     """An experiment folder's meta.yaml (and tags) as MLflow's ``Experiment``."""
     return Experiment(
@@ -104,7 +92,7 @@ def experiment_entity(root: str, experiment_id: str, meta: dict[str, Any]) -> Ex
         name=str(meta.get("name")),
         artifact_location=Path(os.path.abspath(os.path.join(root, experiment_id))).as_uri(),
         lifecycle_stage=str(meta.get("lifecycle_stage") or "active"),
-        tags=experiment_tags(root, experiment_id),
+        tags={str(k): str(v) for k, v in tags.items()} if isinstance(tags := meta.get("tags"), dict) else {},
         creation_time=to_ms(meta.get("creation_time")),
         last_update_time=to_ms(meta.get("last_update_time")),
         meta={**meta, "experiment_id": experiment_id},

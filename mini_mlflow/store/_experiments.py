@@ -13,7 +13,6 @@ from ._layout import (
     FORMAT_VERSION,
     LOCK_FILE,
     META_FILE,
-    VALUE_SUFFIX,
     iso_from_ms,
     now_ms,
     validate_experiment_name,
@@ -121,23 +120,26 @@ def create_experiment(root: str, name: str) -> str:
         return experiment_id
 
 
-def update_experiment_meta(root: str, experiment_id: str, **changes: Any) -> dict[str, Any]:
-    """Apply ``changes`` to an experiment's meta.yaml (read-modify-replace under the root's lock)."""
+def update_experiment_meta(
+    root: str, experiment_id: str, tags: dict[str, str] | None = None, **changes: Any
+) -> dict[str, Any]:
+    """Apply ``changes`` (and merge ``tags``) to an experiment's meta.yaml, read-modify-replace under the
+    root's lock."""
     with _store_locked(root), _files.folder_beneath(root, experiment_id, fixed=1) as fd:
         try:
             meta = read_meta(META_FILE, fd)
         except FileNotFoundError:
             raise NotFoundError(f"no experiment {experiment_id} in {root}") from None
+        if tags:
+            old = meta.get("tags")
+            meta["tags"] = {**(old if isinstance(old, dict) else {}), **tags}
         meta.update(changes, last_update_time=iso_from_ms(now_ms()))
         _files.write_atomic(META_FILE, _yaml.dump_yaml(meta), dir_fd=fd)
     return meta
 
 
-def write_experiment_tag(root: str, experiment_id: str, key: str, text: str) -> None:
-    """Set an experiment's tag (``<experiment>/tags/<key>.json``, a JSON string; last write wins)."""
-    rel = validate_key(key, "experiment tag key")
-    folder, _, name = f"{experiment_id}/tags/{rel}{VALUE_SUFFIX}".rpartition("/")
-    if not os.path.isfile(os.path.join(root, experiment_id, META_FILE)):
-        raise NotFoundError(f"no experiment {experiment_id} in {root}")
-    with _files.folder_beneath(root, folder, fixed=1) as fd:  # a planted link: refused, never followed
-        _files.write_atomic(name, (text + "\n").encode("utf-8"), dir_fd=fd)
+def write_experiment_tag(root: str, experiment_id: str, key: str, value: str) -> None:
+    """Set an experiment's tag: the ``tags`` mapping of its meta.yaml (a folder beside the runs could
+    clash with a run id), last write wins."""
+    validate_key(key, "experiment tag key")
+    update_experiment_meta(root, experiment_id, tags={key: value})
