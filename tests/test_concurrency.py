@@ -11,7 +11,7 @@ import pytest
 
 import mini_mlflow as mm
 
-from conftest import read_jsonl
+from conftest import python_child, read_jsonl
 
 
 def test_threads_times_points_gives_exactly_that_many_lines(store: Path) -> None:
@@ -95,34 +95,42 @@ def test_four_processes_append_to_one_run(store: Path) -> None:
     assert got["metadata"]["status"] == "FINISHED" and got["params"] == {"world_size": 4}
 
 
+FORKS = """
+import os, sys
+import mini_mlflow as mm
+run = mm.start_run()
+for i in range(1000):
+    mm.log_metric("m", float(i), step=i)  # still in the buffer: the flush interval is a minute
+pid = os.fork()
+if pid == 0:  # the child: the parent's buffer and runs are not its own; its own run works
+    assert mm.active_run() is None
+    with mm.start_run(run_name="child") as child:
+        mm.log_metric("c", 1.0)
+    print("child", child.run_id, flush=True)
+    sys.exit(0)  # a normal exit: the exit hooks run here, and must not write or end the parent's run
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, status
+mm.log_metric("m", 1000.0, step=1000)
+mm.end_run()
+print("parent", run.run_id, flush=True)
+"""
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_fork_child_does_not_duplicate_parent_points(store: Path) -> None:
-    with mm.start_run() as run:
-        for i in range(1000):
-            mm.log_metric("m", float(i), step=i)
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child: the parent's buffer is not ours; our own run works
-            code = 0
-            try:
-                os.close(r)
-                assert mm.active_run() is None
-                with mm.start_run(run_name="child") as child:
-                    mm.log_metric("c", 1.0)
-                os.write(w, child.run_id.encode())
-            except BaseException:
-                code = 1
-            finally:
-                os._exit(code)
-        os.close(w)
-        child_id = os.read(r, 64).decode()
-        os.close(r)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        mm.log_metric("m", 1000.0, step=1000)
-    rows = read_jsonl(Path(run.run_dir) / "metrics" / "m.jsonl")
-    assert [r["step"] for r in rows] == list(range(1001))
-    assert mm.get_run(child_id)["metrics"] == {"c": 1.0}
+def test_fork_child_does_not_duplicate_parent_points(tmp_path: Path) -> None:
+    proc = python_child(
+        FORKS,
+        tmp_path,
+        env={"MINI_MLFLOW_TRACKING_DIR": str(tmp_path / "mlruns"), "MINI_MLFLOW_FLUSH_INTERVAL": "60"},
+    )
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    ids = dict(line.split() for line in out.splitlines())
+    root = tmp_path / "mlruns"
+    rows = read_jsonl(Path(mm.Store(root).find_run(ids["parent"])) / "metrics" / "m.jsonl")
+    assert [r["step"] for r in rows] == list(range(1001))  # each point once: none from the child
+    assert mm.Store(root).get_run(ids["child"])["metrics"] == {"c": 1.0}
+    assert mm.Store(root).get_run(ids["parent"])["metadata"]["status"] == "FINISHED"
 
 
 def test_many_runs_in_one_process(store: Path) -> None:

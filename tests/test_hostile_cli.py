@@ -139,6 +139,9 @@ def check(result: Result, args: tuple[str, ...]) -> None:
     if result.exit_code != 0:
         errors = [line for line in out.splitlines() if line.lower().startswith("error")]
         assert len(errors) == 1, (shown, out[-1000:])
+        # One line of at most 1,000 characters after its prefix: a 100,000-character argument is
+        # named by its start and its length, never echoed whole.
+        assert len(errors[0].split(":", 1)[1]) <= 1000, (shown, len(errors[0]), errors[0][:200])
 
 
 COMMANDS: list[tuple[str, ...]] = [

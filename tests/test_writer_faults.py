@@ -93,31 +93,43 @@ def tiny_fs(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_disk_full_keeps_points_and_writes_them_when_space_returns(tiny_fs: Path) -> None:
-    run = mm.Run(runs_dir=tiny_fs / "mlruns")
-    filler = tiny_fs / "filler"
+def _fill(fs: Path) -> Path:
+    """Fill the file system completely with one file; return it (delete it to give the space back)."""
+    filler = fs / "filler"
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
-    try:  # fill the file system completely
+    try:
         while os.write(fd, b"\0" * 4096):
             pass
     except OSError:
         pass
     finally:
         os.close(fd)
+    return filler
+
+
+def test_disk_full_keeps_points_and_writes_them_when_space_returns(tiny_fs: Path) -> None:
+    run = mm.Run(runs_dir=tiny_fs / "mlruns")
+    path = Path(run.run_dir) / "metrics" / "loss.jsonl"
+    _log(run, 0, 1000)
+    run._buffer.drain()
+    # The file's last page is partly used: once the disk is full, the next append fills that page and
+    # stops there, so a line is torn on disk (a short write). That is the case the writer must complete.
+    assert path.stat().st_size % 4096 != 0
+    filler = _fill(tiny_fs)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        _log(run, 0, 10_000)  # ~550 kB of lines: no room while the filler is there
+        _log(run, 1000, 10_000)  # ~550 kB of lines: no room while the filler is there
         run._buffer.drain()
-        _log(run, 10_000, 1000)
+        _log(run, 11_000, 1000)
         run._buffer.drain()
     assert sum("no space left" in str(w.message) for w in caught) == 1
+    assert not path.read_bytes().endswith(b"\n"), "no short write happened: the test proves nothing"
     with pytest.raises(mm.StorageError, match="not yet written.*no space left"):
         run.flush()
     filler.unlink()
     run.end()
-    path = Path(run.run_dir) / "metrics" / "loss.jsonl"
-    rows = read_jsonl(path)  # every line parses: short writes were completed, not torn
-    assert [r["step"] for r in rows] == list(range(11_000))
+    rows = read_jsonl(path)  # every line parses: the torn line was completed, not left or repeated
+    assert [r["step"] for r in rows] == list(range(12_000))
     assert mm.Store(tiny_fs / "mlruns").get_run(run.run_id)["metadata"]["status"] == "FINISHED"
 
 

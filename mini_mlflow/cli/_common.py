@@ -56,14 +56,19 @@ def root_of(ctx: click.Context) -> str:
 MAX_MESSAGE = 1000
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
-    """Print ``error: <message>`` on one line (control characters escaped, cut short) and exit."""
+def one_line(message: str) -> str:
+    """A message as one line: control characters escaped, at most ``MAX_MESSAGE`` characters."""
     from ._render import clean
 
     text = " ".join(clean(message).split("\n"))
     if len(text) > MAX_MESSAGE:
         text = f"{text[: MAX_MESSAGE - 40]}... ({len(text):,} characters in all)"
-    click.echo(f"error: {text}", err=True)
+    return text
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print ``error: <message>`` on one line (control characters escaped, cut short) and exit."""
+    click.echo(f"error: {one_line(message)}", err=True)
     sys.exit(code)
 
 

@@ -2,13 +2,52 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
+from typing import Any
+
 import click
 
 from .._version import __version__
-from ._common import SafePath
+from ._common import SafePath, one_line
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Cli(click.Group):
+    """The group: click's own usage errors are one line too, escaped and cut short like ours (`fail`).
+
+    click echoes a bad value whole ("Invalid value for '-n': 'xxx…' is not a valid integer"): a
+    100,000-character argument would come back as a 100,000-character line.
+    """
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            if not standalone_mode:
+                raise
+            text = one_line(exc.format_message())
+            exc.format_message = lambda: text  # type: ignore[method-assign]
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.Exit as exc:
+            if not standalone_mode:
+                raise
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            if not standalone_mode:
+                raise
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "--root",
     envvar="MINI_MLFLOW_TRACKING_DIR",

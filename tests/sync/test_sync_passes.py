@@ -8,6 +8,10 @@ in flight with the cursor saved.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +20,8 @@ import pytest
 from mini_mlflow.sync import MlflowRestClient, SyncAgent, select_runs
 from mini_mlflow.sync._cursor import load as load_cursor
 
-from .sync_helpers import assert_run_equal, make_run, remote_history, remote_run
+from .sync_helpers import ROOT, assert_run_equal, clean_env, make_run, remote_history, remote_run
+from conftest import python_child, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -144,3 +149,138 @@ def test_reading_starts_small_and_still_gets_past_a_line_longer_than_the_first_r
     assert len(chunks[0]) < 10000  # read in growing pieces, not at once
     limited = list(read_points("m", str(path), 0, RunReport("r"), limit=len(garbage) + 1 + len(lines[0]) + 1))
     assert [p["step"] for chunk in limited for p, _ in chunk] == [0]  # never past the planned size
+
+
+def _slow_batches(seconds: float) -> Any:
+    """A proxy fault that forwards every request, each log-batch after ``seconds``: a slow server."""
+
+    def fault(n: int, method: str, path: str) -> None:
+        if "log-batch" in path:
+            time.sleep(seconds)
+        return None
+
+    return fault
+
+
+def test_sync_watch_gives_each_run_a_time_slice(tmp_path: Path, mlflow_client: Any, make_proxy: Any) -> None:
+    # 5 batches of the big run take more than the watch slice (2 s) at 0.7 s each: the small run must not
+    # wait for all of them. Measured through the command itself, so the slice `sync --watch` really uses
+    # is the one under test (a slower machine only makes the big run's share smaller).
+    root = tmp_path / "mlruns"
+    big = make_run(root, "sliced", "big", points=5000)
+    small = make_run(root, "sliced", "small", points=10)
+    proxy = make_proxy(fault=_slow_batches(0.7))
+    watcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mini_mlflow",
+            "--root",
+            str(root),
+            "sync",
+            "--all",
+            "--watch",
+            "--to",
+            proxy.url,
+            "--interval",
+            "600",
+        ],
+        env=clean_env(PYTHONPATH=str(ROOT)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watcher.stdout is not None
+        sent = {}
+        while len(sent) < 2:  # the first pass: one line per run
+            line = watcher.stdout.readline()
+            assert line, watcher.stderr.read() if watcher.stderr else ""
+            run_id, _, rest = line.split(" ", 1)[1].partition(": ")
+            sent[run_id] = int(rest.split()[0].lstrip("+"))
+        assert sent[small.run_id] == 10
+        assert 1000 <= sent[big.run_id] < 5000, sent  # its slice ended the pass for it, not its backlog
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        watcher.communicate(timeout=60)
+
+
+def test_online_mode_gives_each_run_a_time_slice(tmp_path: Path, mlflow_client: Any, make_proxy: Any) -> None:
+    proxy = make_proxy(fault=_slow_batches(0.7))
+    code = """
+        import sys, time, mini_mlflow as mm
+        big = mm.Run(name="big")     # started first: the background pass takes it first
+        small = mm.Run(name="small")
+        for i in range(5000):
+            big.log_metric("loss", 1.0 / (i + 1), step=i, timestamp=1_763_900_000_000 + i)
+        for i in range(10):
+            small.log_metric("loss", float(i), step=i, timestamp=1_763_900_000_000 + i)
+        big.flush(); small.flush()
+        print(big.run_id, small.run_id, flush=True)
+        time.sleep(600)
+    """
+    child = python_child(
+        code,
+        tmp_path,
+        env={
+            "MINI_MLFLOW_TRACKING_DIR": str(tmp_path / "mlruns"),
+            "MINI_MLFLOW_SYNC_URL": proxy.url,
+            "MINI_MLFLOW_SYNC_INTERVAL": "0.5",
+        },
+    )
+    try:
+        assert child.stdout is not None
+        big_id, small_id = child.stdout.readline().split()
+        exp = wait_until(lambda: mlflow_client.get_experiment_by_name("Default"), timeout=120)
+
+        def remote_count(run_id: str) -> int | None:
+            runs = mlflow_client.search_runs([exp.experiment_id], f"tags.`mini_mlflow.run_id` = '{run_id}'")
+            return len(mlflow_client.get_metric_history(runs[0].info.run_id, "loss")) if runs else None
+
+        wait_until(lambda: remote_count(small_id) == 10, timeout=120)
+        assert (remote_count(big_id) or 0) < 5000  # the small run did not wait for the big one's backlog
+    finally:
+        child.kill()
+        child.communicate()
+
+
+def test_ctrl_c_stops_sync_after_the_batch_in_flight_with_the_cursor_saved(
+    tmp_path: Path, mlflow_client: Any, make_proxy: Any, mlflow_server: Any
+) -> None:
+    root = tmp_path / "mlruns"
+    run = make_run(root, "interrupted", "long", points=6000)
+    proxy = make_proxy(fault=_slow_batches(0.5))
+    syncing = subprocess.Popen(
+        [sys.executable, "-m", "mini_mlflow", "--root", str(root), "sync", "--all", "--to", proxy.url],
+        env=clean_env(PYTHONPATH=str(ROOT)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        remote = wait_until(lambda: _remote_or_none(mlflow_client, "interrupted", run.run_id), timeout=120)
+        wait_until(
+            lambda: len(remote_history(mlflow_client, remote.info.run_id, "loss")) >= 1000, timeout=120
+        )
+        syncing.send_signal(signal.SIGINT)  # Ctrl-C, as a user gives it, in the middle of the pass
+        _, err = syncing.communicate(timeout=120)
+    finally:
+        if syncing.poll() is None:
+            syncing.kill()
+    on_server = len(remote_history(mlflow_client, remote.info.run_id, "loss"))
+    assert 1000 <= on_server < 6000, (on_server, err)  # stopped within the pass, after whole batches
+    cursor = load_cursor(run.run_dir, proxy.url)
+    lines = (Path(run.run_dir) / "metrics" / "loss.jsonl").read_bytes().splitlines(True)
+    assert cursor.metrics["loss"] == len(b"".join(lines[:on_server]))  # exactly what the server holds
+    again = _agent(root, proxy.url)
+    assert again.sync(select_runs(str(root), all_runs=True)).ok
+    assert_run_equal(mlflow_client, root, "interrupted", run)  # every point once: none lost, none twice
+    again.client.close()
+
+
+def _remote_or_none(client: Any, experiment: str, run_id: str) -> Any:
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    runs = client.search_runs([exp.experiment_id], f"tags.`mini_mlflow.run_id` = '{run_id}'")
+    return runs[0] if runs else None

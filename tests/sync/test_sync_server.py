@@ -212,7 +212,7 @@ def test_dry_run_contacts_no_server_and_writes_nothing(tmp_path: Path) -> None:
     assert sorted(p for p in Path(run.run_dir).rglob("*")) == run_files  # no .sync cursor either
 
 
-def test_watch_shows_a_point_on_the_server_within_5_s(
+def test_watch_delivers_each_new_point_of_a_live_run(
     tmp_path: Path, mlflow_server: Any, mlflow_client: Any
 ) -> None:
     root = tmp_path / "mlruns"
