@@ -1,4 +1,5 @@
-"""A big artifact is copied, exported, imported and uploaded as a stream: bounded memory, exact bytes.
+"""A big artifact is copied, exported and imported as a stream: bounded memory, exact bytes (the upload by
+`mini-mlflow sync` to a real MLflow server: tests/sync/test_big_artifact_sync.py).
 
 Each step runs in a fresh child process that measures its own peak resident memory
 (``resource.getrusage().ru_maxrss``) before and after; the file is ``SIZE_MB`` and the growth must stay
@@ -14,8 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -32,7 +31,7 @@ import json, os, resource, sys
 import mini_mlflow as mm
 from mini_mlflow.interop._export import export_mlflow
 from mini_mlflow.interop._import import import_mlflow
-from mini_mlflow.sync import MlflowRestClient, select_runs
+from mini_mlflow.sync import select_runs
 
 step, root, src, extra = sys.argv[1:5]
 
@@ -64,12 +63,6 @@ elif step == "import":
     before = peak_kb()
     report = import_mlflow(extra, root)
     print(json.dumps({"growth_kb": peak_kb() - before, "artifacts": report.artifacts}))
-elif step == "upload":
-    client = MlflowRestClient(extra, max_retries=0)
-    client.put_artifact("warm/small.bin", small)
-    before = peak_kb()
-    size = client.put_artifact("0/abc/artifacts/data/big.bin", src)
-    print(json.dumps({"growth_kb": peak_kb() - before, "size": size}))
 """
 
 
@@ -139,50 +132,3 @@ def test_log_export_import_of_a_big_artifact_stream_and_keep_every_byte(
     assert _child("import", back, src, str(exported))["artifacts"] == 1
     (again,) = list(back.glob("*/*/artifacts/data/big.bin"))
     assert again.stat().st_size == SIZE_MB << 20 and _sha256(again) == digest
-
-
-class _HashingServer(ThreadingHTTPServer):
-    """A real HTTP server on 127.0.0.1 that takes artifact PUTs, hashing the body as it arrives."""
-
-    def __init__(self) -> None:
-        self.received: dict[str, tuple[int, str]] = {}
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_PUT(self) -> None:
-                left = int(self.headers["Content-Length"])
-                digest, size = hashlib.sha256(), 0
-                while left:
-                    chunk = self.rfile.read(min(left, 1 << 20))
-                    if not chunk:
-                        break
-                    digest.update(chunk)
-                    size += len(chunk)
-                    left -= len(chunk)
-                server.received[self.path] = (size, digest.hexdigest())
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-        super().__init__(("127.0.0.1", 0), Handler)
-
-
-def test_sync_uploads_a_big_artifact_as_a_stream(tmp_path: Path, big_file: tuple[Path, str]) -> None:
-    pytest.importorskip("httpx")
-    src, digest = big_file
-    server = _HashingServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
-        assert _child("upload", tmp_path / "unused", src, url)["size"] == SIZE_MB << 20
-    finally:
-        server.shutdown()
-        server.server_close()
-    path = "/api/2.0/mlflow-artifacts/artifacts/0/abc/artifacts/data/big.bin"
-    assert server.received[path] == (SIZE_MB << 20, digest)

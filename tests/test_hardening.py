@@ -96,10 +96,16 @@ def test_params_tags_and_artifacts_refuse_symlinked_folders(store: Path, tmp_pat
     for sub in ("params", "tags", "artifacts"):
         (rdir / sub).rmdir()
         (rdir / sub).symlink_to(outside, target_is_directory=True)
-    with warnings.catch_warnings(record=True):
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         run.log_param("lr", 0.1)  # an I/O problem: kept and retried, never raised into the loop
         run.set_tag("team", "x")
+        run.log_params({"a": 1, "b": 2})
+        run.set_tags({"c": "3", "d": "4"})
+    # One warning for the cause (a symlinked folder), not one per value; it says what was refused.
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1, messages
+    assert "symbolic link" in messages[0] and "kept in memory" in messages[0]
     with pytest.raises(mm.StorageError, match="symbolic link; refusing"):
         run.flush()
     with pytest.raises(mm.StorageError, match="artifacts.*symbolic link"):
@@ -111,7 +117,8 @@ def test_params_tags_and_artifacts_refuse_symlinked_folders(store: Path, tmp_pat
     run.log_text("hello", "notes/a.txt")
     run.end()
     got = mm.Store(store).get_run(run.run_id)
-    assert got["params"] == {"lr": 0.1} and got["tags"] == {"team": "x"}
+    assert got["params"] == {"lr": 0.1, "a": 1, "b": 2}
+    assert got["tags"] == {"team": "x", "c": "3", "d": "4"}
     assert (rdir / "artifacts" / "notes" / "a.txt").read_text() == "hello"
 
 

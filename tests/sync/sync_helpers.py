@@ -327,3 +327,34 @@ def self_signed_cert(folder: Path) -> tuple[str, str]:
         )
     )
     return str(cert_path), str(key_path)
+
+
+def sync_cli(
+    root: Path, url: str, *extra: str, env: dict[str, str] | None = None
+) -> tuple[int, str, str, float, int]:
+    """``mini-mlflow sync --all`` in a child; returns (exit code, stdout, stderr, seconds, peak RSS in kB)."""
+    code = (
+        "import runpy, sys\n"
+        "sys.argv = ['mini-mlflow', *sys.argv[1:]]\n"
+        "try:\n"
+        "    runpy.run_module('mini_mlflow', run_name='__main__')\n"
+        "    status = 0\n"
+        "except SystemExit as exc:\n"
+        "    status = exc.code\n"
+        # VmHWM, not ru_maxrss: the latter keeps the peak of the (large) test process that forked us.
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+        "print('peak-rss-kb', hwm, file=sys.stderr)\n"
+        "sys.exit(status)\n"
+    )
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "--root", str(root), "sync", "--all", "--to", url, *extra],
+        env=clean_env(PYTHONPATH=str(ROOT), **(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    elapsed = time.monotonic() - started
+    lines = proc.stderr.splitlines()
+    rss = int(lines[-1].split()[1]) if lines and lines[-1].startswith("peak-rss-kb") else -1
+    return proc.returncode, proc.stdout, "\n".join(lines[:-1]), elapsed, rss

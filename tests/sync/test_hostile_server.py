@@ -32,7 +32,7 @@ from mini_mlflow.sync._client import MAX_RESPONSE_BYTES
 from mini_mlflow.sync._cursor import load as load_cursor
 from mini_mlflow.sync._errors import one_line
 
-from .sync_helpers import ROOT, assert_run_equal, clean_env, make_run, remote_history
+from .sync_helpers import ROOT, assert_run_equal, clean_env, make_run, remote_history, sync_cli
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -49,6 +49,8 @@ class HostileServer:
         self.plan: Callable[[int, str, str, bytes], Behaviour | None] | None = None
         self.count = 0
         self.auth_headers: list[str] = []
+        #: ``(path, body)`` of the requests that reached the upstream server, in order.
+        self.forwarded: list[tuple[str, bytes]] = []
         self.stop = threading.Event()
         self.lock = threading.Lock()
         server = self
@@ -82,10 +84,12 @@ class _Handler(BaseHTTPRequestHandler):
             n = owner.count
             owner.auth_headers.append(self.headers.get("Authorization", ""))
         behaviour = owner.plan(n, self.command, self.path, body) if owner.plan else None
-        if owner.upstream_port is None:
+        if owner.upstream_port is None or getattr(behaviour, "forward", True) is False:
             status, data = 500, b'{"error_code": "INTERNAL_ERROR", "message": "not forwarded"}'
         else:
             status, data = self._forward(body)
+            with owner.lock:
+                owner.forwarded.append((self.path, body))
         if behaviour is None:
             self.answer(status, data)
         else:
@@ -220,37 +224,6 @@ def metric_batches_from(
     return plan
 
 
-def sync_cli(
-    root: Path, url: str, *extra: str, env: dict[str, str] | None = None
-) -> tuple[int, str, str, float, int]:
-    """``mini-mlflow sync --all`` in a child; returns (exit code, stdout, stderr, seconds, peak RSS in kB)."""
-    code = (
-        "import runpy, sys\n"
-        "sys.argv = ['mini-mlflow', *sys.argv[1:]]\n"
-        "try:\n"
-        "    runpy.run_module('mini_mlflow', run_name='__main__')\n"
-        "    status = 0\n"
-        "except SystemExit as exc:\n"
-        "    status = exc.code\n"
-        # VmHWM, not ru_maxrss: the latter keeps the peak of the (large) test process that forked us.
-        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
-        "print('peak-rss-kb', hwm, file=sys.stderr)\n"
-        "sys.exit(status)\n"
-    )
-    started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-c", code, "--root", str(root), "sync", "--all", "--to", url, *extra],
-        env=clean_env(PYTHONPATH=str(ROOT), **(env or {})),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    elapsed = time.monotonic() - started
-    lines = proc.stderr.splitlines()
-    rss = int(lines[-1].split()[1]) if lines and lines[-1].startswith("peak-rss-kb") else -1
-    return proc.returncode, proc.stdout, "\n".join(lines[:-1]), elapsed, rss
-
-
 def lines_before(path: Path, offset: int) -> int:
     return path.read_bytes()[:offset].count(b"\n")
 
@@ -315,6 +288,33 @@ def test_hostile_answers_end_the_sync_clearly_and_lose_nothing(
         summary = sync(server.url, root, all_runs=True, client=client)
     assert summary.ok, summary.errors
     assert_run_equal(mlflow_client, root, experiment, run)
+
+
+def test_an_answer_is_read_no_further_than_16_mb(tmp_path: Path, hostile: Any) -> None:
+    """The cap is where reading stops, not a check after reading: the server counts what it got out."""
+    sent = [0]
+
+    def endless_json(h: _Handler, status: int, data: bytes) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.end_headers()  # no length: 64 MB of one JSON string, until the client hangs up
+        chunk = b'{"x": "' + b"y" * (1 << 20)
+        try:
+            for _ in range(64):
+                h.wfile.write(chunk)
+                h.wfile.flush()
+                sent[0] += len(chunk)
+        except OSError:
+            pass
+
+    root = tmp_path / "mlruns"
+    make_run(root, "capped", "victim", points=10)
+    server = hostile()
+    server.plan = metric_batches_from(1, endless_json)
+    code, _out, err, _elapsed, _rss = sync_cli(root, server.url, "--timeout", "30", "--retries", "0")
+    assert code == 1 and "limit is 16 MB" in err, err
+    # 16 MB read, plus what the kernel's socket buffers took before the client closed: never 64 MB.
+    assert MAX_RESPONSE_BYTES <= sent[0] <= MAX_RESPONSE_BYTES + (8 << 20), sent[0]
 
 
 @pytest.mark.parametrize(
@@ -391,16 +391,23 @@ def test_5xx_html_pages_then_success_is_exact(tmp_path: Path, hostile: Any, mlfl
     def unavailable(h: _Handler, status: int, data: bytes) -> None:
         h.answer(503, b"<html><title>Service Unavailable</title></html>", content_type="text/html")
 
+    unavailable.forward = False  # type: ignore[attr-defined]  # an outage: the server never saw it
+
     root = tmp_path / "mlruns"
     run = make_run(root, "flaky-html", "flaky", points=2500, keys=("a", "b"))
     server.plan = plan
-    unavailable_but_forwarded = server.upstream_port is not None
-    assert unavailable_but_forwarded
     client = MlflowRestClient(server.url, backoff_base=0.01, backoff_max=0.05, max_retries=6)
     with client:
         summary = sync(server.url, root, all_runs=True, client=client)
     assert summary.ok, summary.errors
-    assert summary.retries >= 4 * 3
+    # Every kind of call failed four times before it got through.
+    assert all(count >= 5 for count in failures.values()), failures
+    assert summary.retries == 4 * len(failures)
+    # Each batch of points reached the server exactly once (the SQL store would hide a replay by
+    # storing an identical point once: counted here, where it cannot), and the run is equal there.
+    sent = [json.loads(b) for p, b in server.forwarded if p.endswith("runs/log-batch")]
+    points = [(m["key"], m["step"]) for batch in sent for m in batch.get("metrics", [])]
+    assert len(points) == len(set(points)) == 2 * 2500
     assert_run_equal(mlflow_client, root, "flaky-html", run)
 
 

@@ -252,12 +252,20 @@ def test_export_skips_symlinked_artifacts(tmp_path: Path) -> None:
     secret.write_text("do not copy")
     run = make_run(root, "links", "links", points=1)
     os.symlink(secret, Path(run.run_dir) / "artifacts" / "leak.txt")
+    secret_dir = tmp_path / "secret-dir"
+    secret_dir.mkdir()
+    (secret_dir / "inside.txt").write_text("do not copy")
+    os.symlink(secret_dir, Path(run.run_dir) / "artifacts" / "leak-dir")
+    (Path(run.run_dir) / "artifacts" / "kept.txt").write_text("mine")
     result = run_cli("--root", str(root), "export", "--format", "mlflow", str(dest), "--all")
     assert result.exit_code == 0
     assert "symlink" in result.output
-    assert not any(
-        "do not copy" in p.read_text() for p in dest.rglob("*") if p.is_file() and not p.is_symlink()
-    )
+    exported = list(dest.rglob("*"))
+    # Left out entirely: not copied, not re-created as a link (which would read the secret through it).
+    assert not any(p.is_symlink() for p in exported)
+    assert {p.name for p in exported}.isdisjoint({"leak.txt", "leak-dir", "inside.txt"})
+    assert not any("do not copy" in p.read_text() for p in exported if p.is_file())
+    assert [p.read_text() for p in exported if p.name == "kept.txt"] == ["mine"]  # the rest exported
 
 
 def test_import_refuses_paths_leading_out_of_the_source(tmp_path: Path, file_client: Any) -> None:
