@@ -318,3 +318,25 @@ def test_sklearn_autolog_logs_params_metrics_and_the_model_into_the_native_store
     assert os.listdir(root / "models") == [".lock", f"{seen['model']}.json"] or set(
         os.listdir(root / "models")
     ) == {".lock", f"{seen['model']}.json"}
+
+
+def test_optuna_integrations_mlflow_callback_logs_each_trial_into_the_native_store(tmp_path: Path) -> None:
+    pytest.importorskip("optuna_integration")
+    root = tmp_path / "mlruns"
+    seen = run_mlflow(
+        f"""
+        import json
+        import optuna
+        from optuna_integration.mlflow import MLflowCallback
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        callback = MLflowCallback(tracking_uri="mini-mlflow:{root}", metric_name="loss")
+        study = optuna.create_study(study_name="tuned", sampler=optuna.samplers.RandomSampler(seed=1))
+        study.optimize(lambda t: (t.suggest_float("x", -5, 5) - 2) ** 2, n_trials=8, callbacks=[callback])
+        print(json.dumps([{{"x": t.params["x"], "loss": t.value}} for t in study.trials]))
+        """,
+        tmp_path,
+    )
+    runs = search_runs(root=root)
+    assert len(runs) == 8 and {r.status for r in runs} == {"FINISHED"}
+    logged = sorted((float(r.params["x"]), r.metrics["loss"]) for r in runs)
+    assert logged == sorted((t["x"], t["loss"]) for t in seen)  # every trial, exactly, one run each
