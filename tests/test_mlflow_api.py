@@ -306,3 +306,15 @@ def test_small_calls(store: Path) -> None:
     assert RunStatus.to_string(RunStatus.FINISHED) == "FINISHED" and RunStatus.from_string("KILLED") == 5
     assert mlflow.entities.ViewType.ALL == 3 and mlflow.tracking.MlflowClient is MlflowClient
     assert mlflow.is_tracking_uri_set()
+
+
+def test_run_and_tracker_without_a_folder_use_the_configured_store(store: Path, tmp_path: Path) -> None:
+    chosen = tmp_path / "chosen"
+    mlflow.set_tracking_dir(chosen)  # as set_tracking_uri or MINI_MLFLOW_TRACKING_DIR would
+    run = mlflow.Run()
+    run.end()
+    assert Path(run.run_dir).parent.parent == chosen
+    with mlflow.ExperimentTracker() as tracked:
+        tracked.log_metric("m", 1.0)
+    assert Path(tracked.run_dir).parent.parent == chosen
+    assert mlflow.ExperimentTracker().runs_dir == str(chosen)
