@@ -175,8 +175,8 @@ def smooth(x: Sequence[float], y: Sequence[float], weight: float) -> list[float]
 def ema(x: Sequence[float], y: Sequence[float], weight: float) -> tuple[list[float], dict[str, float]]:
     """Time-weighted, debiased EMA of the full series: each point weighs ``weight ** (dx / unit)``.
 
-    ``unit`` is the x span over :data:`SMOOTHING_SPAN`, so a run that logged ten times as often gets the
-    same curve. Every point counts, two at the same x included (no point is silently dropped), and the
+    ``unit`` is the x span over :data:`SMOOTHING_SPAN` (over the number of gaps for a shorter series), so
+    a run that logged ten times as often gets the same curve. Every point counts, two at the same x included (no point is silently dropped), and the
     average is normalised by the weights seen so far (no pull toward zero at the start). NaN and ±inf
     are kept in place and left out of the average (one NaN does not blank the rest of the curve).
 
@@ -192,7 +192,9 @@ def ema(x: Sequence[float], y: Sequence[float], weight: float) -> tuple[list[flo
     if not 0 <= weight < 1:
         raise ValueError(f"invalid smoothing {weight!r}: must be from 0 to below 1")
     span = float(x[-1] - x[0]) if len(x) else 0.0
-    unit = span / SMOOTHING_SPAN if span > 0 else 1.0
+    # A short series smooths point by point (as TensorBoard's EMA); past SMOOTHING_SPAN points the
+    # constant is a fraction of the span, so logging more often no longer changes the curve.
+    unit = span / min(SMOOTHING_SPAN, max(len(x) - 1, 1)) if span > 0 else 1.0
     state = {"acc": 0.0, "norm": 0.0, "prev": float(x[0]) if len(x) else 0.0, "unit": unit, "log_w": 0.0}
     if weight == 0 or not y:
         return list(y), state

@@ -190,7 +190,9 @@ class Handler(BaseHTTPRequestHandler):
         path = parts.path
         query = parse_qs(parts.query, keep_blank_values=True)
         try:
-            if path in ("/", "/index.html"):
+            if path == "/favicon.ico":
+                self.answer(204, b"", "image/x-icon")
+            elif path in ("/", "/index.html"):
                 self._static("/static/index.html")
             elif path.startswith("/static/"):
                 self._static(path)
@@ -319,21 +321,26 @@ class Handler(BaseHTTPRequestHandler):
             os.close(fd)
 
     def _csv(self, query: dict[str, list[str]]) -> None:
-        """Every point of one metric of one run, as CSV (a download, full resolution)."""
-        ref, key = _one(query, "run"), _one(query, "key")
-        with self.server.index_lock:
-            _, rdir = resolve_run(self.server.root, ref)
-        run_id = os.path.basename(rdir)
-        h = self.server.cache.get(rdir, run_id, key).history
-        lines = ["step,value,timestamp"]
-        lines += [f"{s},{_answers.num(v)},{t}" for s, v, t in zip(h.steps, h.values, h.timestamps)]
+        """Every point of one metric of the runs named, as CSV (a download, full resolution)."""
+        refs, key = _list(query, "run"), _one(query, "key")
+        if not refs or len(refs) > _answers.MAX_COMPARE:
+            raise InvalidInputError(f"csv takes 1 to {_answers.MAX_COMPARE} runs, got {len(refs)}")
+        lines = ["run_id,step,value,timestamp"]
+        for ref in refs:
+            with self.server.index_lock:
+                _, rdir = resolve_run(self.server.root, ref)
+            run_id = os.path.basename(rdir)
+            h = self.server.cache.get(rdir, run_id, key).history
+            lines += [
+                f"{run_id},{s},{_answers.num(v)},{t}" for s, v, t in zip(h.steps, h.values, h.timestamps)
+            ]
         body = ("\n".join(lines) + "\n").encode()
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in key)[:100]
         self.answer(
             200,
             body,
             "text/csv; charset=utf-8",
-            (("Content-Disposition", f'attachment; filename="{run_id[:8]}-{safe}.csv"'),),
+            (("Content-Disposition", f'attachment; filename="{safe}.csv"'), ("Cache-Control", "no-store")),
         )
 
     def _events(self, query: dict[str, list[str]]) -> None:
@@ -379,18 +386,33 @@ def _runs(handler: Handler, query: dict[str, list[str]]) -> Any:
 
 
 def _series(handler: Handler, query: dict[str, list[str]]) -> Any:
-    cols = _number(query, "cols", 1000)
-    return _answers.series(
-        handler.server.cache,
-        handler.server.root,
-        _one(query, "run"),
-        _one(query, "key"),
-        _one(query, "x", "step"),
-        int(cols or 1000),
-        _number(query, "lo", None),
-        _number(query, "hi", None),
-        _number(query, "smooth", 0.0) or 0.0,
-    )
+    """One metric of each run named (``run`` repeated or comma-separated), one chart's worth."""
+    refs = _list(query, "run")
+    if not refs or len(refs) > _answers.MAX_COMPARE:
+        raise InvalidInputError(f"series takes 1 to {_answers.MAX_COMPARE} runs, got {len(refs)}")
+    cols = int(_number(query, "cols", 1000) or 1000)
+    lo, hi = _number(query, "lo", None), _number(query, "hi", None)
+    weight = _number(query, "smooth", 0.0) or 0.0
+    out = []
+    for ref in refs:
+        try:
+            out.append(
+                _answers.series(
+                    handler.server.cache,
+                    handler.server.root,
+                    ref,
+                    _one(query, "key"),
+                    _one(query, "x", "step"),
+                    cols,
+                    lo,
+                    hi,
+                    weight,
+                )
+            )
+        except NotFoundError:
+            if len(refs) == 1:
+                raise
+    return {"series": out}
 
 
 def _aggregate(handler: Handler, query: dict[str, list[str]]) -> Any:
