@@ -124,5 +124,3 @@ def status_text(status: str) -> Text:
 
     label, style = status_label(status)
     return Text(label, style=style)
-
-

@@ -286,7 +286,7 @@ def series(
     ``offset`` is where the live stream takes over (the bytes of the file read so far).
     """
     check_series_args(mode, columns, weight)
-    exp_id, rdir = resolve_run(root, ref)
+    _exp_id, rdir = resolve_run(root, ref)
     run_id = os.path.basename(rdir)
     start_ms = None
     if mode == "relative":
@@ -330,7 +330,7 @@ def aggregate(
     sums: dict[int, list[float]] = {}
     for x, y in views:
         per_run: dict[int, list[float]] = {}
-        for xi, yi in zip(x, y):
+        for xi, yi in zip(x, y, strict=False):
             if yi - yi == 0:
                 b = math.floor(xi / w)
                 cell = per_run.get(b)

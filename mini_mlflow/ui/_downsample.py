@@ -66,7 +66,7 @@ def x_values(
 
 def in_order(x: Sequence[float], y: Sequence[float]) -> tuple[Sequence[float], Sequence[float]]:
     """The points sorted by x (stable: a re-logged step keeps its logging order); as given if already."""
-    if all(a <= b for a, b in zip(x, x[1:])):  # noqa: RUF007 (C-speed pairwise check on lists)
+    if all(a <= b for a, b in zip(x, x[1:], strict=False)):  # noqa: RUF007 (C-speed pairwise check on lists)
         return x, y
     order = sorted(range(len(x)), key=x.__getitem__)
     return [x[i] for i in order], [y[i] for i in order]
@@ -176,9 +176,10 @@ def ema(x: Sequence[float], y: Sequence[float], weight: float) -> tuple[list[flo
     """Time-weighted, debiased EMA of the full series: each point weighs ``weight ** (dx / unit)``.
 
     ``unit`` is the x span over :data:`SMOOTHING_SPAN` (over the number of gaps for a shorter series), so
-    a run that logged ten times as often gets the same curve. Every point counts, two at the same x included (no point is silently dropped), and the
-    average is normalised by the weights seen so far (no pull toward zero at the start). NaN and ±inf
-    are kept in place and left out of the average (one NaN does not blank the rest of the curve).
+    a run that logged ten times as often gets the same curve. Every point counts, two at the same x
+    included (no point is silently dropped), and the average is normalised by the weights seen so far
+    (no pull toward zero at the start). NaN and ±inf are kept in place and left out of the average (one
+    NaN does not blank the rest of the curve).
 
     Args:
         x: ascending x of every point.
@@ -204,7 +205,7 @@ def ema(x: Sequence[float], y: Sequence[float], weight: float) -> tuple[list[flo
     acc = norm = 0.0
     prev = x[0]
     last_dx, decay = 0.0, 1.0
-    for xi, yi in zip(x, y):
+    for xi, yi in zip(x, y, strict=False):
         if yi - yi != 0:  # NaN or ±inf: a marker, not part of the average
             append(yi)
             continue

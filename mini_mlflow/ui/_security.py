@@ -30,7 +30,9 @@ PAGE_CSP = (
     "connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 #: An artifact is never a page of ours: no script runs in it, nothing loads from it.
-ARTIFACT_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox; frame-ancestors 'none'"
+ARTIFACT_CSP = (
+    "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox; frame-ancestors 'none'"
+)
 COMMON_HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "DENY"),
@@ -51,9 +53,11 @@ _IMAGES = {
     ".bmp": "image/bmp",
 }
 _TEXT = frozenset(
-    ".txt .log .json .jsonl .yaml .yml .csv .tsv .md .py .toml .ini .cfg .conf .sh .out .err "
-    "mlmodel requirements.txt conda.yaml".split()
-)
+    {
+        ".txt", ".log", ".json", ".jsonl", ".yaml", ".yml", ".csv", ".tsv", ".md", ".py", ".toml",
+        ".ini", ".cfg", ".conf", ".sh", ".out", ".err", "mlmodel", "requirements.txt", "conda.yaml",
+    }
+)  # fmt: skip
 
 
 def allowed_hosts(host: str, port: int, extra: Iterable[str] = ()) -> frozenset[str]:

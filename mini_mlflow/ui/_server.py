@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .._errors import InvalidInputError, MiniMlflowError, NotFoundError
+from ..read._index import experiment_ids as experiment_ids_of
 from ..read._reader import resolve_run
 from ..store._files import SymlinkRefusedError
 from . import _answers, _live
@@ -64,7 +65,12 @@ def load_static() -> dict[str, tuple[bytes, bytes, str, str]]:
                 continue
             data = item.read_bytes()
             tag = '"' + hashlib.blake2b(data, digest_size=8).hexdigest() + '"'
-            out["/static/" + prefix + item.name] = (data, gzip.compress(data, 6, mtime=0), STATIC_TYPES[ext], tag)
+            out["/static/" + prefix + item.name] = (
+                data,
+                gzip.compress(data, 6, mtime=0),
+                STATIC_TYPES[ext],
+                tag,
+            )
     return out
 
 
@@ -102,7 +108,7 @@ class UIServer(ThreadingHTTPServer):
         with self.index_lock:
             at, records = self._snapshots.get(experiment_ids, (0.0, []))
             if time.monotonic() - at > SNAPSHOT_S:
-                ids = list(experiment_ids) or _answers._index.experiment_ids(self.root)
+                ids = list(experiment_ids) or experiment_ids_of(self.root)
                 records = _answers.table_records(self.root, ids)
                 self._snapshots[experiment_ids] = (time.monotonic(), records)
             return records
@@ -134,6 +140,16 @@ def _number(query: dict[str, list[str]], name: str, default: float | None) -> fl
     return value
 
 
+def _int(query: dict[str, list[str]], name: str, default: int) -> int:
+    text = _one(query, name)
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidInputError(f"invalid {name} {text!r}: must be a whole number") from None
+
+
 class Handler(BaseHTTPRequestHandler):
     """One request: host check, route, answer with the security headers."""
 
@@ -142,7 +158,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "mini_mlflow"
     sys_version = ""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # one local user: a line per request would bury the ready line
 
     # -- answers --------------------------------------------------------------------------------
@@ -218,10 +234,19 @@ class Handler(BaseHTTPRequestHandler):
             self.error(404, str(exc))
         except SymlinkRefusedError as exc:
             self.error(403, f"refused: {exc.filename} is a symbolic link (nothing outside the store is read)")
+        except UnicodeDecodeError:
+            self.error(400, "the path is not valid UTF-8 once percent-decoded")
         except MiniMlflowError as exc:
             self.error(500, str(exc))
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        except PermissionError as exc:
+            self.error(403, f"not readable: {exc.filename or exc}")
+        except Exception as exc:  # a bug of ours: one answer fails, the server goes on
+            import traceback
+
+            traceback.print_exc()
+            self.error(500, f"internal error ({type(exc).__name__}); see the server's output")
 
     def do_POST(self) -> None:
         if not self._host_ok():
@@ -280,7 +305,9 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         if "gzip" in (self.headers.get("Accept-Encoding") or ""):
-            self.answer(200, zipped, content_type, (*cache, ("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")))
+            self.answer(
+                200, zipped, content_type, (*cache, ("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding"))
+            )
         else:
             self.answer(200, data, content_type, cache)
 
@@ -331,9 +358,8 @@ class Handler(BaseHTTPRequestHandler):
                 _, rdir = resolve_run(self.server.root, ref)
             run_id = os.path.basename(rdir)
             h = self.server.cache.get(rdir, run_id, key).history
-            lines += [
-                f"{run_id},{s},{_answers.num(v)},{t}" for s, v, t in zip(h.steps, h.values, h.timestamps)
-            ]
+            rows = zip(h.steps, h.values, h.timestamps, strict=True)
+            lines += [f"{run_id},{s},{_answers.num(v)},{t}" for s, v, t in rows]
         body = ("\n".join(lines) + "\n").encode()
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in key)[:100]
         self.answer(
@@ -390,7 +416,7 @@ def _series(handler: Handler, query: dict[str, list[str]]) -> Any:
     refs = _list(query, "run")
     if not refs or len(refs) > _answers.MAX_COMPARE:
         raise InvalidInputError(f"series takes 1 to {_answers.MAX_COMPARE} runs, got {len(refs)}")
-    cols = int(_number(query, "cols", 1000) or 1000)
+    cols = _int(query, "cols", 1000)
     lo, hi = _number(query, "lo", None), _number(query, "hi", None)
     weight = _number(query, "smooth", 0.0) or 0.0
     out = []
@@ -422,11 +448,13 @@ def _aggregate(handler: Handler, query: dict[str, list[str]]) -> Any:
         _list(query, "runs"),
         _one(query, "key"),
         _one(query, "x", "step"),
-        int(_number(query, "cols", 1000) or 1000),
+        _int(query, "cols", 1000),
     )
 
 
-def _locked(fn: Callable[[Handler, dict[str, list[str]]], Any]) -> Callable[[Handler, dict[str, list[str]]], Any]:
+def _locked(
+    fn: Callable[[Handler, dict[str, list[str]]], Any],
+) -> Callable[[Handler, dict[str, list[str]]], Any]:
     def wrapped(handler: Handler, query: dict[str, list[str]]) -> Any:
         with handler.server.index_lock:
             return fn(handler, query)
@@ -463,9 +491,12 @@ def serve(root: str, host: str = "127.0.0.1", port: int = 5000, read_only: bool 
 
 
 def ready_line(server: UIServer, root_shown: str) -> str:
-    """``mini_mlflow UI on http://127.0.0.1:5000  (store: mlruns, 3 experiments, 10,214 runs) — Ctrl-C stops``."""
+    """The line that says the page is ready, where, and over what store.
+
+    ``mini_mlflow UI on http://127.0.0.1:5000  (store: mlruns, 3 experiments, 10,214 runs) — Ctrl-C stops``
+    """
     exps, runs = _answers.count_runs(server.root)
-    host = server.server_address[0]
+    host = str(server.server_address[0])
     shown = f"[{host}]" if ":" in str(host) else host
     return (
         f"mini_mlflow UI on http://{shown}:{server.port}  (store: {root_shown}, {exps:,} experiment"
