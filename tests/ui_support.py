@@ -108,3 +108,23 @@ def run_dir(root: Path, run_id: str) -> Path:
         if (root / exp / run_id).is_dir():
             return root / exp / run_id
     raise AssertionError(run_id)
+
+
+#: Chromium's flags for this machine's closed network: without the background-networking ones it tries
+#: (and fails) to reach Google's hosts at every start.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str | None:
+    """Debian's Chromium (``make browser`` installs it), or None."""
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
