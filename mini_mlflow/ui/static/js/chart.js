@@ -110,7 +110,7 @@ export class Chart {
       this.specCount = specs.length;
       // the faint raw line under a smoothed one needs no legend entry of its own
       const rows = this.u.root.querySelectorAll(".u-legend .u-series");
-      specs.forEach((s, i) => { if (s.raw && rows[i + 1]) rows[i + 1].hidden = true; });
+      specs.forEach((s, i) => { if (s.raw && rows[i + 1]) rows[i + 1].style.display = "none"; });
     } else {
       this.u.setData(data, !this.zoom);
     }
