@@ -23,7 +23,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from http.client import HTTPConnection
 from typing import Any
 
@@ -232,7 +231,7 @@ def chart_rows(tmp: str, browser: Any, big: int, many: int, many_points: int) ->
         rows.append(concurrency_row(base, root, overlay))
         rows.append(
             (
-                f"server memory (RSS) after these charts",
+                "server memory (RSS) after these charts",
                 f"{rss_mb(proc.pid):.0f} MB",
                 "",
                 "histories held for zoom",
@@ -355,13 +354,14 @@ def concurrency_row(base: str, root: str, runs: list[str]) -> Row:
         "20 concurrent clients browsing while 4 runs write at full speed (W3)",
         f"p95 {ms(p95)}, p50 {ms(times[len(times) // 2])}, {len(errors)} errors",
         "p95 ≤ 300 ms, no error",
-        f"{len(times):,} requests in {seconds - 2:.0f} s (table, run, chart, experiments); writers logged {points:,} points",
+        f"{len(times):,} requests in {seconds - 2:.0f} s (table, run, chart, experiments); "
+        f"writers logged {points:,} points",
     )
 
 
 def mlflow_rows(tmp: str, browser: Any, root: str, n: int) -> list[Row]:
     try:
-        import mlflow  # noqa: F401
+        import mlflow
     except ImportError:
         return [("MLflow UI", "not measured", "", "mlflow is not installed in this environment")]
     out = os.path.join(tmp, "mlflow_export")
@@ -372,16 +372,23 @@ def mlflow_rows(tmp: str, browser: Any, root: str, n: int) -> list[Row]:
         check=True,
         capture_output=True,
     )
+    mlflow_bin = shutil.which("mlflow") or os.path.join(os.path.dirname(sys.executable), "mlflow")
+    db = os.path.join(tmp, "mlflow.db")
+    log("migrating the export to SQLite (MLflow 3's server refuses a file store by default) ...")
+    subprocess.run(
+        [mlflow_bin, "migrate-filestore", "--source", out, "--target", f"sqlite:///{db}", "--no-progress"],
+        check=True,
+        capture_output=True,
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mlflow_bin = shutil.which("mlflow") or os.path.join(os.path.dirname(sys.executable), "mlflow")
     server = subprocess.Popen(
         [
             mlflow_bin,
             "server",
             "--backend-store-uri",
-            f"file://{out}",
+            f"sqlite:///{db}",
             "--host",
             "127.0.0.1",
             "--port",
@@ -392,13 +399,18 @@ def mlflow_rows(tmp: str, browser: Any, root: str, n: int) -> list[Row]:
     )
     rows: list[Row] = []
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 180
+        while True:
             try:
-                HTTPConnection("127.0.0.1", port, timeout=2).request("GET", "/health")
-                break
+                conn = HTTPConnection("127.0.0.1", port, timeout=5)
+                conn.request("GET", "/health")
+                if conn.getresponse().status == 200:
+                    break
             except OSError:
-                time.sleep(0.5)
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("mlflow server did not start")
+            time.sleep(0.5)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         url = f"http://127.0.0.1:{port}/#/experiments/0/runs"
         loads = []
@@ -409,7 +421,7 @@ def mlflow_rows(tmp: str, browser: Any, root: str, n: int) -> list[Row]:
             loads.append(time.perf_counter() - t)
         rows.append(
             (
-                f"MLflow {mlflow.__version__} UI, same {n:,} runs (an export, file store): runs page until rows show",
+                f"MLflow {mlflow.__version__} UI, same {n:,} runs (export → SQLite): runs page until rows show",
                 ms(statistics.median(loads)),
                 "",
                 "first page of runs (MLflow loads 100 at a time)",

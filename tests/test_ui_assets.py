@@ -52,6 +52,10 @@ def test_our_scripts_never_parse_store_text_as_markup() -> None:
         "/static/vendor/uPlot.min.css",
         "/static/style.css",
         "/static/vendor/uPlot.iife.min.js",
+        "/static/js/util.js",
+        "/static/js/table.js",
+        "/static/js/chart.js",
+        "/static/js/pages.js",
         "/static/js/app.js",
         "#/runs",
     ]

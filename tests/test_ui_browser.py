@@ -132,6 +132,13 @@ def test_table_filter_sort_select_and_compare(page: Any, site) -> None:
     differs = page.locator("#compare-table tr.differs th").all_text_contents()
     assert differs == ["≠ lr", "≠ optimizer"]
     assert "★" in page.text_content("#compare-table")
+    page.check("#band")  # the mean and min-max band of the compared runs
+    wait_js(
+        page,
+        "(() => { const c = miniMlflow.page.charts.get('val/acc'); return c && c.band && c.band.runs === 2; })()",
+    )
+    legend = page.locator(".chart[data-key='val/acc'] .u-legend").text_content()
+    assert "mean of 2 runs" in legend
 
 
 def _pixel_near(page: Any, key: str, x_value: float, y_value: float | None, band: str | None = None) -> bool:
@@ -172,6 +179,10 @@ def test_planted_spike_nan_and_infs_are_visible_at_full_zoom_out(page: Any, site
     assert _pixel_near(page, "train/loss", NINF_STEP, None, "bottom")  # ▼ for -inf
     assert _pixel_near(page, "train/loss", NAN_STEP, None, "nan")  # ◆ for NaN
     assert not _pixel_near(page, "train/loss", 2_000, None, "top")  # and nothing where nothing is
+    box = chart.locator(".u-over").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # hover: values in the legend
+    values = chart.locator(".u-legend .u-series .u-value").all_text_contents()
+    assert values[0] != "" and float(values[0]) > 0 and values[1] not in ("", "--")
 
 
 def test_zoom_refetches_the_range_at_full_resolution(page: Any, site) -> None:

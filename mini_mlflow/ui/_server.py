@@ -155,6 +155,9 @@ class Handler(BaseHTTPRequestHandler):
 
     server: UIServer
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: with Nagle's algorithm the body waited for the browser's
+    # delayed ACK of the headers, 40 ms on every answer of a kept-alive connection.
+    disable_nagle_algorithm = True
     server_version = "mini_mlflow"
     sys_version = ""
 

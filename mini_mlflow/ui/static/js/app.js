@@ -6,6 +6,14 @@ import { RunPage, ComparePage } from "./pages.js";
 
 const THEME_KEY = "mini-mlflow-theme";
 
+export function tableQuery(p) {
+  return api("/api/runs", { e: p.e || "", filter: p.f || "", view: p.v || "" });
+}
+
+function tableKey(p) {
+  return JSON.stringify([p.e || "", p.f || "", p.v || ""]);
+}
+
 class App {
   async start() {
     this.view = document.getElementById("view");
@@ -15,6 +23,13 @@ class App {
     document.addEventListener("keydown", (e) => this.onKey(e));
     window.addEventListener("hashchange", () => this.route());
     window.addEventListener("resize", () => this.page?.resize?.());
+    // The table's rows are fetched beside the experiments, not after them (one round trip less).
+    const first = parseHash(location.hash);
+    if (first.view === "runs") {
+      const doc = tableQuery(first.params);
+      doc.catch(() => {}); // a bad filter is reported by the table when it takes the answer
+      this.prefetch = { key: tableKey(first.params), doc };
+    }
     const doc = await api("/api/experiments");
     this.experiments = doc.experiments;
     this.expNames = Object.fromEntries(doc.experiments.map((e) => [e.id, e.name]));
@@ -36,6 +51,13 @@ class App {
     else this.page = new RunsTable(this.view, this, params);
     this.view.dataset.view = view === "run" || view === "compare" ? view : "runs";
     this.reconnect();
+  }
+
+  // The runs answer fetched at start, if it is the one asked for (once).
+  takePrefetch(p) {
+    const found = this.prefetch && this.prefetch.key === tableKey(p) ? this.prefetch.doc : null;
+    this.prefetch = null;
+    return found;
   }
 
   go(hash, replace) {

@@ -121,7 +121,7 @@ export class RunsTable {
     const p = this.params;
     const t0 = performance.now();
     try {
-      const doc = await api("/api/runs", { e: p.e || "", filter: p.f || "", view: p.v || "" });
+      const doc = await (this.app.takePrefetch(p) || api("/api/runs", { e: p.e || "", filter: p.f || "", view: p.v || "" }));
       this.error.hidden = true;
       this.doc = doc;
       this.rows = rowsOf(doc, this.app.expNames);
