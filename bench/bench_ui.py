@@ -205,7 +205,8 @@ def chart_rows(tmp: str, browser: Any, big: int, many: int, many_points: int) ->
             page.evaluate(f"miniMlflow.page.charts.get('loss').opts.onZoom({lo}, {lo + big * 0.05})")
             wait_js(
                 page,
-                "(() => { const c = miniMlflow.page.charts.get('loss'); return c && c.el.dataset.loadMs; })()",
+                "(() => { const c = miniMlflow.page.charts.get('loss');"
+                " return c && c.el.dataset.loadMs; })()",
             )
             zooms.append(time.perf_counter() - t)
         rows.append(
@@ -421,7 +422,8 @@ def mlflow_rows(tmp: str, browser: Any, root: str, n: int) -> list[Row]:
             loads.append(time.perf_counter() - t)
         rows.append(
             (
-                f"MLflow {mlflow.__version__} UI, same {n:,} runs (export → SQLite): runs page until rows show",
+                f"MLflow {mlflow.__version__} UI, same {n:,} runs (export → SQLite): "
+                "runs page until rows show",
                 ms(statistics.median(loads)),
                 "",
                 "first page of runs (MLflow loads 100 at a time)",
@@ -479,8 +481,8 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     print("## UI: `mini-mlflow ui` in headless Chromium\n")
     print(
-        f"Chromium {version} (Debian's, headless) driven by playwright; the server is `mini-mlflow ui` as its own "
-        "process. Medians unless a percentile is named. Times include the driver's round trips (a few ms).\n"
+        f"Chromium {version} (Debian's, headless) driven by playwright; the server is `mini-mlflow ui` as "
+        "its own process. Medians unless a percentile is named. Times include the driver's round trips (a few ms).\n"
     )
     print("| what | time | target | note |\n|---|---|---|---|")
     for row in rows:
