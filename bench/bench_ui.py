@@ -482,7 +482,8 @@ def main() -> int:
     print("## UI: `mini-mlflow ui` in headless Chromium\n")
     print(
         f"Chromium {version} (Debian's, headless) driven by playwright; the server is `mini-mlflow ui` as "
-        "its own process. Medians unless a percentile is named. Times include the driver's round trips (a few ms).\n"
+        "its own process. Medians unless a percentile is named. Times include the driver's round trips "
+        "(a few ms).\n"
     )
     print("| what | time | target | note |\n|---|---|---|---|")
     for row in rows:
