@@ -225,8 +225,12 @@ def test_a_live_point_arrives_without_reload(page: Any, site) -> None:
         run.log_metric("loss", float("nan"), step=1001)
         run.flush()
         wait_js(page, "document.querySelector(\".chart[data-key='loss']\").dataset.nan === '1'")
-    finally:
+        assert page.text_content(".run-head .status") == "running"
         run.end()
+        wait_js(page, "document.querySelector('.run-head .status').textContent === 'finished'")  # live status
+    finally:
+        if not run.ended:
+            run.end()
 
 
 def test_hostile_names_render_as_text(page: Any, site) -> None:

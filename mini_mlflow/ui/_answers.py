@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from .._errors import InvalidInputError, NotFoundError
@@ -293,6 +294,7 @@ def series(
     lo: float | None = None,
     hi: float | None = None,
     weight: float = 0.0,
+    index_lock: AbstractContextManager[Any] | None = None,
 ) -> dict[str, Any]:
     """One metric of one run for a chart ``columns`` pixels wide: M4 of ``[lo, hi]`` at full resolution.
 
@@ -321,7 +323,13 @@ def series(
 
 
 def aggregate(
-    cache: SeriesCache, root: str, refs: list[str], key: str, mode: str = "step", columns: int = 1000
+    cache: SeriesCache,
+    root: str,
+    refs: list[str],
+    key: str,
+    mode: str = "step",
+    columns: int = 1000,
+    index_lock: AbstractContextManager[Any] | None = None,
 ) -> dict[str, Any]:
     """Mean, min and max across runs per bucket (one bucket grid for all runs), for a band chart."""
     check_series_args(mode, columns, 0.0)
@@ -331,7 +339,10 @@ def aggregate(
     for ref in refs:
         _, rdir = resolve_run(root, ref)
         run_id = os.path.basename(rdir)
-        start_ms = load_record(root, run_id)[0].start_time if mode == "relative" else None
+        start_ms = None
+        if mode == "relative":
+            with index_lock or nullcontext():
+                start_ms = load_record(root, run_id)[0].start_time
         try:
             views.append(view(cache.get(rdir, run_id, key), mode, start_ms))
         except NotFoundError:

@@ -436,6 +436,7 @@ def _series(handler: Handler, query: dict[str, list[str]]) -> Any:
                     lo,
                     hi,
                     weight,
+                    handler.server.index_lock,
                 )
             )
         except NotFoundError:
@@ -452,6 +453,7 @@ def _aggregate(handler: Handler, query: dict[str, list[str]]) -> Any:
         _one(query, "key"),
         _one(query, "x", "step"),
         _int(query, "cols", 1000),
+        handler.server.index_lock,
     )
 
 
@@ -474,8 +476,8 @@ GET_ROUTES: dict[str, Callable[[Handler, dict[str, list[str]]], Any]] = {
         }
     ),
     "/api/runs": _runs,
-    "/api/series": _locked(_series),
-    "/api/aggregate": _locked(_aggregate),
+    "/api/series": _series,  # takes the index lock only for what it reads from the index
+    "/api/aggregate": _aggregate,
     "/api/compare": _locked(lambda h, q: _answers.compare(h.server.root, _list(q, "runs"))),
     "/api/resolve": _locked(lambda h, q: _answers.resolve(h.server.root, _list(q, "ids"))),
 }
