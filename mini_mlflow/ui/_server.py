@@ -25,6 +25,7 @@ from ..read._reader import resolve_run
 from ..store._files import SymlinkRefusedError
 from . import _answers, _live
 from ._json import dumps
+from ._routes import GET_ROUTES, one_of, parse_list
 from ._security import (
     ARTIFACT_CSP,
     CHANGE_HEADER,
@@ -118,38 +119,6 @@ class UIServer(ThreadingHTTPServer):
         super().server_close()
 
 
-def _one(query: dict[str, list[str]], name: str, default: str = "") -> str:
-    values = query.get(name)
-    return values[0] if values else default
-
-
-def _list(query: dict[str, list[str]], name: str) -> list[str]:
-    return [part for value in query.get(name, []) for part in value.split(",") if part]
-
-
-def _number(query: dict[str, list[str]], name: str, default: float | None) -> float | None:
-    text = _one(query, name)
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise InvalidInputError(f"invalid {name} {text!r}: must be a number") from None
-    if value - value != 0:
-        raise InvalidInputError(f"invalid {name} {text!r}: must be a finite number")
-    return value
-
-
-def _int(query: dict[str, list[str]], name: str, default: int) -> int:
-    text = _one(query, name)
-    if not text:
-        return default
-    try:
-        return int(text)
-    except ValueError:
-        raise InvalidInputError(f"invalid {name} {text!r}: must be a whole number") from None
-
-
 class Handler(BaseHTTPRequestHandler):
     """One request: host check, route, answer with the security headers."""
 
@@ -230,7 +199,7 @@ class Handler(BaseHTTPRequestHandler):
                 elif route is None:
                     self.error(404, f"no such page: {path[:200]}")
                 else:
-                    self.json(route(self, query))
+                    self.json(route(self.server, query))
         except InvalidInputError as exc:
             self.error(400, str(exc))
         except NotFoundError as exc:
@@ -352,7 +321,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _csv(self, query: dict[str, list[str]]) -> None:
         """Every point of one metric of the runs named, as CSV (a download, full resolution)."""
-        refs, key = _list(query, "run"), _one(query, "key")
+        refs, key = parse_list(query, "run"), one_of(query, "key")
         if not refs or len(refs) > _answers.MAX_COMPARE:
             raise InvalidInputError(f"csv takes 1 to {_answers.MAX_COMPARE} runs, got {len(refs)}")
         lines = ["run_id,step,value,timestamp"]
@@ -375,10 +344,10 @@ class Handler(BaseHTTPRequestHandler):
     def _events(self, query: dict[str, list[str]]) -> None:
         with self.server.index_lock:
             tails = _live.parse_tails(self.server.root, query.get("t", []))
-        watched = _one(query, "e")
+        watched = one_of(query, "e")
         runs: Callable[[], list[Any]] | None = None
         if watched:
-            ids = tuple(sorted(set(_list(query, "e")) - {"all"}))
+            ids = tuple(sorted(set(parse_list(query, "e")) - {"all"}))
             runs = lambda: self.server.snapshot(ids)  # noqa: E731
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -401,86 +370,6 @@ class Handler(BaseHTTPRequestHandler):
             _live.stream(send, tails, runs, self.server.stopping)
         except OSError:
             pass  # the page went away
-
-
-def _runs(handler: Handler, query: dict[str, list[str]]) -> Any:
-    ids = _list(query, "e")
-    with handler.server.index_lock:
-        return _answers.runs_table(
-            handler.server.root,
-            None if not ids or ids == ["all"] else ids,
-            _one(query, "filter"),
-            _one(query, "view", "active"),
-        )
-
-
-def _series(handler: Handler, query: dict[str, list[str]]) -> Any:
-    """One metric of each run named (``run`` repeated or comma-separated), one chart's worth."""
-    refs = _list(query, "run")
-    if not refs or len(refs) > _answers.MAX_COMPARE:
-        raise InvalidInputError(f"series takes 1 to {_answers.MAX_COMPARE} runs, got {len(refs)}")
-    cols = _int(query, "cols", 1000)
-    lo, hi = _number(query, "lo", None), _number(query, "hi", None)
-    weight = _number(query, "smooth", 0.0) or 0.0
-    out = []
-    for ref in refs:
-        try:
-            out.append(
-                _answers.series(
-                    handler.server.cache,
-                    handler.server.root,
-                    ref,
-                    _one(query, "key"),
-                    _one(query, "x", "step"),
-                    cols,
-                    lo,
-                    hi,
-                    weight,
-                    handler.server.index_lock,
-                )
-            )
-        except NotFoundError:
-            if len(refs) == 1:
-                raise
-    return {"series": out}
-
-
-def _aggregate(handler: Handler, query: dict[str, list[str]]) -> Any:
-    return _answers.aggregate(
-        handler.server.cache,
-        handler.server.root,
-        _list(query, "runs"),
-        _one(query, "key"),
-        _one(query, "x", "step"),
-        _int(query, "cols", 1000),
-        handler.server.index_lock,
-    )
-
-
-def _locked(
-    fn: Callable[[Handler, dict[str, list[str]]], Any],
-) -> Callable[[Handler, dict[str, list[str]]], Any]:
-    def wrapped(handler: Handler, query: dict[str, list[str]]) -> Any:
-        with handler.server.index_lock:
-            return fn(handler, query)
-
-    return wrapped
-
-
-GET_ROUTES: dict[str, Callable[[Handler, dict[str, list[str]]], Any]] = {
-    "/api/experiments": _locked(
-        lambda h, q: {
-            "experiments": _answers.experiments(h.server.root),
-            "read_only": h.server.read_only,
-            "root": os.path.basename(h.server.root),
-        }
-    ),
-    "/api/runs": _runs,
-    "/api/series": _series,  # takes the index lock only for what it reads from the index
-    "/api/aggregate": _aggregate,
-    "/api/compare": _locked(lambda h, q: _answers.compare(h.server.root, _list(q, "runs"))),
-    "/api/resolve": _locked(lambda h, q: _answers.resolve(h.server.root, _list(q, "ids"))),
-}
 
 
 def serve(root: str, host: str = "127.0.0.1", port: int = 5000, read_only: bool = False) -> UIServer:
