@@ -349,3 +349,25 @@ def test_export_png_svg_with_legend_and_full_resolution_csv(page: Any, site, tmp
     assert svg.count("▲") == 1 and svg.count("▼") == 1 and svg.count("◆") == 1
     csv = downloads["csv"].decode().splitlines()
     assert csv[0] == "run_id,step,value,timestamp" and len(csv) == 10_001
+
+
+def test_a_new_run_and_a_status_change_appear_in_the_table_without_reload(page: Any, site) -> None:
+    base, _, root = site
+    exp = get_or_create_experiment(str(root), "fresh")
+    first = mm.Run(experiment_id=int(exp), name="first", runs_dir=root)
+    first.end()
+    page.goto(f"{base}/#/runs?e={exp}")
+    ready(page)
+    assert table_names(page) == ["first"]
+    page.wait_for_selector("#live.on")
+    second = mm.Run(experiment_id=int(exp), name="second", runs_dir=root)
+    try:
+        wait_js(page, "document.querySelectorAll('#runs tbody tr[data-id]').length === 2")
+        assert table_names(page) == ["second", "first"]  # newest first
+        assert page.text_content(f"#runs tr[data-id='{second.run_id}'] .status") == "running"
+    finally:
+        second.end("KILLED")
+    wait_js(
+        page,
+        f"document.querySelector(\"#runs tr[data-id='{second.run_id}'] .status\").textContent === 'killed'",
+    )

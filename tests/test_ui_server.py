@@ -406,3 +406,15 @@ def test_hostile_names_travel_as_data(server: UIServer, store) -> None:
     _, ids = store
     doc = get_json(server, f"/api/run/{ids['hostile']}")
     assert doc["name"] == HOSTILE and doc["tags"]["note"] == HOSTILE
+
+
+def test_a_running_run_whose_writers_are_dead_shows_as_crashed(tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "sample"
+    shutil.copytree(ROOT / "mlruns.sample", root, ignore=shutil.ignore_patterns(".index", ".lock"))
+    with running(root) as srv:
+        doc = get_json(srv, "/api/runs?e=2")
+        status = dict(zip(doc["runs"]["name"], doc["runs"]["status"]))
+        assert status["resnet50-w128"] == "CRASHED" and status["resnet50-w64"] == "FINISHED"
+        assert get_json(srv, "/api/run/1936b9a0")["status"] == "CRASHED"

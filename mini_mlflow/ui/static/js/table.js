@@ -333,7 +333,10 @@ export class RunsTable {
       if (this.params.e && c.exp !== this.params.e) continue;
       const row = { ...c, expName: this.app.expNames[c.exp] || c.exp };
       if (byId.has(c.id)) this.rows[byId.get(c.id)] = row;
-      else { this.rows.push(row); byId.set(c.id, this.rows.length - 1); }
+      else { // a new run: newest first, as the server orders them
+        this.rows.unshift(row);
+        this.rows.forEach((r, i) => byId.set(r.id, i));
+      }
     }
     if (event.gone.length) {
       const gone = new Set(event.gone);
