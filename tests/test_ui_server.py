@@ -418,3 +418,13 @@ def test_a_running_run_whose_writers_are_dead_shows_as_crashed(tmp_path: Path) -
         status = dict(zip(doc["runs"]["name"], doc["runs"]["status"]))
         assert status["resnet50-w128"] == "CRASHED" and status["resnet50-w64"] == "FINISHED"
         assert get_json(srv, "/api/run/1936b9a0")["status"] == "CRASHED"
+
+
+def test_the_hosts_answered_follow_the_bind_address() -> None:
+    from mini_mlflow.ui._security import allowed_hosts
+
+    assert allowed_hosts("127.0.0.1", 5000) == {"127.0.0.1:5000", "localhost:5000", "[::1]:5000"}
+    assert "10.1.2.3:8080" in allowed_hosts("10.1.2.3", 8080)  # chosen with --host: reachable by it
+    assert "[fe80::1]:80" in allowed_hosts("fe80::1", 80)
+    assert f"{socket.gethostname().lower()}:5000" in allowed_hosts("0.0.0.0", 5000)
+    assert "evil.example:5000" not in allowed_hosts("0.0.0.0", 5000)

@@ -200,6 +200,26 @@ def artifact_list(run_dir: str) -> list[dict[str, Any]]:
     return out
 
 
+def warm_histories(cache: SeriesCache, run_dir: str, limit: int = 32) -> None:
+    """Read a run's big metric histories into the cache before its index entry is built.
+
+    The run's index entry needs each metric's count, min and max; built first, it parses a 1,000,000-point
+    file, and the chart that follows parses it again. Read through the metric cache first, the parse
+    happens once: the binary cache it leaves serves the index, and the history in memory the chart.
+    """
+    from ..read._metric_cache import MIN_CACHE_BYTES
+    from ..store._layout import METRIC_SUFFIX
+
+    folder = os.path.join(run_dir, "metrics")
+    run_id = os.path.basename(run_dir)
+    for key in walk_keys(folder, METRIC_SUFFIX)[0][:limit]:
+        try:
+            if os.lstat(os.path.join(folder, key + METRIC_SUFFIX)).st_size >= MIN_CACHE_BYTES:
+                cache.get(run_dir, run_id, key)
+        except (OSError, InvalidInputError, NotFoundError):
+            continue  # the index reports what is wrong with it
+
+
 def run_detail(root: str, ref: str) -> dict[str, Any]:
     """One run: metadata, params, tags, results, metric summaries, artifacts."""
     record, aggs = load_record(root, ref)

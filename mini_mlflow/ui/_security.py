@@ -63,7 +63,12 @@ _TEXT = frozenset(
 def allowed_hosts(host: str, port: int, extra: Iterable[str] = ()) -> frozenset[str]:
     """``Host`` header values this server answers: the loopback names with our port (and a chosen host)."""
     names = set(LOOPBACK_NAMES)
-    if host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::"):  # noqa: S104 (names, not a bind)
+    if host in ("0.0.0.0", "::"):  # noqa: S104 (names, not a bind)
+        # every address: reachable by this machine's name (give --host an address to be reached by it)
+        import socket
+
+        names.add(socket.gethostname())
+    elif host not in ("127.0.0.1", "localhost", "::1"):
         names.add(f"[{host}]" if ":" in host else host)
     names.update(extra)
     return frozenset(f"{name}:{port}".lower() for name in names)

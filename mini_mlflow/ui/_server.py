@@ -194,6 +194,8 @@ class Handler(BaseHTTPRequestHandler):
                 route = GET_ROUTES.get(path)
                 if route is None and path.startswith("/api/run/"):
                     ref = unquote(path[len("/api/run/") :])
+                    _, rdir = resolve_run(self.server.root, ref)
+                    _answers.warm_histories(self.server.cache, rdir)  # outside the lock: may take a while
                     with self.server.index_lock:
                         self.json(_answers.run_detail(self.server.root, ref))
                 elif route is None:
