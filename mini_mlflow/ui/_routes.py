@@ -49,13 +49,12 @@ def _int(query: dict[str, list[str]], name: str, default: int) -> int:
 
 def _runs(server: UIServer, query: dict[str, list[str]]) -> Any:
     ids = parse_list(query, "e")
-    with server.index_lock:
-        return _answers.runs_table(
-            server.root,
-            None if not ids or ids == ["all"] else ids,
-            one_of(query, "filter"),
-            one_of(query, "view", "active"),
-        )
+    return _answers.runs_table(
+        server.root,
+        None if not ids or ids == ["all"] else ids,
+        one_of(query, "filter"),
+        one_of(query, "view", "active"),
+    )
 
 
 def _series(server: UIServer, query: dict[str, list[str]]) -> Any:
@@ -101,14 +100,6 @@ def _aggregate(server: UIServer, query: dict[str, list[str]]) -> Any:
     )
 
 
-def _locked(fn: Route) -> Route:
-    def wrapped(server: UIServer, query: dict[str, list[str]]) -> Any:
-        with server.index_lock:
-            return fn(server, query)
-
-    return wrapped
-
-
 def _experiments(server: UIServer, query: dict[str, list[str]]) -> Any:
     return {
         "experiments": _answers.experiments(server.root),
@@ -125,11 +116,16 @@ def _resolve(server: UIServer, query: dict[str, list[str]]) -> Any:
     return _answers.resolve(server.root, parse_list(query, "ids"))
 
 
-GET_ROUTES: dict[str, Route] = {
-    "/api/experiments": _locked(_experiments),
+#: Answers read from the index: computed under the server's index lock, and shared for a moment by
+#: every client asking the same thing (``UIServer.shared_answer``).
+INDEX_ROUTES: dict[str, Route] = {
+    "/api/experiments": _experiments,
     "/api/runs": _runs,
-    "/api/series": _series,  # takes the index lock only for what it reads from the index
+    "/api/compare": _compare,
+    "/api/resolve": _resolve,
+}
+#: Answers from metric histories (the index lock is taken only for a run's start time).
+GET_ROUTES: dict[str, Route] = {
+    "/api/series": _series,
     "/api/aggregate": _aggregate,
-    "/api/compare": _locked(_compare),
-    "/api/resolve": _locked(_resolve),
 }

@@ -25,7 +25,7 @@ from ..read._reader import resolve_run
 from ..store._files import SymlinkRefusedError
 from . import _answers, _live
 from ._json import dumps
-from ._routes import GET_ROUTES, one_of, parse_list
+from ._routes import GET_ROUTES, INDEX_ROUTES, one_of, parse_list
 from ._security import (
     ARTIFACT_CSP,
     CHANGE_HEADER,
@@ -48,6 +48,10 @@ STATIC_TYPES = {
 }
 #: The records of the watched experiments are re-read at most this often, whatever the number of streams.
 SNAPSHOT_S = 0.5
+#: An answer read from the index serves every request for the same URL this long: twenty tabs asking for
+#: the same table at once wait for one computation instead of twenty in turn. Live changes travel on the
+#: stream, not through this, and a change made through the page forgets every shared answer.
+SHARED_ANSWER_S = 0.25
 
 
 def load_static() -> dict[str, tuple[bytes, bytes, str, str]]:
@@ -92,6 +96,7 @@ class UIServer(ThreadingHTTPServer):
         self.index_lock = threading.RLock()
         self._static: dict[str, tuple[bytes, bytes, str, str]] | None = None
         self._snapshots: dict[tuple[str, ...], tuple[float, list[Any]]] = {}
+        self._shared: dict[str, tuple[float, bytes]] = {}
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__((host, port), Handler)
@@ -113,6 +118,26 @@ class UIServer(ThreadingHTTPServer):
                 records = _answers.table_records(self.root, ids)
                 self._snapshots[experiment_ids] = (time.monotonic(), records)
             return records
+
+    def shared_answer(self, key: str, compute: Callable[[], Any]) -> bytes:
+        """The JSON bytes of an index answer, computed under the lock at most every ``SHARED_ANSWER_S``."""
+        hit = self._shared.get(key)
+        if hit is not None and time.monotonic() - hit[0] < SHARED_ANSWER_S:
+            return hit[1]
+        with self.index_lock:
+            hit = self._shared.get(key)  # computed by another request while this one waited?
+            if hit is not None and time.monotonic() - hit[0] < SHARED_ANSWER_S:
+                return hit[1]
+            body = dumps(compute())
+            if len(self._shared) > 256:
+                self._shared.clear()
+            self._shared[key] = (time.monotonic(), body)
+            return body
+
+    def forget_answers(self) -> None:
+        """After a change: no answer computed before it is served again."""
+        with self.index_lock:
+            self._shared.clear()
 
     def server_close(self) -> None:
         self.stopping.set()
@@ -154,7 +179,10 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def json(self, doc: Any, status: int = 200) -> None:
-        self.answer(status, dumps(doc), "application/json", (("Cache-Control", "no-store"),))
+        self.send_json(dumps(doc), status)
+
+    def send_json(self, body: bytes, status: int = 200) -> None:
+        self.answer(status, body, "application/json", (("Cache-Control", "no-store"),))
 
     def error(self, status: int, message: str) -> None:
         self.json({"error": message}, status)
@@ -192,12 +220,17 @@ class Handler(BaseHTTPRequestHandler):
                 self._csv(query)
             else:
                 route = GET_ROUTES.get(path)
-                if route is None and path.startswith("/api/run/"):
+                indexed = INDEX_ROUTES.get(path)
+                if indexed is not None:
+                    self.send_json(self.server.shared_answer(self.path, lambda: indexed(self.server, query)))
+                elif path.startswith("/api/run/"):
                     ref = unquote(path[len("/api/run/") :])
                     _, rdir = resolve_run(self.server.root, ref)
                     _answers.warm_histories(self.server.cache, rdir)  # outside the lock: may take a while
-                    with self.server.index_lock:
-                        self.json(_answers.run_detail(self.server.root, ref))
+                    root = self.server.root
+                    self.send_json(
+                        self.server.shared_answer(self.path, lambda: _answers.run_detail(root, ref))
+                    )
                 elif route is None:
                     self.error(404, f"no such page: {path[:200]}")
                 else:
@@ -251,6 +284,7 @@ class Handler(BaseHTTPRequestHandler):
                 stage = "deleted" if action == "delete" else "active"
                 when = iso_from_ms(now_ms()) if stage == "deleted" else None
                 _operations.update_run_meta(rdir, lifecycle_stage=stage, deleted_time=when)
+                self.server.forget_answers()
             self.json({"run": os.path.basename(rdir), "lifecycle_stage": stage})
         except (InvalidInputError, NotFoundError) as exc:
             self.error(404 if isinstance(exc, NotFoundError) else 400, str(exc))
