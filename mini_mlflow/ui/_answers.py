@@ -200,6 +200,17 @@ def artifact_list(run_dir: str) -> list[dict[str, Any]]:
     return out
 
 
+def metric_keys(root: str, ref: str) -> dict[str, Any]:
+    """A run's id and metric keys, from its folder alone (no index): a run page starts its charts with it."""
+    from ..store._layout import METRIC_SUFFIX
+
+    _, rdir = resolve_run(root, ref)
+    return {
+        "id": os.path.basename(rdir),
+        "metrics": sorted(walk_keys(os.path.join(rdir, "metrics"), METRIC_SUFFIX)[0]),
+    }
+
+
 def warm_histories(cache: SeriesCache, run_dir: str, limit: int = 32) -> None:
     """Read a run's big metric histories into the cache before its index entry is built.
 

@@ -124,8 +124,15 @@ INDEX_ROUTES: dict[str, Route] = {
     "/api/compare": _compare,
     "/api/resolve": _resolve,
 }
-#: Answers from metric histories (the index lock is taken only for a run's start time).
+
+
+def _keys(server: UIServer, query: dict[str, list[str]]) -> Any:
+    return _answers.metric_keys(server.root, one_of(query, "run"))
+
+
+#: Answers from metric histories (the index lock is taken only for a run's start time) and folders.
 GET_ROUTES: dict[str, Route] = {
+    "/api/keys": _keys,
     "/api/series": _series,
     "/api/aggregate": _aggregate,
 }

@@ -78,10 +78,21 @@ class SeriesCache:
         self.root = root
         self.budget = budget
         self._entries: OrderedDict[tuple[str, str], Entry] = OrderedDict()
+        self._loading: dict[tuple[str, str], threading.Lock] = {}
         self._lock = threading.Lock()
 
     def get(self, run_dir: str, run_id: str, key: str) -> Entry:
-        """The history of ``key`` of the run, as complete as the file is now."""
+        """The history of ``key`` of the run, as complete as the file is now.
+
+        Two requests for the same history (a run page's summary and its chart arrive together) read
+        the file once: the second waits for the first and takes its result.
+        """
+        with self._lock:
+            loading = self._loading.setdefault((run_id, key), threading.Lock())
+        with loading:
+            return self._get(run_dir, run_id, key)
+
+    def _get(self, run_dir: str, run_id: str, key: str) -> Entry:
         fd = open_metric(run_dir, key)
         try:
             st = os.fstat(fd)

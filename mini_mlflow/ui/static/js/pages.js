@@ -136,11 +136,34 @@ export class RunPage extends ChartsPage {
   label() { return this.run.name || shortId(this.run.id); }
   color() { return PALETTE[0]; }
 
+  // The charts start from the run's metric keys (read from its folder, at once); its details follow.
+  // A 1,000,000-point metric is then read once, for the chart, and the details reuse it.
   async load() {
+    let keys;
+    try {
+      keys = await api("/api/keys", { run: this.arg });
+    } catch (err) {
+      clear(this.root).append(h("p", { class: "error", id: "run-error", text: err.message }));
+      return;
+    }
+    this.run = { id: keys.id, name: null, status: "", exp: null };
+    this.details = h("div", { id: "run-details" }, h("h1", { id: "run-title", text: shortId(keys.id) }));
+    const charts = h("div", { class: "charts", id: "charts" });
+    clear(this.root).append(this.details, controls(this), charts);
+    const only = (this.params.m || "").split(",").filter(Boolean);
+    const shown = only.length ? keys.metrics.filter((k) => only.includes(k)) : keys.metrics;
+    this.mountCharts(charts, shown);
+    // The first charts before the details: the server parses a big history once, for the chart, and
+    // the details read the binary cache that parse leaves (both at once would parse it twice).
+    await Promise.all(shown.slice(0, 2).map((k) => this.loadChart(k)));
+    await this.loadDetails();
+  }
+
+  async loadDetails() {
     try {
       this.run = await api("/api/run/" + encodeURIComponent(this.arg));
     } catch (err) {
-      clear(this.root).append(h("p", { class: "error", id: "run-error", text: err.message }));
+      clear(this.details).append(h("p", { class: "error", id: "run-error", text: err.message }));
       return;
     }
     const r = this.run;
@@ -163,19 +186,21 @@ export class RunPage extends ChartsPage {
       id: "lifecycle", type: "button", text: r.stage === "deleted" ? "restore" : "delete",
       onclick: async () => {
         const resp = await fetch(`/api/run/${r.id}/${r.stage === "deleted" ? "restore" : "delete"}`, { method: "POST", headers: { "X-Mini-Mlflow": "1", "Content-Type": "application/json" }, body: "{}" });
-        if (resp.ok) this.load();
+        if (resp.ok) this.loadDetails();
       },
     });
-    const charts = h("div", { class: "charts", id: "charts" });
-    clear(this.root).append(
+    clear(this.details).append(
       h("div", { class: "run-head" }, h("h1", { id: "run-title", text: r.name || shortId(r.id) }), h("span", { class: "status " + r.status.toLowerCase(), text: r.status.toLowerCase() }), actions),
       h("div", { class: "columns" },
         h("div", {}, kvTable("meta", "Run", meta, true), kvTable("params", "Params", r.params), kvTable("tags", "Tags", r.tags), kvTable("results", "Results", r.results)),
-        h("div", {}, summary, arts)),
-      controls(this), charts);
-    const keys = Object.keys(r.summary);
-    const only = (this.params.m || "").split(",").filter(Boolean);
-    this.mountCharts(charts, only.length ? keys.filter((k) => only.includes(k)) : keys);
+        h("div", {}, summary, arts)));
+    for (const chart of this.charts.values()) { // series that arrived first were labelled by id
+      if (chart.series.some((s) => s.label !== this.label())) {
+        chart.series.forEach((s) => { s.label = this.label(); });
+        chart.redraw(true);
+      }
+    }
+    this.app.reconnectSoon(); // the stream now knows the run's experiment (status changes)
     this.root.dataset.ready = "1";
   }
 
