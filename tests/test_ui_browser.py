@@ -117,6 +117,11 @@ def test_table_filter_sort_select_and_compare(page: Any, site) -> None:
     page.fill("#filter", "")
     page.press("#filter", "Enter")
     wait_js(page, "document.querySelectorAll('#runs tbody tr[data-id]').length === 3")
+    page.click("#columns summary")  # the column picker: a tag column joins the table and the URL
+    page.check("#columns input[data-col='t:team']")
+    assert "team" in page.locator("#runs thead th").all_text_contents()
+    assert "t:team" in page.url
+    page.click("#columns summary")
     page.click("#runs th[data-col='a:name']")
     assert table_names(page) == ["calm-a", "calm-b", "spiky"]
     page.click("#runs th[data-col='a:name']")
