@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 BENCH_VENV ?= .venv-bench
 
-.PHONY: demo test bench lint soak clean
+.PHONY: demo test bench lint soak clean ui browser screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,22 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
+
+# The local web page over the demo store (made by `make demo` if it is not there yet); Ctrl-C stops.
+ui: $(VENV)/.installed
+	test -d mlruns || $(BIN)/python examples/quickstart.py
+	$(BIN)/mini-mlflow ui --root mlruns --open
+
+# Debian's Chromium, for the browser tests (tests/test_ui_browser.py) and `make screenshots`; the
+# pinned playwright in the dev extras drives it. Needs root (or sudo) and Debian's package lists.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then chromium --version; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi
+
+# docs/ui-*.png: the runs table, a run and a compare view of the sample store, in headless Chromium.
+screenshots: $(VENV)/.installed-dev browser
+	$(BIN)/python examples/ui_screenshots.py docs
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check mini_mlflow tests bench examples

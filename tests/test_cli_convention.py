@@ -55,6 +55,7 @@ def test_the_command_list_is_the_one_this_test_knows() -> None:
         "show",
         "sync",
         "tail",
+        "ui",
     ]
 
 

@@ -81,3 +81,7 @@ from ._show_cmds import compare_cmd, show_cmd, tail_cmd  # noqa: E402
 
 for _command in (ls_cmd, show_cmd, experiments_cmd, compare_cmd, tail_cmd, delete_cmd, restore_cmd, gc_cmd):
     cli.add_command(_command)
+
+from ._ui_cmd import ui_cmd  # noqa: E402
+
+cli.add_command(ui_cmd)

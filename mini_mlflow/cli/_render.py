@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 from ..read._records import as_text
+from ..read._records import lower_is_better as lower_is_better
 from ..store._layout import iso_from_ms
 
 STATUS_STYLE = {
@@ -123,12 +124,3 @@ def status_text(status: str) -> Text:
 
     label, style = status_label(status)
     return Text(label, style=style)
-
-
-LOWER_IS_BETTER = ("loss", "err", "mse", "mae", "rmse", "perplexity", "ppl", "latency", "time", "wer", "cer")
-
-
-def lower_is_better(key: str) -> bool:
-    """Whether the best value of a metric is its minimum (loss, error, ...) rather than its maximum."""
-    name = key.lower().rsplit("/", 1)[-1]
-    return any(word in name for word in LOWER_IS_BETTER)

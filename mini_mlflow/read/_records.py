@@ -161,3 +161,13 @@ def as_text(value: Any) -> str:
     import json
 
     return json.dumps(value, sort_keys=True)
+
+
+#: Words in a metric's name that make its minimum the best value (``mini-mlflow compare``, the UI).
+LOWER_IS_BETTER = ("loss", "err", "mse", "mae", "rmse", "perplexity", "ppl", "latency", "time", "wer", "cer")
+
+
+def lower_is_better(key: str) -> bool:
+    """Whether the best value of a metric is its minimum (loss, error, ...) rather than its maximum."""
+    name = key.lower().rsplit("/", 1)[-1]
+    return any(word in name for word in LOWER_IS_BETTER)
