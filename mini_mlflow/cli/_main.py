@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -12,39 +10,31 @@ from .._version import __version__
 from ._common import SafePath, one_line
 
 
+def _one_line(exc: click.ClickException) -> click.ClickException:
+    text = one_line(exc.format_message())
+    exc.format_message = lambda: text  # type: ignore[method-assign]
+    return exc
+
+
 class _Cli(click.Group):
     """The group: click's own usage errors are one line too, escaped and cut short like ours (`fail`).
 
     click echoes a bad value whole ("Invalid value for '-n': 'xxx…' is not a valid integer"): a
-    100,000-character argument would come back as a 100,000-character line.
+    100,000-character argument would come back as a 100,000-character line. The message is shortened
+    where the error passes through the group (parsing its options, or the command's); click shows it.
     """
 
-    def main(  # type: ignore[override]
-        self,
-        args: Sequence[str] | None = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        **extra: Any,
-    ) -> Any:
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         try:
-            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            return super().make_context(*args, **kwargs)
         except click.ClickException as exc:
-            if not standalone_mode:
-                raise
-            text = one_line(exc.format_message())
-            exc.format_message = lambda: text  # type: ignore[method-assign]
-            exc.show()
-            sys.exit(exc.exit_code)
-        except click.exceptions.Exit as exc:
-            if not standalone_mode:
-                raise
-            sys.exit(exc.exit_code)
-        except click.exceptions.Abort:
-            if not standalone_mode:
-                raise
-            click.echo("Aborted!", err=True)
-            sys.exit(1)
+            raise _one_line(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            raise _one_line(exc) from None
 
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
