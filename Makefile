@@ -41,6 +41,7 @@ browser:
 # docs/ui-*.png: the runs table, a run and a compare view of the sample store, in headless Chromium.
 screenshots: $(VENV)/.installed-dev browser
 	$(BIN)/python examples/ui_screenshots.py docs
+	MINI_MLFLOW_SCREENSHOT_DIR=docs $(BIN)/python -m pytest -q tests/sync/test_mlflow_ui_on_plugin.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check mini_mlflow tests bench examples

@@ -231,6 +231,9 @@ class MiniMlflowTrackingStore(AbstractStore):
     def search_traces(self, *args: Any, **kwargs: Any) -> tuple[list[Any], str | None]:
         return [], None
 
+    def query_trace_metrics(self, *args: Any, **kwargs: Any) -> PagedList[Any]:
+        return PagedList([], None)  # no traces: the UI's overview charts are empty, not failed
+
     # -- logged models (MLflow 3's flavors log a model through these) -------------------------------
 
     def create_logged_model(
@@ -279,6 +282,21 @@ class MiniMlflowTrackingStore(AbstractStore):
 
     def search_datasets(self, *args: Any, **kwargs: Any) -> PagedList[Any]:
         return PagedList([], None)
+
+    def _search_datasets(self, experiment_ids: list[str]) -> list[Any]:
+        """The datasets the experiments' runs used (``log_input``): the runs page's dataset filter."""
+        from mlflow.entities.dataset_summary import _DatasetSummary
+
+        from ..read._as_mlflow import run_inputs
+        from ..read._search import search_runs
+
+        found: dict[tuple[str, str, str, str | None], None] = {}
+        ids = [e for e in experiment_ids if os.path.isdir(os.path.join(self.root, str(e)))]
+        for record in search_runs(ids, root=self.root, run_view="all", copy=False):
+            for item in run_inputs(record.run_dir).dataset_inputs:
+                context = next((t.value for t in item.tags if t.key == "mlflow.data.context"), None)
+                found[(record.experiment_id, item.dataset.name, item.dataset.digest, context)] = None
+        return [_DatasetSummary(e, name, digest, context) for e, name, digest, context in found][:1000]
 
     def list_scorers(self, *args: Any, **kwargs: Any) -> list[Any]:
         return []
