@@ -22,6 +22,7 @@ STAGES = [
     ("mini_mlflow.sync",),  # files → an MLflow server
     ("mini_mlflow.write",),  # live runs: buffer, writer thread (online mode starts sync)
     ("mini_mlflow.api",),  # the faces
+    ("mini_mlflow.integrations",),  # frameworks' hooks, on the public Run API (never imported by the package)
     ("mini_mlflow.cli",),
     ("mini_mlflow", "mini_mlflow.__main__"),  # the public surface
 ]
