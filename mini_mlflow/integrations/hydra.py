@@ -82,6 +82,7 @@ class MiniMlflowCallback(_HydraCallback):  # type: ignore[misc]
         self.parent_run_id: str | None = None
         self._parent: Run | None = None
         self._failed_jobs = 0
+        self._output_dir = ""
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -133,6 +134,7 @@ class MiniMlflowCallback(_HydraCallback):  # type: ignore[misc]
             tags=tags,
         )
         log_params(run, flatten(_task_config(config)), "hydra")
+        self._output_dir = str(hydra_cfg.runtime.output_dir)
         with _current_lock:
             _current = run
 
@@ -149,8 +151,8 @@ class MiniMlflowCallback(_HydraCallback):  # type: ignore[misc]
             run.set_tag("hydra.error", repr(job_return._return_value)[:8000])
         else:
             _log_return_value(run, job_return.return_value)
-        if self.log_config_files and job_return.working_dir:
-            folder = os.path.join(job_return.working_dir, ".hydra")
+        if self.log_config_files and self._output_dir:
+            folder = os.path.join(self._output_dir, ".hydra")
             if os.path.isdir(folder):
                 run.log_artifacts(folder, "hydra")
         run.end("FAILED" if failed else "FINISHED")

@@ -64,7 +64,9 @@ def test_a_child_per_trial_under_one_parent_and_none_in_the_wrong_run(store: Pat
         assert child["tags"]["optuna.state"] == "COMPLETE"
         assert '"FloatDistribution"' in child["tags"]["optuna.distributions"]
     best = history(store, parent["metadata"]["run_id"], "best_value")
-    assert len(best) == 20 and best[-1][1] == min(history_value for _, history_value in best) == study.best_value
+    assert (
+        len(best) == 20 and best[-1][1] == min(history_value for _, history_value in best) == study.best_value
+    )
 
 
 def test_trial_states_become_run_statuses(store: Path) -> None:
