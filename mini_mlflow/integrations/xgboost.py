@@ -90,11 +90,10 @@ class MiniMlflowCallback(xgboost.callback.TrainingCallback):  # type: ignore[mis
         run = self._logger.run
         if run is None or run.status != "RUNNING":
             return
-        best = getattr(model, "best_iteration", None) if "best_iteration" in model.attributes() else None
-        if best is not None:
-            run.set_tag("xgboost.best_iteration", int(best))
         save_config = getattr(model, "save_config", None)
-        if save_config is not None:  # xgb.cv passes a pack of boosters without one
+        if save_config is not None:  # xgb.cv passes a pack of boosters, which has none of this
+            if "best_iteration" in model.attributes():  # set by early stopping
+                run.set_tag("xgboost.best_iteration", int(model.best_iteration))
             run.log_dict(json.loads(save_config()), "xgboost/config.json")
             if self._log_model:
                 run.log_text(model.save_raw("json").decode("utf-8"), "xgboost/model.json")
