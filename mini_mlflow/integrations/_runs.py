@@ -10,22 +10,8 @@ from .. import _config
 from .._errors import InvalidInputError
 from ..store import _operations
 from ..store._layout import normalize_experiment_id
+from ..write._rank import global_rank as global_rank
 from ..write._run import Run
-
-#: The variables launchers set for the global rank of a process (Lightning reads the same ones).
-RANK_VARIABLES = ("RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK", "LOCAL_RANK")
-
-
-def global_rank() -> int:
-    """This process's global rank as distributed launchers announce it; 0 when none does."""
-    for name in RANK_VARIABLES:
-        text = os.environ.get(name)
-        if text:
-            try:
-                return int(text)
-            except ValueError:
-                continue
-    return 0
 
 
 def store_root(runs_dir: str | os.PathLike[str] | None) -> str:
