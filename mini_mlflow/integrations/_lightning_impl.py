@@ -9,17 +9,17 @@ Rank checks use ``lightning_utilities``' ``rank_zero_only.rank``, which both cop
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Mapping
 from typing import Any
 
 from ..store._files import run_folder
 from ..write._rank import global_rank
 from ..write._run import Run, new_run_id
+from ._mirror import link_or_copy, same_file
 from ._resume import record_resume
 from ._runs import experiment_id as resolve_experiment
 from ._runs import open_run, store_root
-from ._safety import guarded, warn_once
+from ._safety import guarded
 from ._values import as_number, flatten, log_params, safe_key
 
 #: Lightning's ``finalize`` status → run status. "finished" is what Lightning passes on SIGTERM.
@@ -202,9 +202,9 @@ class LoggerImpl:
                     pass
                 self._linked.discard(name)
             for name, source in keep.items():
-                if name in self._linked and _same_file(source, name, fd):
+                if name in self._linked and same_file(source, name, fd):
                     continue
-                _link_or_copy(source, name, fd)
+                link_or_copy(source, name, fd, "lightning")
                 self._linked.add(name)
 
 
@@ -238,24 +238,3 @@ class _RunOnFirstUse:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._opener(), name)
-
-
-def _same_file(source: str, name: str, fd: int) -> bool:
-    try:
-        a, b = os.stat(source), os.stat(name, dir_fd=fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-
-
-def _link_or_copy(source: str, name: str, fd: int) -> None:
-    """A hard link to ``source`` named ``name`` in the folder ``fd``; a copy across file systems."""
-    tmp = f"{name}#tmp-{os.getpid()}"
-    try:
-        os.link(source, tmp, dst_dir_fd=fd)
-    except OSError as exc:
-        warn_once("lightning", "hard-linking a checkpoint (copied instead)", exc)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-        with open(source, "rb") as src, os.fdopen(os.open(tmp, flags, 0o644, dir_fd=fd), "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-    os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
