@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 BENCH_VENV ?= .venv-bench
+TORCH_VENV ?= .venv-torch
 
-.PHONY: demo test bench lint soak clean
+.PHONY: demo test test-torch bench lint soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +30,16 @@ demo: $(VENV)/.installed
 # instead of skipping them.
 test: $(VENV)/.installed-dev
 	INTEGRATION_TESTS_REQUIRED=default $(BIN)/python -m pytest -q
+
+# The torch tier of the integration tests (Lightning, Transformers, Keras on torch) in its own
+# environment, so that the default one stays light: torch==2.13.0 is the CPU build on these machines.
+$(TORCH_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/pip install --quiet -e '.[integrations-torch]' 'pytest>=8' 'pytest-timeout>=2.3'
+	touch $@
+
+test-torch: $(TORCH_VENV)/.installed
+	KERAS_BACKEND=torch INTEGRATION_TESTS_REQUIRED=torch $(TORCH_VENV)/bin/python -m pytest -q tests/integrations_torch
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check mini_mlflow tests bench examples
@@ -62,4 +73,4 @@ soak: $(BENCH_VENV)/.installed
 	mv bench/SOAK.md.new bench/SOAK.md; cat bench/SOAK.md; exit $$status
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) mlruns .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) $(TORCH_VENV) mlruns .pytest_cache .mypy_cache .ruff_cache
