@@ -88,7 +88,12 @@ class RunAccess:
         """``(store root, run id)`` to load from: ``run_id``'s run, else the bound run."""
         if self._run_id is not None:
             return os.path.abspath(store_root(self._runs_dir)), self._run_id
-        run = bound_run()
+        run = _bound if _bound is not None else _lazy
+        if run is None:  # loading never opens a run: there would be nothing in it
+            raise InvalidInputError(
+                "no run to load from: give the dataset a run_id, or run the pipeline with MiniMlflowHook "
+                "(or bind_run(run))"
+            )
         return root_of(run), run.run_id
 
     # -- versions --------------------------------------------------------------------------------
