@@ -6,16 +6,18 @@ Usage::
 
     model.fit(x, y, epochs=10, callbacks=[MiniMlflowCallback(experiment="mnist")])
 
-Batch metrics are ``batch/<name>`` at step = the optimizer's iteration count; epoch metrics (with
-validation ones) are ``<name>`` at step = epoch. The fit's settings and the optimizer's config are
-params, with ``num_parameters``; the model summary is the artifact ``model_summary.txt``. The callback
-is ``async_safe``: Keras keeps dispatching batches asynchronously (a callback without it turns that
-off for every callback), and it imports only ``keras`` (no TensorFlow).
+Batch metrics are ``batch/<name>`` at step = the optimizer's step count (its count when ``fit``
+started, plus the batches since); epoch metrics (with validation ones) are ``<name>`` at step =
+epoch. The fit's settings and the optimizer's config are params, with ``num_parameters``; the model
+summary is the artifact ``model_summary.txt``. The callback is ``async_safe``: Keras keeps
+dispatching batches asynchronously (a callback without it turns that off for every callback), so
+batch points may reach the file out of order; it imports only ``keras`` (no TensorFlow).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import keras
@@ -59,6 +61,11 @@ class MiniMlflowCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._runs_dir = runs_dir
         self._every = max(0, int(log_every_n_steps))
         self._keys: dict[str, str] = {}
+        self._base_step = 0
+        self._epoch = 0
+        self._first_epoch: int | None = None
+        self._count = 0
+        self._count_lock = threading.Lock()
 
     def _open(self) -> Run:
         run = self.run
@@ -74,8 +81,14 @@ class MiniMlflowCallback(keras.callbacks.Callback):  # type: ignore[misc]
     @guarded("keras", "starting the run")
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         run = self._open()
-        params: dict[str, Any] = {f"fit/{k}": v for k, v in (self.params or {}).items()}
         optimizer = getattr(self.model, "optimizer", None)
+        # Optimizer steps taken before this fit (a second fit continues the count); read once, here,
+        # where no batch runs. The backend's own scalar: .item() is the cheap way out on each.
+        iterations = getattr(optimizer, "iterations", None)
+        self._base_step = int(as_number(getattr(iterations, "value", 0)) or 0)
+        self._count = 0
+        self._first_epoch = None
+        params: dict[str, Any] = {f"fit/{k}": v for k, v in (self.params or {}).items()}
         if optimizer is not None:
             params.update(flatten(optimizer.get_config(), prefix="optimizer"))
         params["num_parameters"] = self.model.count_params()
@@ -88,11 +101,24 @@ class MiniMlflowCallback(keras.callbacks.Callback):  # type: ignore[misc]
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if not self._every or not logs:
             return
-        # The backend's own scalar (a torch/jax/tf tensor): .item() is the cheap way out on each.
-        step = int(as_number(self.model.optimizer.iterations.value) or 0)
+        # Keras runs this on a pool of threads (async dispatch), possibly after later batches: the
+        # step comes from the batch's own index, never from the optimizer's counter at this moment.
+        steps = (self.params or {}).get("steps")
+        if steps:
+            step = self._base_step + self._epoch * steps + batch + 1
+        else:  # a dataset of unknown length: count the calls
+            with self._count_lock:
+                self._count += 1
+                step = self._base_step + self._count
         if step % self._every:
             return
         self._log(logs, step, "batch/")
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        # Keras waits for the batches' callbacks before an epoch ends: stable during the epoch.
+        self._epoch = epoch - self._first_epoch if self._first_epoch is not None else 0
+        if self._first_epoch is None:
+            self._first_epoch = epoch
 
     @guarded("keras", "logging an epoch")
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
