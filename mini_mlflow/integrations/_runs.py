@@ -10,7 +10,6 @@ from .. import _config
 from .._errors import InvalidInputError
 from ..store import _operations
 from ..store._layout import normalize_experiment_id
-from ..write._rank import global_rank as global_rank
 from ..write._run import Run
 
 

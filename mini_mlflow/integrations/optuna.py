@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..write._run import Run
-from ._runs import open_run
+from ._runs import experiment_id, open_run
 from ._safety import guarded, warn_once
 from ._values import as_number, log_params, safe_key
 
@@ -73,8 +73,6 @@ class MiniMlflowCallback:
         self._trial_runs: dict[tuple[str, int], Run] = {}
         if experiment is not None:
             # Resolve (and create) the experiment now, on the caller's thread: a bad name raises here.
-            from ._runs import experiment_id
-
             self._experiment = experiment_id(experiment, runs_dir)
 
     # -- runs ----------------------------------------------------------------------------------
