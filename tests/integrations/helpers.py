@@ -24,7 +24,8 @@ def need(module: str, tier: str = "default") -> ModuleType:
     except ImportError as exc:
         if tier in REQUIRED.split(","):
             pytest.fail(f"{module} is required in the {tier} integration tier but cannot be imported: {exc}")
-        pytest.skip(f"{module} is not installed (pip install -e '.[integrations]')")
+        hint = "make test-torch" if tier == "torch" else "pip install -e '.[integrations]'"
+        pytest.skip(f"{module} is not installed ({hint})", allow_module_level=True)
 
 
 def runs_of(root: Path, experiment_id: str) -> list[dict[str, Any]]:
