@@ -22,8 +22,12 @@ from ._runs import open_run, store_root
 from ._safety import guarded
 from ._values import as_number, flatten, log_params, safe_key
 
-#: Lightning's ``finalize`` status → run status. "finished" is what Lightning passes on SIGTERM.
+#: Lightning's ``finalize`` status → run status. Lightning passes "finished" before a SLURM requeue
+#: (the job is stopped, to be resumed) and "failed" for any exception, Ctrl-C and SIGTERM included:
+#: the state callback's ``on_exception`` tells those two apart (KILLED).
 STATUS = {"success": "FINISHED", "failed": "FAILED", "finished": "KILLED"}
+#: Exceptions that mean "stopped from outside", not "failed".
+INTERRUPTIONS = ("KeyboardInterrupt", "SIGTERMException")
 #: Folder of the run's artifacts where checkpoints appear (hard links: no copy).
 CHECKPOINTS = "checkpoints"
 
@@ -78,12 +82,14 @@ class LoggerImpl:
         self._run: Run | None = None
         self._last_step: int | None = None
         self._resuming = False
+        self._exception: BaseException | None = None
         self._linked: set[str] = set()
         self._callback: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_run"] = None  # a live run stays in its process; others reopen it by id
+        state["_exception"] = None
         return state
 
     # -- what Lightning reads on every rank: never opens a run -----------------------------------
@@ -179,7 +185,9 @@ class LoggerImpl:
         run = self._run
         if _rank() != 0 or run is None or run.status != "RUNNING":
             return
-        run.end(STATUS.get(status, "FINISHED"))
+        interrupted = type(self._exception).__name__ in INTERRUPTIONS if self._exception else False
+        self._exception = None
+        run.end("KILLED" if status == "failed" and interrupted else STATUS.get(status, "FINISHED"))
 
     @guarded("lightning", "linking checkpoints into the run")
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
@@ -220,6 +228,11 @@ class StateImpl:
 
     def state_dict(self) -> dict[str, Any]:
         return {"run_id": self._logger._run_id}
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        # Called before the loggers' finalize("failed"): lets it tell Ctrl-C and SIGTERM (KILLED)
+        # from a failure.
+        self._logger._exception = exception
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         logger = self._logger

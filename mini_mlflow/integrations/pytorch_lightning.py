@@ -10,7 +10,7 @@ Usage::
 
 What it does: hyperparameters flattened with ``/`` (long values kept whole as artifacts); metrics at
 the trainer's own step; writes only on global rank zero, and ``name``/``version`` (which Lightning
-reads on every rank) never open a run; ``finalize`` maps success/failed/SIGTERM to
+reads on every rank) never open a run; ``finalize`` maps success/failure/Ctrl-C or SIGTERM to
 FINISHED/FAILED/KILLED; checkpoints appear in the run's ``artifacts/checkpoints/`` as hard links (no
 copy) and follow ``save_top_k`` deletions; ``trainer.fit(ckpt_path=...)`` continues the same run
 (its id is in the checkpoint, kept by ``logger.callback``), and the points past the resumed step that

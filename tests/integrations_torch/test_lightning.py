@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import warnings
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,24 @@ def test_a_failed_fit_ends_the_run_failed_and_the_logger_needs_no_run_on_other_r
     (run,) = runs_of(store, "0")
     assert run["metadata"]["status"] == "FAILED"
     assert [s for s, _ in history(store, logger.run_id, "seen_step")] == [0, 1]
+
+
+def test_ctrl_c_ends_the_run_killed(store: Path, tmp_path: Path) -> None:
+    class Interrupted(Model):
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            if self.global_step == 2:
+                raise KeyboardInterrupt
+            return super().training_step(batch, batch_idx)
+
+    logger = MiniMlflowLogger(runs_dir=store)
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit):  # Lightning turns Ctrl-C into a graceful shutdown and exit 1
+            _trainer(tmp_path, logger).fit(Interrupted())
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores Ctrl-C from then on
+    (run,) = runs_of(store, "0")
+    assert run["metadata"]["status"] == "KILLED"
 
 
 def test_the_pytorch_lightning_namespace_has_its_own_logger(store: Path, tmp_path: Path) -> None:
