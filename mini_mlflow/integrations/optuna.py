@@ -128,11 +128,15 @@ class MiniMlflowCallback:
 
         @functools.wraps(objective)
         def tracked(trial: Any) -> Any:
-            run = self.run_for(trial)
+            try:
+                run: Run | None = self.run_for(trial)
+            except Exception as exc:  # tracking must not cost the trial
+                warn_once("optuna", "starting a trial's run", exc)
+                run = None
             try:
                 return objective(trial)
             except Exception as exc:
-                if type(exc).__name__ != "TrialPruned":
+                if run is not None and type(exc).__name__ != "TrialPruned":
                     try:
                         log_params(run, trial.params, "optuna")
                         run.set_tag("optuna.state", "FAIL")
