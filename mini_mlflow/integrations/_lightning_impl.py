@@ -85,6 +85,7 @@ class LoggerImpl:
         self._exception: BaseException | None = None
         self._linked: set[str] = set()
         self._callback: Any = None
+        self._keys: dict[str, str] = {}  # Lightning's metric name → our key, made once
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -161,12 +162,15 @@ class LoggerImpl:
         if _rank() != 0:
             return
         run = self._run if self._run is not None and self._run.status == "RUNNING" else self._open()
-        prefix = self._prefix
+        keys = self._keys
         values = {}
         for key, value in metrics.items():
             number = as_number(value)
             if number is not None:
-                values[safe_key(f"{prefix}/{key}" if prefix else key)] = number
+                name = keys.get(key)
+                if name is None:
+                    name = keys[key] = safe_key(f"{self._prefix}/{key}" if self._prefix else key)
+                values[name] = number
         if step is None:
             step = 0 if self._last_step is None else self._last_step
         if self._resuming:

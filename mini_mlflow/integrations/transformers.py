@@ -63,6 +63,7 @@ class MiniMlflowCallback(TrainerCallback, ExportableState):  # type: ignore[misc
         #: The open run (world process zero, between train begin and end).
         self.run: Run | None = None
         self._resuming = False
+        self._keys: dict[str, str] = {}
 
     def state(self) -> dict[str, Any]:
         """What the Trainer keeps in ``trainer_state.json`` and gives back on resume."""
@@ -131,10 +132,14 @@ class MiniMlflowCallback(TrainerCallback, ExportableState):  # type: ignore[misc
         run = self._open(args)
         step = state.global_step
         metrics = {}
+        keys = self._keys
         for key, value in logs.items():
             number = as_number(value)
             if number is not None:
-                metrics[safe_key(key)] = number
+                name = keys.get(key)
+                if name is None:
+                    name = keys[key] = safe_key(key)
+                metrics[name] = number
         if self._resuming:
             self._resuming = False
             record_resume(run, step - 1)
