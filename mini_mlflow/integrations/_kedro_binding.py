@@ -16,6 +16,7 @@ from typing import Any
 from .._errors import InvalidInputError
 from ..store import _operations
 from ..store._files import open_binary
+from ..write import _registry
 from ..write._run import Run
 from ._runs import open_run, store_root
 
@@ -31,8 +32,8 @@ def bind_run(run: Run | None) -> None:
         _bound = run
 
 
-def bound_run() -> Run:
-    """The bound run; without one (no hook), a run opened on first use and ended at exit."""
+def bound_run(runs_dir: str | None = None) -> Run:
+    """The bound run; without one (no hook), a run opened on first use (in ``runs_dir``), ended at exit."""
     global _lazy
     run = _bound
     if run is not None and run.status == "RUNNING":
@@ -41,7 +42,7 @@ def bound_run() -> Run:
         if _bound is not None and _bound.status == "RUNNING":
             return _bound
         if _lazy is None or _lazy.status != "RUNNING":
-            _lazy = open_run(tags={"kedro.opened_by": "dataset"})
+            _lazy = open_run(runs_dir=runs_dir, tags={"kedro.opened_by": "dataset"})
         return _lazy
 
 
@@ -68,12 +69,12 @@ class RunAccess:
         """The run to save into: ``run_id``'s run (resumed, then ended as it was) or the bound run."""
         run_id = self._run_id
         if run_id is None:
-            yield bound_run()
+            yield bound_run(self._runs_dir)
             return
-        current = _bound
-        if current is not None and current.run_id == run_id:
-            yield current
-            return
+        for current in [_bound, *_registry.open_runs()]:  # a run this process has open: use it as is
+            if current is not None and current.run_id == run_id and current.status == "RUNNING":
+                yield current
+                return
         from ..read._reader import Store
 
         root = store_root(self._runs_dir)

@@ -308,3 +308,19 @@ def mm_run(root: Path, run_id: str) -> dict[str, Any]:
     import mini_mlflow as mm
 
     return mm.Store(root).get_run(run_id)
+
+
+def test_saving_by_run_id_leaves_the_runs_status_as_it_was(store: Path) -> None:
+    import mini_mlflow as mm
+
+    with Run(runs_dir=store) as finished:
+        pass
+    MiniMlflowMetricsDataset(run_id=finished.run_id, runs_dir=str(store)).save({"late": 1.0})
+    got = mm.Store(store).get_run(finished.run_id)
+    assert got["metadata"]["status"] == "FINISHED" and got["metrics"] == {"late": 1.0}
+    with Run(runs_dir=store) as live:
+        MiniMlflowResultDataset(run_id=live.run_id, runs_dir=str(store)).save({"acc": 0.5})
+        assert (
+            mm.Store(store).get_run(live.run_id)["metadata"]["status"] == "RUNNING"
+        )  # not ended by the save
+        assert live.status == "RUNNING"
