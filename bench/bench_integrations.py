@@ -291,6 +291,7 @@ def bench_keras(quick: bool, tmp: str) -> None:
         medians["mini_mlflow"],
         medians["no callback"],
     )
+    shared_run.end()
 
 
 def bench_boosting(quick: bool, tmp: str) -> None:
@@ -380,6 +381,7 @@ def bench_boosting(quick: bool, tmp: str) -> None:
             medians["ours"],
             medians["none"],
         )
+    shared_run.end()
 
 
 def bench_optuna(quick: bool, tmp: str) -> None:
