@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 BENCH_VENV ?= .venv-bench
+TORCH_VENV ?= .venv-torch
 
-.PHONY: demo test bench lint soak clean ui browser screenshots
+.PHONY: demo test test-torch bench lint soak clean ui browser screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +15,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
+# The dev environment carries the default tier of framework integrations (Optuna, Hydra, Kedro,
+# XGBoost, LightGBM: about 20 s to install); the torch tier has its own environment (test-torch).
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,integrations]'
 	touch $(VENV)/.installed $@
 
 demo: $(VENV)/.installed
@@ -23,8 +26,20 @@ demo: $(VENV)/.installed
 	$(BIN)/mini-mlflow ls -e quickstart
 	$(BIN)/mini-mlflow show $$($(BIN)/mini-mlflow ls -e quickstart --json | $(BIN)/python -c "import json,sys; print(json.load(sys.stdin)['runs'][0]['run_id'])") -m val/mse
 
+# INTEGRATION_TESTS_REQUIRED: a framework of the default tier that is missing fails its tests here,
+# instead of skipping them.
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -q
+	INTEGRATION_TESTS_REQUIRED=default $(BIN)/python -m pytest -q
+
+# The torch tier of the integration tests (Lightning, Transformers, Keras on torch) in its own
+# environment, so that the default one stays light: torch==2.13.0 is the CPU build on these machines.
+$(TORCH_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/pip install --quiet -e '.[integrations-torch]' 'pytest>=8' 'pytest-timeout>=2.3'
+	touch $@
+
+test-torch: $(TORCH_VENV)/.installed
+	KERAS_BACKEND=torch INTEGRATION_TESTS_REQUIRED=torch $(TORCH_VENV)/bin/python -m pytest -q tests/integrations_torch
 
 # The local web page over the demo store (made by `make demo` if it is not there yet); Ctrl-C stops.
 ui: $(VENV)/.installed
@@ -75,4 +90,4 @@ soak: $(BENCH_VENV)/.installed
 	mv bench/SOAK.md.new bench/SOAK.md; cat bench/SOAK.md; exit $$status
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) mlruns .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) $(TORCH_VENV) mlruns .pytest_cache .mypy_cache .ruff_cache

@@ -165,6 +165,22 @@ SPECS: tuple[_Spec, ...] = (
         "WARNING",
         "level of mini_mlflow's own log messages",
     ),
+    _Spec(
+        "system_metrics",
+        "MINI_MLFLOW_SYSTEM_METRICS",
+        _bool,
+        "true or false (1/0, yes/no)",
+        False,
+        "sample CPU, memory, disk, network and NVIDIA GPU use as system/... metrics (global rank 0 only)",
+    ),
+    _Spec(
+        "system_metrics_interval",
+        "MINI_MLFLOW_SYSTEM_METRICS_INTERVAL",
+        _positive_float,
+        _SECONDS,
+        10.0,
+        "seconds between two samples of the system metrics",
+    ),
 )
 #: Variables read elsewhere (not run settings), known so that they are not warned about.
 OTHER_VARIABLES = (
@@ -206,6 +222,10 @@ class Settings(NamedTuple):
     offline: bool = False
     #: Level of mini_mlflow's own log messages.
     log_level: str = "WARNING"
+    #: Sample system metrics (CPU, memory, disk, network, GPUs) into the run on a background thread.
+    system_metrics: bool = False
+    #: Seconds between two samples of the system metrics.
+    system_metrics_interval: float = 10.0
 
 
 _warned_unknown: set[str] = set()

@@ -23,6 +23,7 @@ STAGES = [
     ("mini_mlflow.write",),  # live runs: buffer, writer thread (online mode starts sync)
     ("mini_mlflow.api",),  # the faces
     ("mini_mlflow.mlflow_plugin",),  # MLflow's own client and server on the store (MLflow loads it)
+    ("mini_mlflow.integrations",),  # frameworks' hooks, on the public Run API (never imported by the package)
     ("mini_mlflow.ui",),  # the local web page (reads the store; the CLI starts it)
     ("mini_mlflow.cli",),
     ("mini_mlflow", "mini_mlflow.__main__", "mini_mlflow.entities", "mini_mlflow.tracking"),  # public

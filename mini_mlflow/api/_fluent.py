@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._config import claim_attached_run_id
+from .._config import claim_attached_run_id, resolve
 from .._errors import ActiveRunExistsError, InvalidInputError, NoActiveRunError
 from ..store._layout import normalize_experiment_id, validate_run_id
 from ..write import _registry
@@ -75,29 +75,23 @@ def start_run(
     all_tags = dict(tags or {})
     if description is not None:
         all_tags["mlflow.note.content"] = description
+    root = get_tracking_dir()
+    if log_system_metrics is None and _system_metrics_on:
+        log_system_metrics = True
     run = Run(
         run_id=run_id,
         experiment_id=experiment_id,
         name=run_name,
-        runs_dir=get_tracking_dir(),
+        runs_dir=root,
         tags=all_tags,
         parent_run_id=parent_run_id or (parent.run_id if parent is not None else None),
+        # None leaves MINI_MLFLOW_SYSTEM_METRICS in charge; True/False overrides it for this run
+        settings=None
+        if log_system_metrics is None
+        else resolve(tracking_dir=root, system_metrics=log_system_metrics),
     )
     _registry.push(run)
-    if log_system_metrics or (log_system_metrics is None and _system_metrics_on):
-        _start_system_metrics(run)
     return run
-
-
-def _start_system_metrics(run: Run) -> None:
-    import importlib
-
-    try:  # the sampler (write/_system_metrics) is not part of this commit yet
-        sampler = importlib.import_module("mini_mlflow.write._system_metrics")
-    except ImportError:  # never fail the run over it: say so
-        warnings.warn("mini_mlflow: system metrics are not available here", RuntimeWarning, stacklevel=3)
-        return
-    sampler.start_system_metrics(run)
 
 
 def active_run() -> Run | None:

@@ -210,8 +210,12 @@ class Store:
     def metric_keys(self, run_id: str, run_dir: str | None = None) -> list[str]:
         return walk_keys(os.path.join(run_dir or self.find_run(run_id), "metrics"), METRIC_SUFFIX)[0]
 
-    def get_metric_history(self, run_id: str, key: str) -> MetricHistory:
-        """Every point of a metric in the order it was logged."""
+    def get_metric_history(self, run_id: str, key: str, *, include_superseded: bool = False) -> MetricHistory:
+        """Every point of a metric in the order it was logged.
+
+        Points that a resume from a checkpoint superseded (see ``resumes.json`` in docs/format.md)
+        are left out unless ``include_superseded``.
+        """
         try:
             validate_key(key, "metric key")
         except InvalidInputError:
@@ -235,6 +239,12 @@ class Store:
         finally:
             os.close(fd)
         history.skipped_lines += torn  # a torn last line: the writer died mid-write
+        if not include_superseded:
+            from ._resumes import drop_superseded, load_resumes
+
+            resumes = load_resumes(rdir)
+            if resumes:
+                history = drop_superseded(history, resumes)
         return history
 
 

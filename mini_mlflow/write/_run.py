@@ -42,6 +42,7 @@ from ._writer import WRITER
 if TYPE_CHECKING:
     from ..read._entities import Run as EntityRun
     from ..read._entities import RunData, RunInfo, RunInputs
+    from ._system_metrics import SystemMetricsHandle
 
 _time = time.time
 _CLOSED: frozenset[str] = frozenset()  # the key set of an ended run: every log call takes the slow path
@@ -148,6 +149,11 @@ class Run:
             from ._online import start_background  # online mode; imported only when asked for
 
             start_background(self)
+        self._system_metrics: SystemMetricsHandle | None = None
+        if self._settings.system_metrics:
+            from ._system_metrics import start_system_metrics  # imported only when asked for
+
+            self._system_metrics = start_system_metrics(self)
 
     def __repr__(self) -> str:
         return f"<Run {self.run_id} name={self.name!r} experiment={self.experiment_id} {self.status}>"
@@ -213,7 +219,10 @@ class Run:
     def _new_metric_key(self, key: str) -> None:
         self._check_open()
         validate_key(key, "metric key")
-        self._metric_keys.add(key)  # type: ignore[union-attr]
+        keys = self._metric_keys
+        if keys is _CLOSED:  # end() on another thread is closing the run: a clear error, not a frozenset's
+            raise RunEndedError(f"Cannot log to run {self.run_id}: it is ending")
+        keys.add(key)  # type: ignore[union-attr]
 
     def _check_open(self) -> None:
         if self.status != "RUNNING":
@@ -369,6 +378,9 @@ class Run:
                 data), so ``end`` can be called again once the cause is fixed.
         """
         status = check_status(status)
+        sampler = self._system_metrics
+        if sampler is not None and self.status == "RUNNING":
+            sampler.stop()  # before the end lock: its thread may be logging this very moment
         # _lock_timeout bounds every wait when ending from a signal handler, which may have
         # interrupted this very thread inside a drain.
         acquired = False

@@ -1,0 +1,466 @@
+"""Integrations benchmark: µs that each framework integration adds per step, beside no logger and peers.
+
+Two measures per framework, side by side in one process:
+- per call: the integration's hook called as the framework calls it (Lightning: ``log_metrics`` and
+  then ``save`` on every step), median over batches of calls;
+- end to end (Lightning, Keras, XGBoost, LightGBM): the same training with no logger, ours and each
+  peer installed here, rounds interleaved, median wall time per step; "added" is against no logger.
+Frameworks or peers that are not installed are listed as not measured. System metrics: the sampling
+thread's CPU time per sample, as a share of one core at the default interval.
+
+    python bench/bench_integrations.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import io
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+import mini_mlflow as mm  # noqa: E402
+
+warnings.filterwarnings("ignore")
+logging.disable(logging.WARNING)
+os.environ.setdefault("KERAS_BACKEND", "torch")
+os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+ROWS: list[str] = []
+NOT_MEASURED: list[str] = []
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def have(*modules: str) -> bool:
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # ImportError, or a framework that fails to import here
+            NOT_MEASURED.append(f"{module} ({type(exc).__name__})")
+            return False
+    return True
+
+
+def per_call_us(call: Callable[[int], None], n: int, reps: int = 5) -> float:
+    """Median over ``reps`` batches of ``n`` calls of the cost of one call, in µs."""
+    samples = []
+    step = 0
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            call(step)
+            step += 1
+        samples.append((time.perf_counter() - t0) / n * 1e6)
+    return statistics.median(samples)
+
+
+def end_to_end(setups: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
+    """Median seconds per step of each setup, rounds interleaved so that drift hits them all alike."""
+    times: dict[str, list[float]] = {name: [] for name in setups}
+    for _ in range(rounds):
+        for name, run in setups.items():
+            times[name].append(run())
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def row(
+    framework: str, logger: str, call_us: float | None, step_s: float | None, base_s: float | None
+) -> None:
+    call = f"{call_us:.1f}" if call_us is not None else "–"
+    if step_s is None or base_s is None:
+        ROWS.append(f"| {framework} | {logger} | {call} | – | – | – |")
+        return
+    added = (step_s - base_s) * 1e6
+    share = 100 * added / (base_s * 1e6)
+    ROWS.append(f"| {framework} | {logger} | {call} | {step_s * 1e6:.0f} | {added:+.0f} | {share:+.1f}% |")
+
+
+@contextlib.contextmanager
+def quiet() -> Any:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
+# -- Lightning -------------------------------------------------------------------------------------
+
+
+def bench_lightning(quick: bool, tmp: str) -> None:
+    if not have("torch", "lightning"):
+        return
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.demos.boring_classes import BoringModel
+    from lightning.pytorch.loggers import CSVLogger
+
+    from mini_mlflow.integrations.lightning import MiniMlflowLogger
+
+    steps = 300 if quick else 2000
+    rounds = 3 if quick else 5
+
+    class Model(BoringModel):
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            out = super().training_step(batch, batch_idx)
+            self.log("train_loss", out["loss"])
+            return out
+
+    def make_loggers() -> dict[str, Callable[[], Any]]:
+        from lightning.pytorch.loggers.logger import Logger
+
+        class NullLogger(Logger):  # Lightning's own cost of having a logger at all
+            name, version = "null", 0
+
+            def log_metrics(self, metrics: Any, step: Any = None) -> None:
+                pass
+
+            def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+                pass
+
+        made: dict[str, Callable[[], Any]] = {
+            "no logger": lambda: False,
+            "a logger that does nothing": NullLogger,
+            "mini_mlflow": lambda: MiniMlflowLogger(runs_dir=os.path.join(tmp, "mm")),
+            "CSVLogger": lambda: CSVLogger(os.path.join(tmp, "csv")),
+        }
+        try:
+            from lightning.pytorch.loggers import MLFlowLogger
+
+            importlib.import_module("mlflow")
+            made["MLFlowLogger"] = lambda: MLFlowLogger(tracking_uri="file:" + os.path.join(tmp, "mlflow"))
+        except Exception:
+            NOT_MEASURED.append("MLFlowLogger (mlflow not installed)")
+        try:
+            from dvclive.lightning import DVCLiveLogger
+
+            made["DVCLiveLogger"] = lambda: DVCLiveLogger(
+                dir=os.path.join(tmp, f"dvc{time.time_ns()}"), save_dvc_exp=False
+            )
+        except Exception:
+            NOT_MEASURED.append("DVCLiveLogger (dvclive not installed)")
+        return made
+
+    loggers = make_loggers()
+
+    def fit(make: Callable[[], Any]) -> Callable[[], float]:
+        def run() -> float:
+            trainer = Trainer(
+                max_steps=steps,
+                logger=make(),
+                log_every_n_steps=1,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                accelerator="cpu",
+            )
+            model = Model()
+            with quiet():
+                t0 = time.perf_counter()
+                trainer.fit(model)
+                took = time.perf_counter() - t0
+            return took / steps
+
+        return run
+
+    log(f"lightning: {steps} steps x {rounds} rounds x {len(loggers)} loggers")
+    medians = end_to_end({name: fit(make) for name, make in loggers.items()}, rounds)
+    for name, make in loggers.items():
+        call = None
+        if name != "no logger":
+            logger = make()
+            metrics = {"train_loss": 0.5, "epoch": 0}
+
+            def one(step: int, logger: Any = logger, metrics: dict[str, float] = metrics) -> None:
+                logger.log_metrics(metrics, step=step)
+                logger.save()
+
+            with quiet():
+                call = per_call_us(one, 200 if quick else 1000)
+                with contextlib.suppress(Exception):
+                    logger.finalize("success")
+        row("Lightning (BoringModel)", name, call, medians[name], medians["no logger"])
+
+
+# -- Transformers, Keras, Optuna: the hook as the framework calls it ---------------------------------
+
+
+def bench_transformers(quick: bool, tmp: str) -> None:
+    if not have("torch", "transformers"):
+        return
+    from transformers import TrainerControl, TrainerState
+
+    from mini_mlflow.integrations.transformers import MiniMlflowCallback
+
+    state, control = TrainerState(), TrainerControl()
+    state.is_world_process_zero = True
+    logs = {"loss": 0.5, "grad_norm": 1.2, "learning_rate": 1e-4, "epoch": 0.1}
+    ours = MiniMlflowCallback(runs_dir=os.path.join(tmp, "hf"))
+
+    class Args:
+        run_name = None
+        output_dir = tmp
+
+    ours._open(Args())
+
+    def call(step: int) -> None:
+        state.global_step = step
+        ours.on_log(Args(), state, control, logs=dict(logs))
+
+    row(
+        "Transformers (on_log, logging_steps=1)",
+        "mini_mlflow",
+        per_call_us(call, 200 if quick else 2000),
+        None,
+        None,
+    )
+    assert ours.run is not None
+    ours.run.end()
+    try:
+        import mlflow
+        from transformers.integrations import MLflowCallback
+
+        mlflow.set_tracking_uri("file:" + os.path.join(tmp, "hf-mlflow"))
+        theirs = MLflowCallback()
+        theirs._initialized = True
+        theirs._ml_flow = mlflow
+        theirs._async_log = True
+        mlflow.start_run()
+
+        def peer(step: int) -> None:
+            state.global_step = step
+            theirs.on_log(Args(), state, control, logs=dict(logs))
+
+        row(
+            "Transformers (on_log, logging_steps=1)",
+            "MLflowCallback",
+            per_call_us(peer, 50 if quick else 200),
+            None,
+            None,
+        )
+        mlflow.end_run()
+    except Exception as exc:
+        NOT_MEASURED.append(f"transformers MLflowCallback ({type(exc).__name__})")
+
+
+def bench_keras(quick: bool, tmp: str) -> None:
+    if not have("torch", "keras"):
+        return
+    import keras
+    import numpy as np
+
+    from mini_mlflow.integrations.keras import MiniMlflowCallback
+
+    x = np.random.default_rng(0).normal(size=(4096, 8)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    epochs = 1 if quick else 3
+    steps = epochs * (4096 // 32)
+    # One run for every round, opened outside the timing: what is measured is the per-batch cost.
+    shared_run = mm.Run(runs_dir=os.path.join(tmp, "keras"))
+
+    def fit(callbacks: Callable[[], list[Any]]) -> Callable[[], float]:
+        def run() -> float:
+            t0 = time.perf_counter()
+            model.fit(x, y, epochs=epochs, batch_size=32, callbacks=callbacks(), verbose=0)
+            return (time.perf_counter() - t0) / steps
+
+        return run
+
+    medians = end_to_end(
+        {
+            "no callback": fit(lambda: []),
+            "mini_mlflow": fit(lambda: [MiniMlflowCallback(shared_run)]),
+        },
+        3 if quick else 5,
+    )
+    row(
+        "Keras 3, torch backend (per batch)",
+        "mini_mlflow",
+        None,
+        medians["mini_mlflow"],
+        medians["no callback"],
+    )
+    shared_run.end()
+
+
+def bench_boosting(quick: bool, tmp: str) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 10))
+    y = x[:, 0] * 2 + rng.normal(size=2000)
+    rounds = 50 if quick else 200
+    # One run for every round, opened outside the timing (a run's start and end, fsync included, are
+    # a few ms: amortised over a short training they would dwarf the per-round cost measured here).
+    shared_run = mm.Run(runs_dir=os.path.join(tmp, "boosting"))
+    if have("xgboost"):
+        import xgboost as xgb
+
+        from mini_mlflow.integrations.xgboost import MiniMlflowCallback
+
+        data = xgb.DMatrix(x, label=y)
+
+        def train(callbacks: Callable[[], list[Any]]) -> Callable[[], float]:
+            def run() -> float:
+                t0 = time.perf_counter()
+                xgb.train(
+                    {"max_depth": 3},
+                    data,
+                    rounds,
+                    evals=[(data, "train")],
+                    callbacks=callbacks(),
+                    verbose_eval=False,
+                )
+                return (time.perf_counter() - t0) / rounds
+
+            return run
+
+        medians = end_to_end(
+            {
+                "none": train(lambda: []),
+                "ours": train(lambda: [MiniMlflowCallback(shared_run)]),
+            },
+            3 if quick else 5,
+        )
+        callback = MiniMlflowCallback(shared_run)
+        evals_log = {"train": {"rmse": [0.5]}, "valid": {"rmse": [0.6]}}
+        call = per_call_us(lambda i: callback.after_iteration(None, i, evals_log), 1000 if quick else 10000)
+        row("XGBoost (per round)", "mini_mlflow", call, medians["ours"], medians["none"])
+    if have("lightgbm"):
+        import lightgbm as lgb
+
+        from mini_mlflow.integrations.lightgbm import mini_mlflow_callback
+
+        def train_lgb(callbacks: Callable[[], list[Any]]) -> Callable[[], float]:
+            def run() -> float:
+                data = lgb.Dataset(x, label=y)
+                t0 = time.perf_counter()
+                lgb.train({"verbose": -1}, data, rounds, valid_sets=[data], callbacks=callbacks())
+                return (time.perf_counter() - t0) / rounds
+
+            return run
+
+        medians = end_to_end(
+            {
+                "none": train_lgb(lambda: []),
+                "ours": train_lgb(lambda: [mini_mlflow_callback(shared_run)]),
+            },
+            3 if quick else 5,
+        )
+        from types import SimpleNamespace
+
+        lgb_callback = mini_mlflow_callback(shared_run)
+        results = [("training", "l2", 0.5, False), ("valid_0", "l2", 0.6, False)]
+
+        def one(i: int) -> None:
+            lgb_callback(
+                SimpleNamespace(
+                    iteration=i + 1,
+                    begin_iteration=0,
+                    end_iteration=10**9,
+                    params={},
+                    evaluation_result_list=results,
+                )
+            )
+
+        row(
+            "LightGBM (per round)",
+            "mini_mlflow",
+            per_call_us(one, 1000 if quick else 10000),
+            medians["ours"],
+            medians["none"],
+        )
+    shared_run.end()
+
+
+def bench_optuna(quick: bool, tmp: str) -> None:
+    if not have("optuna"):
+        return
+    import optuna
+
+    from mini_mlflow.integrations.optuna import MiniMlflowCallback
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    trials = 50 if quick else 200
+
+    def study(callbacks: Callable[[], list[Any]]) -> Callable[[], float]:
+        def run() -> float:
+            s = optuna.create_study()
+            t0 = time.perf_counter()
+            s.optimize(lambda t: t.suggest_float("x", 0, 1) ** 2, n_trials=trials, callbacks=callbacks())
+            return (time.perf_counter() - t0) / trials
+
+        return run
+
+    medians = end_to_end(
+        {
+            "none": study(lambda: []),
+            "ours": study(lambda: [MiniMlflowCallback(runs_dir=os.path.join(tmp, "optuna"))]),
+        },
+        3,
+    )
+    row("Optuna (per trial: a child run each)", "mini_mlflow", None, medians["ours"], medians["none"])
+
+
+def bench_system_metrics(quick: bool, tmp: str) -> str:
+    from mini_mlflow.write._system_metrics import start_system_metrics
+
+    samples = 20 if quick else 100
+    with mm.Run(runs_dir=os.path.join(tmp, "sys")) as run:
+        handle = start_system_metrics(run, 0.01)
+        while handle.samples < samples:
+            time.sleep(0.01)
+        handle.stop()
+    per_sample = handle.cpu_seconds / handle.samples
+    share = per_sample / 10.0  # the default interval
+    gpus = handle.sampler.gpu_count if handle.sampler else 0
+    return (
+        f"System metrics: {per_sample * 1e6:.0f} µs of CPU per sample ({handle.samples} samples, "
+        f"{gpus} GPUs), i.e. {share * 100:.4f}% of one core at the default 10 s interval "
+        "(target: at most 0.1%)."
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-integrations-") as tmp:
+        os.chdir(tmp)  # DVCLive writes dvc.yaml and .dvc/ into the working folder, Lightning lightning_logs/
+        for part in (bench_lightning, bench_transformers, bench_keras, bench_boosting, bench_optuna):
+            log(f"== {part.__name__}")
+            try:
+                part(args.quick, tmp)
+            except Exception as exc:  # one framework's trouble must not lose the others' numbers
+                NOT_MEASURED.append(f"{part.__name__} failed: {type(exc).__name__}: {exc}")
+        system = bench_system_metrics(args.quick, tmp)
+    print("## Framework integrations\n")
+    print(
+        "µs per call: the hook as the framework calls it (Lightning: `log_metrics` then `save`). Per step: "
+        "median wall time of the same training with each logger, rounds interleaved; added: against no "
+        "logger (at this size the noise between rounds is of the same order as small differences).\n"
+    )
+    print("| framework | logger | µs per call | µs per step | added µs per step | added |")
+    print("|---|---|---|---|---|---|")
+    for line in ROWS:
+        print(line)
+    print()
+    print(system)
+    if NOT_MEASURED:
+        print("\nNot measured here: " + "; ".join(sorted(set(NOT_MEASURED))) + ".")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

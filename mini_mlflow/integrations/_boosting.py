@@ -1,0 +1,109 @@
+"""Integrations: what the XGBoost and LightGBM callbacks share: eval metrics per iteration, the best one."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from ..write._run import Run
+from ._runs import open_run
+from ._values import as_number, safe_key
+
+
+class EvalLogger:
+    """Logs ``<data>-<metric>`` at step = iteration and follows the best iteration of one metric.
+
+    The best is judged on the first metric of the last evaluation set, as the boosters' own early
+    stopping does by default; it is logged as the metrics ``best_iteration`` and ``best_score``
+    each time it improves (cheap, and their last values are the answer even when training stops
+    early and no "end" hook runs).
+    """
+
+    def __init__(
+        self,
+        run: Run | None,
+        experiment: str | int | None,
+        run_name: str | None,
+        runs_dir: str | os.PathLike[str] | None,
+        framework: str,
+    ) -> None:
+        self._given = run
+        self._experiment = experiment
+        self._run_name = run_name
+        self._runs_dir = runs_dir
+        self._framework = framework
+        self.run: Run | None = run
+        self._best: tuple[float, int] | None = None
+        self._keys: dict[tuple[str, str], str] = {}
+
+    def open(self) -> Run:
+        """The run to log to: the one given, else a new one (made on first use)."""
+        if self.run is None or (self._given is None and self.run.status != "RUNNING"):
+            self.run = open_run(
+                experiment=self._experiment,
+                run_name=self._run_name,
+                runs_dir=self._runs_dir,
+                tags={"mini_mlflow.framework": self._framework},
+            )
+            self._best = None
+        return self.run
+
+    def owns_run(self) -> bool:
+        return self._given is None
+
+    def key(self, data: str, metric: str) -> str:
+        key = self._keys.get((data, metric))
+        if key is None:
+            key = self._keys[(data, metric)] = safe_key(f"{data}-{metric}")
+        return key
+
+    def log(self, iteration: int, results: Sequence[tuple[str, str, Any, bool | None]]) -> None:
+        """Log one iteration: ``(data, metric, value, higher_is_better or None)`` per result.
+
+        A value may be a ``(mean, std)`` pair (cross-validation): logged as ``-mean`` and ``-std``.
+        """
+        run = self.open()
+        metrics: dict[str, float] = {}
+        for data, metric, value, _higher in results:
+            key = self.key(data, metric)
+            if isinstance(value, tuple):
+                mean, std = as_number(value[0]), as_number(value[1])
+                if mean is not None:
+                    metrics[key + "-mean"] = mean
+                if std is not None:
+                    metrics[key + "-std"] = std
+            else:
+                number = as_number(value)
+                if number is not None:
+                    metrics[key] = number
+        if metrics:
+            run.log_metrics(metrics, step=iteration)
+        self._judge(iteration, results)
+
+    def _judge(self, iteration: int, results: Sequence[tuple[str, str, Any, bool | None]]) -> None:
+        if not results:
+            return
+        last_data = results[-1][0]
+        _data, metric, value, higher = next(r for r in results if r[0] == last_data)
+        number = as_number(value[0] if isinstance(value, tuple) else value)
+        if number is None or number != number:  # NaN never counts as an improvement
+            return
+        higher = higher if higher is not None else _higher_is_better(metric)
+        best = self._best
+        if best is None or (number > best[0] if higher else number < best[0]):
+            self._best = (number, iteration)
+            assert self.run is not None
+            self.run.log_metrics({"best_iteration": float(iteration), "best_score": number}, step=iteration)
+
+    def best_iteration(self) -> int | None:
+        return None if self._best is None else self._best[1]
+
+
+#: Metric names (XGBoost's and LightGBM's) where a larger value is better.
+_HIGHER_IS_BETTER = ("auc", "aucpr", "map", "ndcg", "pre", "average_precision", "accuracy")
+
+
+def _higher_is_better(metric: str) -> bool:
+    name = metric.split("@", 1)[0].lower()
+    return name in _HIGHER_IS_BETTER

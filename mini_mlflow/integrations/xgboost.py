@@ -1,0 +1,101 @@
+"""Integrations: XGBoost. Eval metrics at step = boosting iteration, the best iteration, the booster's config.
+
+Usage::
+
+    from mini_mlflow.integrations.xgboost import MiniMlflowCallback
+
+    xgb.train(params, dtrain, 100, evals=[(dvalid, "valid")], callbacks=[MiniMlflowCallback(run)])
+
+Works with ``xgb.train``, ``xgb.cv`` (``-mean``/``-std`` metrics) and the scikit-learn wrappers
+(``callbacks=`` of the estimator).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import xgboost
+
+from ..write._run import Run
+from ._boosting import EvalLogger
+from ._safety import guarded
+
+__all__ = ["MiniMlflowCallback"]
+
+
+class MiniMlflowCallback(xgboost.callback.TrainingCallback):  # type: ignore[misc]
+    """An XGBoost ``TrainingCallback`` logging to a mini_mlflow run.
+
+    Each iteration logs ``<eval set>-<metric>`` (e.g. ``valid-rmse``) at step = iteration, NumPy
+    values cast to float. ``best_iteration`` and ``best_score`` follow the first metric of the last
+    eval set; at the end, XGBoost's own best iteration (early stopping) is the tag
+    ``xgboost.best_iteration`` and the booster's config is the artifact ``xgboost/config.json``.
+
+    Args:
+        run: The run to log to (left open at the end). None: a new run per training, ended FINISHED.
+        experiment: Experiment name or id for a new run.
+        run_name: Name of a new run.
+        runs_dir: Store root for a new run.
+        log_model: Also save the trained booster as ``xgboost/model.json``.
+    """
+
+    def __init__(
+        self,
+        run: Run | None = None,
+        *,
+        experiment: str | int | None = None,
+        run_name: str | None = None,
+        runs_dir: str | os.PathLike[str] | None = None,
+        log_model: bool = False,
+    ) -> None:
+        super().__init__()
+        self._logger = EvalLogger(run, experiment, run_name, runs_dir, "xgboost")
+        self._log_model = log_model
+
+    @property
+    def run(self) -> Run | None:
+        """The run logged to (None before training when no run was given)."""
+        return self._logger.run
+
+    @guarded("xgboost", "starting the run")
+    def _start(self) -> None:
+        self._logger.open()
+
+    def before_training(self, model: Any) -> Any:
+        self._start()
+        return model
+
+    def after_iteration(self, model: Any, epoch: int, evals_log: dict[str, dict[str, list[Any]]]) -> bool:
+        self._log(epoch, evals_log)
+        return False  # never asks to stop
+
+    @guarded("xgboost", "logging an iteration")
+    def _log(self, epoch: int, evals_log: dict[str, dict[str, list[Any]]]) -> None:
+        results = [
+            (data, metric, values[-1], None)
+            for data, metrics in evals_log.items()
+            for metric, values in metrics.items()
+            if values
+        ]
+        self._logger.log(epoch, results)
+
+    def after_training(self, model: Any) -> Any:
+        self._finish(model)
+        return model
+
+    @guarded("xgboost", "ending the run")
+    def _finish(self, model: Any) -> None:
+        run = self._logger.run
+        if run is None or run.status != "RUNNING":
+            return
+        save_config = getattr(model, "save_config", None)
+        if save_config is not None:  # xgb.cv passes a pack of boosters, which has none of this
+            if "best_iteration" in model.attributes():  # set by early stopping
+                run.set_tag("xgboost.best_iteration", int(model.best_iteration))
+            run.log_dict(json.loads(save_config()), "xgboost/config.json")
+            if self._log_model:
+                run.log_text(model.save_raw("json").decode("utf-8"), "xgboost/model.json")
+        if self._logger.owns_run():
+            run.end("FINISHED")

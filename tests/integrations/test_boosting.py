@@ -1,0 +1,197 @@
+"""XGBoost and LightGBM: eval metrics at step = iteration as plain floats, the best iteration, real training."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+from mini_mlflow import Run
+
+from .helpers import history, need, runs_of
+
+np = need("numpy")
+
+
+def _data(seed: int = 0, rows: int = 2000) -> tuple[object, object]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, 10))
+    y = x[:, 0] * 2.0 + x[:, 1] - x[:, 2] * 0.5 + rng.normal(scale=0.5, size=rows)
+    return x, y
+
+
+# -- XGBoost -------------------------------------------------------------------------------------------
+
+
+def test_xgboost_logs_each_eval_metric_at_its_iteration(store: Path) -> None:
+    xgb = need("xgboost")
+    from mini_mlflow.integrations.xgboost import MiniMlflowCallback
+
+    x, y = _data()
+    train, valid = xgb.DMatrix(x[:1500], label=y[:1500]), xgb.DMatrix(x[1500:], label=y[1500:])
+    recorded: dict[str, dict[str, list[float]]] = {}
+    with Run(runs_dir=store) as run:
+        xgb.train(
+            {"max_depth": 3, "eta": 0.3, "eval_metric": ["rmse", "mae"]},
+            train,
+            30,
+            evals=[(train, "train"), (valid, "valid")],
+            evals_result=recorded,
+            callbacks=[MiniMlflowCallback(run, log_model=True)],
+            verbose_eval=False,
+        )
+        assert run.status == "RUNNING"  # a run that was given is left open
+    for data in ("train", "valid"):
+        for metric in ("rmse", "mae"):
+            points = history(store, run.run_id, f"{data}-{metric}")
+            assert points == list(enumerate(recorded[data][metric]))  # step = iteration, exact values
+    rmse = recorded["valid"]["rmse"]
+    best = min(range(30), key=lambda i: (rmse[i], i))
+    assert history(store, run.run_id, "best_iteration")[-1] == (best, float(best))
+    assert history(store, run.run_id, "best_score")[-1] == (best, rmse[best])
+    artifacts = Path(run.run_dir) / "artifacts" / "xgboost"
+    assert (artifacts / "config.json").is_file() and (artifacts / "model.json").is_file()
+
+
+def test_xgboost_early_stopping_records_its_best_iteration_and_ends_its_own_run(store: Path) -> None:
+    xgb = need("xgboost")
+    from mini_mlflow.integrations.xgboost import MiniMlflowCallback
+
+    x, y = _data(1)
+    # Labels of the validation set that are noise: the validation error stops improving early.
+    train = xgb.DMatrix(x[:1000], label=y[:1000])
+    valid = xgb.DMatrix(x[1000:], label=np.random.default_rng(5).normal(size=1000))
+    callback = MiniMlflowCallback(experiment="boosting", run_name="xgb", runs_dir=store)
+    booster = xgb.train(
+        {"max_depth": 4, "eta": 0.5},
+        train,
+        200,
+        evals=[(valid, "valid")],
+        early_stopping_rounds=5,
+        callbacks=[callback],
+        verbose_eval=False,
+    )
+    assert booster.best_iteration < 150
+    (run,) = runs_of(store, "1")
+    assert run["metadata"]["status"] == "FINISHED" and run["metadata"]["run_name"] == "xgb"
+    assert run["tags"]["xgboost.best_iteration"] == str(booster.best_iteration)
+    assert run["metrics"]["best_iteration"] == booster.best_iteration
+    points = history(store, run["metadata"]["run_id"], "valid-rmse")
+    assert [s for s, _ in points] == list(range(booster.best_iteration + 6))
+
+
+def test_xgboost_cv_logs_mean_and_std(store: Path) -> None:
+    xgb = need("xgboost")
+    from mini_mlflow.integrations.xgboost import MiniMlflowCallback
+
+    x, y = _data(2, rows=600)
+    with Run(runs_dir=store) as run:
+        results = xgb.cv(
+            {"max_depth": 2}, xgb.DMatrix(x, label=y), 5, nfold=3, callbacks=[MiniMlflowCallback(run)]
+        )
+    means = history(store, run.run_id, "test-rmse-mean")
+    assert means == list(enumerate(results["test-rmse-mean"]))
+    assert len(history(store, run.run_id, "test-rmse-std")) == 5
+
+
+def test_a_failing_callback_warns_once_and_training_goes_on(store: Path) -> None:
+    xgb = need("xgboost")
+    from mini_mlflow.integrations.xgboost import MiniMlflowCallback
+
+    x, y = _data(3, rows=300)
+    run = Run(runs_dir=store)
+    run.end()  # logging to an ended run raises inside the callback
+    data = xgb.DMatrix(x, label=y)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        booster = xgb.train({}, data, 10, evals=[(data, "train")], callbacks=[MiniMlflowCallback(run)])
+    assert booster.num_boosted_rounds() == 10  # training finished
+    messages = [str(w.message) for w in caught if "mini_mlflow xgboost" in str(w.message)]
+    assert len(messages) == 1 and "logging an iteration failed (RunEndedError" in messages[0]
+
+
+# -- LightGBM ------------------------------------------------------------------------------------------
+
+
+def test_lightgbm_logs_each_eval_metric_at_its_iteration_with_params(store: Path) -> None:
+    lgb = need("lightgbm")
+    from mini_mlflow.integrations.lightgbm import mini_mlflow_callback
+
+    x, y = _data()
+    train = lgb.Dataset(x[:1500], label=y[:1500])
+    valid = lgb.Dataset(x[1500:], label=y[1500:], reference=train)
+    recorded: dict[str, dict[str, list[float]]] = {}
+    params = {"objective": "regression", "metric": ["l2", "l1"], "learning_rate": 0.1, "verbose": -1}
+    with Run(runs_dir=store) as run:
+        lgb.train(
+            params,
+            train,
+            30,
+            valid_sets=[train, valid],
+            valid_names=["train", "valid"],
+            callbacks=[mini_mlflow_callback(run), lgb.record_evaluation(recorded)],
+        )
+    for data in ("train", "valid"):
+        for metric in ("l2", "l1"):
+            points = history(store, run.run_id, f"{data}-{metric}")
+            assert points == list(enumerate(recorded[data][metric]))
+            assert all(type(v) is float for _, v in points)
+    got = mini_run(store, run.run_id)
+    assert got["params"]["learning_rate"] == 0.1 and got["params"]["metric"] == ["l2", "l1"]
+    l2 = recorded["valid"]["l2"]
+    best = min(range(30), key=lambda i: (l2[i], i))
+    assert got["metrics"]["best_iteration"] == best and got["metrics"]["best_score"] == l2[best]
+
+
+def test_lightgbm_early_stopping_matches_the_boosters_best_iteration(store: Path) -> None:
+    lgb = need("lightgbm")
+    from mini_mlflow.integrations.lightgbm import mini_mlflow_callback
+
+    x, y = _data(1)
+    train = lgb.Dataset(x[:1000], label=y[:1000])
+    valid = lgb.Dataset(x[1000:], label=np.random.default_rng(5).normal(size=1000), reference=train)
+    with Run(runs_dir=store) as run:
+        booster = lgb.train(
+            {"objective": "regression", "learning_rate": 0.3, "verbose": -1},
+            train,
+            300,
+            valid_sets=[valid],
+            callbacks=[mini_mlflow_callback(run), lgb.early_stopping(5, verbose=False)],
+        )
+    assert 0 < booster.best_iteration < 250
+    # LightGBM counts its best iteration from 1; the step is the 0-based iteration.
+    assert mini_run(store, run.run_id)["metrics"]["best_iteration"] == booster.best_iteration - 1
+    steps = [s for s, _ in history(store, run.run_id, "valid_0-l2")]
+    assert steps == list(range(booster.best_iteration + 5))  # the stopping iteration is logged too
+
+
+def test_lightgbm_cv_logs_mean_and_std_and_its_own_run_ends(store: Path) -> None:
+    lgb = need("lightgbm")
+    from mini_mlflow.integrations.lightgbm import mini_mlflow_callback
+
+    x, y = _data(2, rows=600)
+    results = lgb.cv(
+        {"objective": "regression", "verbose": -1},
+        lgb.Dataset(x, label=y),
+        5,
+        nfold=3,
+        stratified=False,
+        callbacks=[mini_mlflow_callback(experiment="cv", runs_dir=store)],
+    )
+    (run,) = runs_of(store, "1")
+    assert run["metadata"]["status"] == "FINISHED"
+    means = history(store, run["metadata"]["run_id"], "valid-l2-mean")
+    assert means == list(enumerate(results["valid l2-mean"]))
+    assert len(history(store, run["metadata"]["run_id"], "valid-l2-std")) == 5
+
+
+def mini_run(root: Path, run_id: str) -> dict[str, object]:
+    import mini_mlflow as mm
+
+    return mm.Store(root).get_run(run_id)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_lightgbm() -> None:
+    warnings.filterwarnings("ignore", message=".*Found `num_iterations`.*")
