@@ -291,3 +291,20 @@ def test_a_new_key_logged_while_another_thread_ends_the_run_is_a_clear_error(sto
         run.end()
         thread.join()
     assert errors == []  # never an AttributeError from the closed key set
+
+
+def test_a_run_whose_start_failed_half_way_still_ends_at_exit(tmp_path: Path) -> None:
+    from conftest import python_child
+
+    # tags are checked after the run is registered: the exit hook must find the run whole enough to end
+    code = """
+        import mini_mlflow as mm
+        try:
+            mm.Run(runs_dir="mlruns", tags={"../bad": 1})
+        except mm.InvalidInputError:
+            print("refused", flush=True)
+    """
+    child = python_child(code, tmp_path)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0 and out.strip() == "refused"
+    assert "could not end run" not in err, err

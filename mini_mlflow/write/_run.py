@@ -138,6 +138,7 @@ class Run:
         self._append = self._buffer.queue.append
         self._extend = self._buffer.queue.extend
         self._metric_keys: set[str] | frozenset[str] = set()
+        self._system_metrics: SystemMetricsHandle | None = None  # set before any hook can end the run
         self._buffer.drain()  # writes the first heartbeat now: readers never see a silent live run
         WRITER.register(self._buffer)
         _registry.on_start(self)
@@ -149,7 +150,6 @@ class Run:
             from ._online import start_background  # online mode; imported only when asked for
 
             start_background(self)
-        self._system_metrics: SystemMetricsHandle | None = None
         if self._settings.system_metrics:
             from ._system_metrics import start_system_metrics  # imported only when asked for
 
