@@ -6,7 +6,6 @@ these tests with a reason in the summary (`make browser` installs it).
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,6 @@ from mini_mlflow.store._experiments import get_or_create_experiment
 
 from conftest import wait_until
 from ui_support import (
-    CHROMIUM_FLAGS,
     HOSTILE,
     HOSTILE_PARAM,
     INF_STEP,
@@ -27,7 +25,7 @@ from ui_support import (
     NINF_STEP,
     SPIKE_STEP,
     build_store,
-    chromium_path,
+    chromium,
     running,
 )
 
@@ -36,20 +34,8 @@ pytestmark = pytest.mark.timeout(180)
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    path = chromium_path()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None  # type: ignore[assignment]
-    missing = "no Chromium on this machine" if path is None else "playwright is not installed"
-    if path is None or sync_playwright is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"the browser tests must run in CI, but {missing}: .ci/run installs both")
-        pytest.skip(f"BROWSER TESTS SKIPPED: {missing} (`make browser` installs Chromium)")
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=path, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")

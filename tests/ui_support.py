@@ -128,3 +128,29 @@ def chromium_path() -> str | None:
     import shutil
 
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's headless Chromium driven by playwright: CI fails without it, a developer machine skips.
+
+    ``.ci/run`` installs Chromium (``make browser`` does for developers); playwright is in the dev extras.
+    """
+    import pytest
+
+    path = chromium_path()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None  # type: ignore[assignment]
+    missing = "no Chromium on this machine" if path is None else "playwright is not installed"
+    if path is None or sync_playwright is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"the browser tests must run in CI, but {missing}: .ci/run installs both")
+        pytest.skip(f"BROWSER TESTS SKIPPED: {missing} (`make browser` installs Chromium)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, args=CHROMIUM_FLAGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -16,27 +16,15 @@ import mini_mlflow as mm
 from mini_mlflow.store._experiments import get_or_create_experiment
 
 from .sync_helpers import MlflowServer
-from ui_support import CHROMIUM_FLAGS, chromium_path
+from ui_support import chromium
 
 pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    path = chromium_path()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None  # type: ignore[assignment]
-    missing = "no Chromium on this machine" if path is None else "playwright is not installed"
-    if path is None or sync_playwright is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"the browser tests must run in CI, but {missing}: .ci/run installs both")
-        pytest.skip(f"BROWSER TESTS SKIPPED: {missing} (`make browser` installs Chromium)")
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=path, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def test_mlflows_ui_shows_the_native_store_runs_and_charts(tmp_path: Path, browser: Any) -> None:
