@@ -318,3 +318,37 @@ def test_run_and_tracker_without_a_folder_use_the_configured_store(store: Path, 
         tracked.log_metric("m", 1.0)
     assert Path(tracked.run_dir).parent.parent == chosen
     assert mlflow.ExperimentTracker().runs_dir == str(chosen)
+
+
+def test_load_table_never_reads_outside_the_run(store: Path, tmp_path: Path) -> None:
+    pytest.importorskip("pandas")
+    (tmp_path / "secret.json").write_text('{"columns": ["s"], "data": [["TOP SECRET"]]}')
+    with mlflow.start_run() as run:
+        mlflow.log_table({"a": [1]}, "t.json")
+    for bad in ("../../../../secret.json", "/etc/passwd", "..\\\\x.json"):
+        with pytest.raises(mlflow.InvalidInputError):
+            mlflow.load_table(bad, run_ids=[run.run_id])
+    os.symlink(tmp_path, Path(run.run_dir) / "artifacts" / "linked")
+    with pytest.raises(OSError, match="symbolic link"):
+        mlflow.load_table("linked/secret.json", run_ids=[run.run_id])
+
+
+def test_the_client_never_lists_or_copies_through_a_planted_link(store: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "key.txt").write_text("TOP SECRET")
+    (secret / "sub").mkdir()
+    (secret / "sub" / "more.txt").write_text("TOP SECRET")
+    with mlflow.start_run() as run:
+        mlflow.log_text("mine", "ok/a.txt")
+    os.symlink(secret, Path(run.run_dir) / "artifacts" / "linked")
+    client = MlflowClient()
+    assert [f.path for f in client.list_artifacts(run.run_id)] == ["ok"]  # the link is left out
+    assert client.list_artifacts(run.run_id, "linked") == []
+    with pytest.raises(OSError, match="symbolic link"):
+        client.list_artifacts(run.run_id, "linked/sub")  # a link on the way, not at the end
+    with pytest.raises((OSError, mlflow.NotFoundError)):
+        client.download_artifacts(run.run_id, "linked/key.txt", str(tmp_path / "down"))
+    assert not (tmp_path / "down").exists() or "TOP SECRET" not in "".join(
+        p.read_text() for p in (tmp_path / "down").rglob("*") if p.is_file()
+    )

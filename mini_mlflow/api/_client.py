@@ -14,6 +14,7 @@ from typing import Any
 from .._errors import InvalidInputError, NotFoundError
 from ..read._entities import Experiment, FileInfo, Metric, Param, RunTag
 from ..read._entities import Run as RunEntity
+from ..store._files import check_inside
 from ..store._layout import iso_from_ms, normalize_experiment_id, validate_artifact_path
 from ..write._direct import DirectRun, open_run, run_for
 from ..write._run import Run
@@ -259,6 +260,7 @@ class MlflowClient:
         folder = os.path.join(base, rel) if rel else base
         if os.path.islink(base) or not os.path.isdir(folder) or os.path.islink(folder):
             return []
+        check_inside(base, os.path.join(folder, "x"))  # a folder on the way planted as a link: refused
         out = []
         for name in sorted(os.listdir(folder)):
             full = os.path.join(folder, name)
@@ -274,9 +276,11 @@ class MlflowClient:
         import tempfile
 
         rel = validate_artifact_path(path)
-        source = os.path.join(self._run_dir(run_id), "artifacts", rel)
+        base = os.path.join(self._run_dir(run_id), "artifacts")
+        source = os.path.join(base, rel)
         if not os.path.exists(source) or os.path.islink(source):
             raise NotFoundError(f"run {run_id} has no artifact {path!r}")
+        check_inside(base, source)  # a folder on the way planted as a link: refused, never read through
         dest_root = dst_path or tempfile.mkdtemp(prefix="mini-mlflow-artifacts-")
         dest = os.path.join(dest_root, os.path.basename(rel) or "artifacts")
         if os.path.isdir(source):

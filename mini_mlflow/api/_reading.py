@@ -125,16 +125,19 @@ def load_table(
     import json
 
     from ..read._records import pandas_module
+    from ..store._files import check_inside, read_bytes
+    from ..store._layout import validate_artifact_path
 
     pd = pandas_module()
+    rel = validate_artifact_path(artifact_file)  # no way out of the run's artifacts
     store = _store()
     ids = run_ids if run_ids is not None else store.list_runs(current_experiment_id())
     frames = []
     for run_id in ids:
-        path = os.path.join(store.find_run(run_id), "artifacts", artifact_file)
+        artifacts = os.path.join(store.find_run(run_id), "artifacts")
+        path = os.path.join(artifacts, rel)
         try:
-            from ..store._files import read_bytes
-
+            check_inside(artifacts, path)  # a folder on the way planted as a symlink: refused
             table = json.loads(read_bytes(path))
         except FileNotFoundError:
             if run_ids is not None:
