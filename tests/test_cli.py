@@ -300,3 +300,27 @@ def test_gc_cleans_up_after_an_interrupted_gc(store: Path, sample: dict[str, str
     assert "#tmp" not in invoke(store, "ls").output and "broken" not in invoke(store, "ls").output
     result = invoke(store, "gc", "--yes")
     assert result.exit_code == 0 and not leftover.exists()
+
+
+@pytest.mark.parametrize("n", [10, 40_000], ids=["whole-file", "sampled"])
+def test_a_resumed_run_is_charted_without_the_points_its_resume_superseded(store: Path, n: int) -> None:
+    from mini_mlflow.cli._chart import WHOLE_FILE_BYTES, sample_points
+    from mini_mlflow.integrations._resume import record_resume
+    from mini_mlflow.read._resumes import load_resumes
+
+    run = mm.Run(runs_dir=store, name="resumed")
+    for step in range(n):
+        run.log_metric("loss", 1.0, step=step)
+    record_resume(run, n // 2 - 1)  # the checkpoint was taken at the middle step
+    for step in range(n // 2, n):
+        run.log_metric("loss", 2.0, step=step)
+    run.end()
+    path = str(Path(run.run_dir) / "metrics" / "loss.jsonl")
+    assert (os.path.getsize(path) > WHOLE_FILE_BYTES) == (n > 10)
+    points = sample_points(path, 200, load_resumes(run.run_dir), "loss")
+    steps = [s for s, _ in points]
+    assert steps == sorted(set(steps)) and steps[0] == 0 and steps[-1] == n - 1
+    assert all(v == (1.0 if s < n // 2 else 2.0) for s, v in points)  # no old point past the checkpoint
+    everything = sample_points(path, 200)  # the file still holds the superseded attempt
+    assert any(v == 1.0 and s >= n // 2 for s, v in everything)
+    assert invoke(store, "show", run.run_id, "-m", "loss").exit_code == 0

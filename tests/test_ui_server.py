@@ -344,6 +344,46 @@ def test_the_live_stream_sends_only_the_new_points_and_new_runs(tmp_path: Path) 
     run.end()
 
 
+def test_a_resumed_run_is_charted_without_superseded_points_and_an_open_page_reloads(tmp_path: Path) -> None:
+    from mini_mlflow.integrations._resume import record_resume
+
+    root = tmp_path / "mlruns"
+    run = mm.Run(runs_dir=root, name="resumed")
+    for step in range(10):
+        run.log_metric("loss", 1.0, step=step)
+    run.flush()
+    offset = (Path(run.run_dir) / "metrics" / "loss.jsonl").stat().st_size
+    with running(root) as srv:
+        first = get_json(srv, f"/api/series?run={run.run_id}&key=loss")["series"][0]
+        assert first["x"] == list(range(10)) and set(first["y"]) == {1.0}
+        sock = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+        sock.sendall(
+            f"GET /api/events?e=0&t={run.run_id}|loss|{offset} HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\n\r\n".encode()
+        )
+        assert _events(sock)[0][0] == "hello"
+        record_resume(run, 4)  # training restarts from the checkpoint of step 4 while the page is open
+        between = get_json(srv, f"/api/series?run={run.run_id}&key=loss")["series"][0]
+        assert between["x"] == list(range(5))  # as get_metric_history: the file unchanged, the view not
+        for step in range(5, 10):
+            run.log_metric("loss", 2.0, step=step)
+        run.flush()
+        got: list[dict] = []
+
+        def arrived() -> bool:
+            got.extend(data for name, data in _events(sock) if name == "points")
+            return bool(got)
+
+        wait_until(arrived, timeout=30)
+        sock.close()
+        # The page holds points the resume superseded: it is told to load the series again, not sent
+        # the new points to append after them.
+        assert got[0] == {"run": run.run_id, "key": "loss", "reload": True}
+        again = get_json(srv, f"/api/series?run={run.run_id}&key=loss")["series"][0]
+        assert again["x"] == list(range(10)) and again["y"] == [1.0] * 5 + [2.0] * 5
+        assert again["total"] == 10
+    run.end()
+
+
 # -- the command ----------------------------------------------------------------------------------------
 
 

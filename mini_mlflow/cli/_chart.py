@@ -2,14 +2,18 @@
 
 A chart is at most a few hundred columns wide, so a metric file is sampled at evenly spaced byte
 offsets instead of being parsed whole: drawing a 1,000,000-point metric reads a few hundred lines.
+A run resumed from a checkpoint is the exception: its file is parsed whole, so that the points the
+resume superseded (``resumes.json``) are left out, as ``get_metric_history`` leaves them.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from typing import Any
 
 from ..read._reader import parse_metric_lines
+from ..read._resumes import drop_superseded
 from ..store._files import open_binary
 
 #: Files up to this size are parsed whole (exact min/max per column).
@@ -19,13 +23,24 @@ _WINDOW = 512
 _DOTS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
 
 
-def sample_points(path: str, samples: int) -> list[tuple[int, float]]:
-    """About ``samples`` (step, value) points spread over the file, always with its last point."""
+def sample_points(
+    path: str, samples: int, resumes: list[dict[str, Any]] | None = None, key: str = ""
+) -> list[tuple[int, float]]:
+    """About ``samples`` (step, value) points spread over the file, always with its last point.
+
+    ``resumes``: the run's resume records; the points they supersede in metric ``key`` are not drawn.
+    """
     size = os.path.getsize(path)
     with open_binary(path) as f:
-        if size <= WHOLE_FILE_BYTES:
-            history = parse_metric_lines(f.read())
-            return list(zip(history.steps, history.values, strict=True))
+        if size <= WHOLE_FILE_BYTES or resumes:
+            history = parse_metric_lines(f.read(), key)
+            if resumes:
+                history = drop_superseded(history, resumes)
+            whole = list(zip(history.steps, history.values, strict=True))
+            if size <= WHOLE_FILE_BYTES:
+                return whole
+            every = max(1, len(whole) // samples)  # as evenly spread as the byte samples below
+            return whole[::every] + ([whole[-1]] if (len(whole) - 1) % every else [])
         points: list[tuple[int, float]] = []
         last_offset = -1
         for i in range(samples + 1):

@@ -154,9 +154,13 @@ def show_cmd(
         console.print(table)
         charted = [k for k in sorted(aggs) if not only_metrics or k in only_metrics]
         if not no_chart:
+            from ..read._resumes import load_resumes
+
             width = min(console.width, 100)
+            resumes = load_resumes(rdir)
             for key in charted[:8]:
-                points = sample_points(os.path.join(rdir, "metrics", key + METRIC_SUFFIX), width * 2)
+                path = os.path.join(rdir, "metrics", key + METRIC_SUFFIX)
+                points = sample_points(path, width * 2, resumes, key)
                 if len(points) < 2:
                     continue
                 hint = "lower is better" if lower_is_better(key) else "higher is better"

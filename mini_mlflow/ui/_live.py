@@ -4,7 +4,9 @@ One stream per page. The page says which series it shows and how many bytes of e
 (``t=<run id>|<key>|<offset>``); the stream then sends only the points appended after that offset, read
 through the store's fast reader from that byte on (never the whole history again, unlike a page that
 polls and refetches). Runs of the watched experiments are compared once a second with what the stream
-last sent, and only the rows that changed (new runs, new last values, status changes) travel.
+last sent, and only the rows that changed (new runs, new last values, status changes) travel. A run
+resumed from a checkpoint while its page is open has its series reloaded (the resume superseded points
+the page holds).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from .._errors import InvalidInputError, NotFoundError
 from ..read._reader import resolve_run
 from ..read._records import RunRecord
+from ..read._resumes import RESUMES_FILE
 from ._answers import num, row_of
 from ._series import read_tail
 
@@ -41,6 +44,16 @@ class Tail:
     key: str
     run_dir: str
     offset: int
+    #: The run's ``resumes.json`` as first seen (inode, size, mtime; None without one).
+    resumes: tuple[int, int, int] | None = None
+
+
+def _resumes_sig(run_dir: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(os.path.join(run_dir, RESUMES_FILE))
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def parse_tails(root: str, specs: list[str]) -> list[Tail]:
@@ -54,7 +67,7 @@ def parse_tails(root: str, specs: list[str]) -> list[Tail]:
         if not (sep1 and sep2) or not offset.isdigit():
             raise InvalidInputError(f"invalid series {spec!r}: expected <run id>|<metric key>|<byte offset>")
         _, rdir = resolve_run(root, ref)
-        tails.append(Tail(os.path.basename(rdir), key, rdir, int(offset)))
+        tails.append(Tail(os.path.basename(rdir), key, rdir, int(offset), _resumes_sig(rdir)))
     return tails
 
 
@@ -67,8 +80,9 @@ def _points_event(tail: Tail) -> dict[str, Any] | None:
         return None
     if size <= tail.offset:
         return None
-    if size - tail.offset > MAX_TAIL_BYTES:
-        tail.offset = size
+    resumes = _resumes_sig(tail.run_dir)
+    if size - tail.offset > MAX_TAIL_BYTES or resumes != tail.resumes:
+        tail.offset, tail.resumes = size, resumes
         return {"run": tail.run_id, "key": tail.key, "reload": True}
     try:
         history, offset = read_tail(tail.run_dir, tail.key, tail.offset)

@@ -5,7 +5,8 @@ through ``read._metric_cache.read_metric`` (the fast columnar parse, and the on-
 files); later reads check the file's inode and size and parse only the bytes appended since (metric
 files are append-only). Entries are never changed in place: a grown history is a new object, so a
 request that holds the old one keeps a consistent snapshot without a lock. The least recently used
-histories are dropped past a budget of points.
+histories are dropped past a budget of points. A run resumed from a checkpoint (``resumes.json``) is
+charted without the points its resume superseded, as ``get_metric_history`` returns it.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .._errors import NotFoundError
 from ..read._metric_cache import read_metric
 from ..read._metric_parse import MetricHistory
+from ..read._resumes import drop_superseded, load_resumes
 from ..store._files import READ_FLAGS, SymlinkRefusedError, check_inside
 from ..store._layout import METRIC_SUFFIX, validate_key
 from ._downsample import in_order, x_values
@@ -37,6 +40,11 @@ class Entry:
     size: int
     mtime_ns: int
     consumed: int
+    #: Every point of the file so far (a tail read appends to it).
+    raw: MetricHistory
+    #: The run's resume records when the entry was made (a change rebuilds the shown history).
+    resumes: list[dict[str, Any]]
+    #: What charts show: ``raw`` without the points a resume superseded.
     history: MetricHistory
     views: dict[tuple[str, int | None], tuple[Sequence[float], Sequence[float]]] = field(default_factory=dict)
 
@@ -96,35 +104,39 @@ class SeriesCache:
         fd = open_metric(run_dir, key)
         try:
             st = os.fstat(fd)
+            # Read before the file's size is compared: a resume records its counts before the
+            # resumed attempt appends, so a stale record is never paired with newer points.
+            resumes = load_resumes(run_dir)
             with self._lock:
                 old = self._entries.get((run_id, key))
                 if old is not None:
                     self._entries.move_to_end((run_id, key))
             if old is not None and old.ino == st.st_ino and st.st_size >= old.consumed:
-                if st.st_size == old.size and st.st_mtime_ns == old.mtime_ns:
+                if st.st_size == old.size and st.st_mtime_ns == old.mtime_ns and resumes == old.resumes:
                     return old
                 tail, consumed, _ = read_metric(fd, key, None, None, offset=old.consumed)
-                h = old.history
-                history = MetricHistory(
+                h = old.raw
+                raw = MetricHistory(
                     key,
                     h.steps + tail.steps,
                     h.values + tail.values,
                     h.timestamps + tail.timestamps,
                     h.skipped_lines + tail.skipped_lines,
                 )
-                entry = Entry(st.st_ino, st.st_size, st.st_mtime_ns, old.consumed + consumed, history)
+                consumed += old.consumed
             else:
-                history, consumed, _ = read_metric(fd, key, self.root, run_id)
-                entry = Entry(st.st_ino, st.st_size, st.st_mtime_ns, consumed, history)
+                raw, consumed, _ = read_metric(fd, key, self.root, run_id)
         finally:
             os.close(fd)
+        shown = drop_superseded(raw, resumes) if resumes else raw
+        entry = Entry(st.st_ino, st.st_size, st.st_mtime_ns, consumed, raw, resumes, shown)
         with self._lock:
             self._entries[(run_id, key)] = entry
             self._entries.move_to_end((run_id, key))
-            total = sum(len(e.history) for e in self._entries.values())
+            total = sum(len(e.raw) for e in self._entries.values())
             while total > self.budget and len(self._entries) > 1:
                 _, dropped = self._entries.popitem(last=False)
-                total -= len(dropped.history)
+                total -= len(dropped.raw)
         return entry
 
 
