@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -106,7 +105,13 @@ def du_mb(path: str, apparent: bool = False) -> float:
 
 
 def ms(seconds: float | None) -> str:
-    return "–" if seconds is None else f"{seconds * 1000:,.0f} ms" if seconds >= 0.1 else f"{seconds * 1000:.1f} ms"
+    return (
+        "–"
+        if seconds is None
+        else f"{seconds * 1000:,.0f} ms"
+        if seconds >= 0.1
+        else f"{seconds * 1000:.1f} ms"
+    )
 
 
 Row = tuple[str, str, str, str]
@@ -121,9 +126,10 @@ def scale_rows(root: str, n: int, cold: bool) -> tuple[list[Row], list[str]]:
         dropped = drop_page_cache()
         first = search_child(root, warm_n=0)
         why = "page cache dropped" if dropped else "page cache NOT dropped (not permitted here)"
+        cpu = f"CPU {first['user']:.2f} s user + {first['sys']:.2f} s system"
         rows.append(
             (f"{n:,} runs copied in, index absent, {why}: first `search_runs`", ms(first["first"]),
-             "", f"whole process {ms(first['wall'])}; CPU {first['user']:.2f} s user + {first['sys']:.2f} s system")
+             "", f"whole process {ms(first['wall'])}; {cpu}")
         )  # fmt: skip
         shutil.rmtree(index, ignore_errors=True)
     built = search_child(root, warm_n=0)  # the files are in the page cache now
@@ -170,8 +176,10 @@ def scale_rows(root: str, n: int, cold: bool) -> tuple[list[Row], list[str]]:
         (f"{n:,} runs: `mini-mlflow ls -e scale --limit 20`, whole process, last sweep > {SWEEP_S} s ago",
          f"{ms(ls_wall)}, {ls_rss:.0f} MB peak RSS", target_ls, "")
     )  # fmt: skip
-    log(f"{n}: build {first['first']:.2f}s, new process {fresh['first'] * 1000:.0f} ms, warm "
-        f"{fresh['warm'] * 1000:.1f} ms, late {late['first'] * 1000:.0f} ms, ls {ls_wall:.2f}s {ls_rss:.0f}MB")  # fmt: skip
+    log(
+        f"{n}: build {first['first']:.2f}s, new process {fresh['first'] * 1000:.0f} ms, warm "
+        f"{fresh['warm'] * 1000:.1f} ms, late {late['first'] * 1000:.0f} ms, ls {ls_wall:.2f}s {ls_rss:.0f}MB"
+    )
     return rows, fresh["ids"]
 
 
@@ -196,13 +204,13 @@ print(json.dumps({"first": times[0], "warm": sorted(times[1:])[1], "ids": [r.inf
 
 def mlflow_row(tmp: str, n: int, ours: list[str], our_warm: float) -> Row:
     try:
-        import mlflow  # noqa: F401
+        import mlflow
     except ImportError:
         return (f"MLflow SQLite store `search_runs`, {n:,} runs", "mlflow not installed", "", "")
     db = os.path.join(tmp, f"mlflow-{n}.db")
     log(f"writing {n:,} runs into MLflow's SQLite store ...")
     exp = scale_store.write_mlflow_sqlite(db, n, log)
-    _, rss, out = measure_process([sys.executable, "-c", MLFLOW_CHILD, db, exp, FILTER, json.dumps(ORDER)])
+    _, _, out = measure_process([sys.executable, "-c", MLFLOW_CHILD, db, exp, FILTER, json.dumps(ORDER)])
     doc = json.loads(out)
     same = doc["ids"] == ours
     log(f"mlflow sqlite: first {doc['first']:.2f}s warm {doc['warm']:.2f}s same={same}")
@@ -253,7 +261,7 @@ def writer_rows(tmp: str, n: int) -> list[Row]:
     return [
         (f"the process that just wrote {n:,} runs (API, `MINI_MLFLOW_FSYNC=never`): first search",
          ms(doc["first"]), "≤ 1.5 s" if n >= 10_000 else "", f"writing them took {doc['wrote']:.0f} s"),
-        (f"the same process: later searches (median of 5)", ms(doc["later"]), "≤ 50 ms" if n >= 10_000 else "",
+        ("the same process: later searches (median of 5)", ms(doc["later"]), "≤ 50 ms" if n >= 10_000 else "",
          f"worst {ms(doc['worst'])}"),
     ]  # fmt: skip
 

@@ -1,0 +1,412 @@
+"""Read side: the state of one experiment's index, in memory and in its two files under ``.index/``.
+
+* ``<experiment>.cols`` — every run as of the last compaction, column by column (``_columns``): record
+  fields, params, tags, last metric values, and what re-checking a run compares (folder and file
+  signatures, metric aggregates). Written whole (temporary file + rename), never changed in place;
+* ``<experiment>.delta`` — the runs changed, added or removed since (JSON), the broken and stray
+  folders, and the last full sweep, tied to its columnar file by that file's id.
+
+A big delta is folded into a new columnar file (``save`` with a builder). How each read checks the
+index against the run folders is in ``_index``. Missing, garbage, cut or foreign-version files read as
+an empty index (it is rebuilt), and deleting ``.index/`` is always safe.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
+
+from ..store._files import (
+    folder_beneath,
+    open_dir_beneath,
+    read_bytes,
+    remove_stale_temporaries,
+    write_atomic,
+)
+from ._columns import FIELDS, Builder, ColumnFile, IndexFormatError, dump_fast, dumps, loads
+from ._records import RunRecord
+from ._scan import HIGH, LAST, LOW, Old, Scanned
+from ._table import Main, decoded_detail
+
+INDEX_DIR = ".index"
+DELTA_VERSION = 1
+_SUFFIX, _DELTA = ".cols", ".delta"
+
+
+class Entry(NamedTuple):
+    """A run's state in the delta: folder mtime when checked, settled flag, record, detail."""
+
+    d: int
+    ok: bool
+    record: RunRecord
+    detail: dict[str, Any]
+
+
+class ExperimentIndex:
+    """The validated runs of one experiment (kept in memory between calls of a process)."""
+
+    def __init__(self, root: str, exp_id: str, main: Main | None = None) -> None:
+        self.exp_id = exp_id
+        self.exp_dir = os.path.join(root, exp_id)
+        self.main = main if main is not None else Main(None)
+        #: Runs changed since the columnar file was written: their state, or None when gone.
+        self.delta: dict[str, Entry | None] = {}
+        self.broken: dict[str, str] = {}  #: folder name → why it cannot be read
+        self.broken_d: dict[str, int] = {}
+        self.stray: dict[str, str] = {}  #: links and files among the run folders
+        self.info: dict[str, Any] = {"name": None, "lifecycle_stage": "active", "broken": None}
+        self.info_sig: list[int] | None = None
+        self.info_at = 0
+        #: ``[experiment folder mtime_ns, time_ns just before it was read]`` at the last full sweep.
+        self.swept: list[int] | None = None
+        self.saved_swept: list[int] | None = None
+        #: Main rows to re-check between sweeps, for one threshold (computed once per sweep).
+        self.unsettled: tuple[int, list[int]] | None = None
+
+    # -- what the index holds ----------------------------------------------------------------------
+
+    def state(self, name: str) -> tuple[int, bool] | None:
+        """``(folder mtime_ns when checked, settled)`` of a known folder, None for a new one."""
+        if name in self.delta:
+            entry = self.delta[name]
+            return None if entry is None else (entry.d, entry.ok)
+        row = self.main.row_of(name)
+        if row >= 0:
+            return self.main.d[row], bool(self.main.ok[row])
+        d = self.broken_d.get(name)
+        return None if d is None else (d, False)
+
+    def names(self) -> Iterator[str]:
+        """Every run folder the index holds a record for."""
+        delta = self.delta
+        for name in self.main.names:
+            if name not in delta:
+                yield name
+        for name, entry in delta.items():
+            if entry is not None:
+                yield name
+
+    def record(self, name: str) -> RunRecord | None:
+        if name in self.delta:
+            entry = self.delta[name]
+            return None if entry is None else entry.record
+        row = self.main.row_of(name)
+        return self.main.record(row, self.exp_id, self.exp_dir) if row >= 0 else None
+
+    def detail(self, name: str) -> dict[str, Any] | None:
+        if name in self.delta:
+            entry = self.delta[name]
+            return None if entry is None else entry.detail
+        row = self.main.row_of(name)
+        return self.main.detail(row) if row >= 0 else None
+
+    def old(self, name: str) -> Old | None:
+        """How the index last saw a run, for a re-check that reads only what changed."""
+        record, detail = self.record(name), self.detail(name)
+        if record is None or detail is None:
+            return None
+        return Old(detail, record.params, record.tags, record.warnings)
+
+    def column(self, field: str) -> list[Any]:
+        """One record field (``run_id`` or a stored field: status as stored) of every run, in no set
+        order but the same for every field, without building records."""
+        main, delta = self.main, self.delta
+        rows = [r for r, name in enumerate(main.names) if name not in delta] if delta else range(main.n)
+        if not main.n:
+            stored: list[Any] = []
+        elif field == "run_id":
+            stored = [main.names[r] for r in rows]
+        else:
+            get = main.field(field).get
+            stored = list(map(get, rows))
+        attribute = "stored_status" if field == "status" else field
+        return stored + [getattr(e.record, attribute) for e in delta.values() if e is not None]
+
+    def newest_start(self) -> int | None:
+        """The latest start time of any run (stored rows come newest first)."""
+        starts = [e.record.start_time for e in self.delta.values() if e is not None]
+        main = self.main
+        for row, name in enumerate(main.names):
+            if name not in self.delta:  # the first row not replaced or removed since
+                starts.append(main.field("start_time").get(row))
+                break
+        found = [s for s in starts if s is not None]
+        return max(found) if found else None
+
+    @property
+    def records(self) -> Mapping[str, RunRecord]:
+        """Run folder → record, built when asked for (``show`` and the UI read one)."""
+        return _Records(self)
+
+    @property
+    def details(self) -> Mapping[str, dict[str, Any]]:
+        """Run folder → detail (``x``: per metric ``[ino, size, mtime, offset, count, last, min, max,
+        last_step, skipped, mark, behind, tail_bad]``)."""
+        return _Details(self)
+
+    def put(self, name: str, scanned: Scanned, ok: bool) -> bool:
+        """Record a look at a run; True if that changed what the index holds."""
+        if scanned.fields is None:
+            changed = self.broken.get(name) != scanned.broken or self.state(name) is not None
+            self.broken[name] = str(scanned.broken)
+            self.broken_d[name] = scanned.d
+            if name in self.delta or self.main.row_of(name) >= 0:
+                self.delta[name] = None
+            return changed or self.broken_d.get(name) != scanned.d
+        self.broken.pop(name, None)
+        self.broken_d.pop(name, None)
+        record = RunRecord(
+            name, scanned.fields[0], self.exp_id, scanned.fields[1], scanned.fields[2],
+            scanned.fields[3], scanned.fields[4], scanned.fields[5], scanned.fields[6],
+            scanned.params, scanned.tags, scanned.metrics, f"{self.exp_dir}/{name}",
+            scanned.fields[1], scanned.fields[7], scanned.warnings,
+        )  # fmt: skip
+        if self.state(name) == (scanned.d, ok):
+            before = self.record(name)
+            old_detail = self.detail(name) or {}
+            if before == record and _same_detail(old_detail, scanned.detail):
+                return False
+        self.delta[name] = Entry(scanned.d, ok, record, scanned.detail)
+        return True
+
+    def remove(self, name: str) -> None:
+        self.broken.pop(name, None)
+        self.broken_d.pop(name, None)
+        if self.main.row_of(name) >= 0:
+            self.delta[name] = None
+        else:
+            self.delta.pop(name, None)
+
+    def needs_compaction(self, at_least: int) -> bool:
+        """Whether the delta is big enough to fold into a new columnar file."""
+        return len(self.delta) >= max(at_least, self.main.n // 64)
+
+    def extra(self) -> dict[str, Any]:
+        """What both files record beside the runs: experiment info, sweep, broken and stray folders."""
+        return {
+            "e": self.info, "es": self.info_sig, "eat": self.info_at, "sw": self.swept,
+            "b": self.broken, "bd": self.broken_d, "stray": self.stray,
+        }  # fmt: skip
+
+    def set_extra(self, extra: dict[str, Any]) -> None:
+        self.info, self.info_sig, self.info_at = dict(extra["e"]), extra["es"], int(extra["eat"])
+        swept = extra.get("sw")
+        if isinstance(swept, list) and len(swept) == 2 and all(type(v) is int for v in swept):
+            self.swept = self.saved_swept = swept
+        self.broken = {str(k): str(v) for k, v in extra["b"].items()}
+        self.broken_d = {str(k): int(v) for k, v in extra["bd"].items()}
+        self.stray = {str(k): str(v) for k, v in extra["stray"].items()}
+
+
+def _same_detail(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return all(a.get(k) == b.get(k) for k in ("r", "ps", "ts", "xs", "x"))
+
+
+class _Records(Mapping[str, RunRecord]):
+    def __init__(self, index: ExperimentIndex) -> None:
+        self.index = index
+
+    def __getitem__(self, name: str) -> RunRecord:
+        record = self.index.record(name)
+        if record is None:
+            raise KeyError(name)
+        return record
+
+    def __iter__(self) -> Iterator[str]:
+        return self.index.names()
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.index.names())
+
+
+class _Details(Mapping[str, dict[str, Any]]):
+    def __init__(self, index: ExperimentIndex) -> None:
+        self.index = index
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        detail = self.index.detail(name)
+        if detail is None:
+            raise KeyError(name)
+        return detail
+
+    def __iter__(self) -> Iterator[str]:
+        return self.index.names()
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.index.names())
+
+
+# -- the two files ------------------------------------------------------------------------------------
+
+
+def _spell(value: Any) -> Any:
+    if value.__class__ is float and value - value != 0:  # NaN or ±inf: JSON has no number for them
+        return "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def encode_detail(detail: dict[str, Any]) -> bytes:
+    """A detail as JSON; non-finite metric values are spelled as the store spells them."""
+    aggs = detail.get("x")
+    if aggs:
+        for agg in aggs.values():
+            a, b, c = agg[LAST], agg[LOW], agg[HIGH]
+            if _spell(a) is not a or _spell(b) is not b or _spell(c) is not c:
+                spelled = {
+                    k: [_spell(v) if i in (LAST, LOW, HIGH) else v for i, v in enumerate(g)]
+                    for k, g in aggs.items()
+                }
+                detail = {**detail, "x": spelled}
+                break
+    return dump_fast(detail)
+
+
+def load(root: str, exp_id: str) -> ExperimentIndex:
+    """The index as the files under ``.index/`` hold it (an empty one if they are missing or garbage)."""
+    try:
+        top = open_dir_beneath(root, INDEX_DIR, fixed=1)  # never created, never through a link
+    except OSError:
+        return ExperimentIndex(root, exp_id)
+    try:
+        try:
+            main = Main(ColumnFile.open(exp_id + _SUFFIX, top))
+        except (OSError, IndexFormatError):
+            main = Main(None)
+        index = ExperimentIndex(root, exp_id, main)
+        try:
+            if main.extra:
+                index.set_extra(main.extra)
+            _read_delta(index, read_bytes(exp_id + _DELTA, dir_fd=top))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass  # no delta, or garbage: the runs it held are re-checked
+    finally:
+        os.close(top)
+    return index
+
+
+def _read_delta(index: ExperimentIndex, data: bytes) -> None:
+    doc = loads(data)
+    if not isinstance(doc, dict) or doc.get("v") != DELTA_VERSION or doc.get("main") != index.main.id:
+        return  # another version, or written beside another columnar file
+    delta: dict[str, Entry | None] = {}
+    for name, run in doc["runs"].items():
+        if run is None:
+            delta[str(name)] = None
+            continue
+        fields, (params, tags, metrics) = run["f"], run["v"]
+        record = RunRecord(
+            name, fields[0], index.exp_id, fields[1], fields[2], fields[3], fields[4], fields[5],
+            fields[6], dict(params), dict(tags), {k: float(v) for k, v in metrics.items()},
+            f"{index.exp_dir}/{name}", fields[1], fields[7], list(run["w"]),
+        )  # fmt: skip
+        delta[str(name)] = Entry(int(run["d"]), bool(run["ok"]), record, decoded_detail(dict(run["det"])))
+    index.set_extra(doc["extra"])
+    index.delta = delta
+
+
+def _delta_bytes(index: ExperimentIndex) -> bytes:
+    runs: dict[str, Any] = {}
+    for name, entry in index.delta.items():
+        if entry is None:
+            runs[name] = None
+            continue
+        r = entry.record
+        fields = [getattr(r, "stored_status" if f == "status" else f) for f in FIELDS]
+        runs[name] = {
+            "d": entry.d, "ok": int(entry.ok), "f": fields, "v": [r.params, r.tags, r.metrics],
+            "w": r.warnings, "det": loads(encode_detail(entry.detail)),
+        }  # fmt: skip
+    return dumps({"v": DELTA_VERSION, "main": index.main.id, "extra": index.extra(), "runs": runs})
+
+
+def builder_of(index: ExperimentIndex, skip: set[str]) -> Builder:
+    """A builder holding every run of the index but those in ``skip`` (about to be added again)."""
+    builder = Builder()
+    main, delta = index.main, index.delta
+    fields = [main.field(f) for f in FIELDS] if main.n else []
+    for row, name in enumerate(main.names):
+        if name in delta or name in skip:
+            continue
+        builder.add(
+            name, main.d[row], bool(main.ok[row]), tuple(f.get(row) for f in fields),
+            main.values_of(row), main.warnings(row), main.raw_detail(row),
+        )  # fmt: skip
+    for name, entry in delta.items():
+        if entry is not None and name not in skip:
+            add_entry(builder, name, entry)
+    return builder
+
+
+def add_entry(builder: Builder, name: str, entry: Entry) -> None:
+    r = entry.record
+    fields = tuple(getattr(r, "stored_status" if f == "status" else f) for f in FIELDS)
+    builder.add(
+        name,
+        entry.d,
+        entry.ok,
+        fields,
+        (r.params, r.tags, r.metrics),
+        r.warnings,
+        encode_detail(entry.detail),
+    )
+
+
+def add_scanned(builder: Builder, name: str, scanned: Scanned, ok: bool) -> None:
+    values = (scanned.params, scanned.tags, scanned.metrics)
+    builder.add(name, scanned.d, ok, scanned.fields, values, scanned.warnings, encode_detail(scanned.detail))  # type: ignore[arg-type]
+
+
+def save(root: str, index: ExperimentIndex, builder: Builder | None = None, write: bool = True) -> bool:
+    """Write the delta, or (with ``builder``: every run) a new columnar file and an empty delta;
+    True if written. Through real folders only: a link planted at ``.index`` is refused and nothing
+    is written elsewhere. A store that cannot be written keeps the new columns in memory."""
+    exp_id = index.exp_id
+    data = builder.encode(index.extra(), os.urandom(8).hex()) if builder is not None else b""
+    if builder is not None:
+        index.main.close()
+        index.main, index.delta, index.unsettled = Main(ColumnFile.from_bytes(data)), {}, None
+    if not write:
+        return False
+    try:
+        with folder_beneath(root, INDEX_DIR) as top:
+            remove_stale_temporaries(top)
+            _remove_old_format(top, exp_id)
+            if builder is not None:
+                write_atomic(exp_id + _SUFFIX, data, dir_fd=top)
+                try:  # read it lazily from the file, so the bytes in memory can go
+                    written = Main(ColumnFile.open(exp_id + _SUFFIX, top))
+                    if written.id == index.main.id:
+                        index.main = written
+                except (OSError, IndexFormatError):
+                    pass
+            write_atomic(exp_id + _DELTA, _delta_bytes(index), dir_fd=top)
+    except OSError:
+        return False  # a read-only store still lists fine, just without a cache
+    index.saved_swept = index.swept
+    return True
+
+
+def _remove_old_format(top: int, exp_id: str) -> None:
+    """Files of the index's first format (a JSON summary, one JSON file per run): deleted, once."""
+    try:
+        os.unlink(exp_id + ".json", dir_fd=top)
+    except OSError:
+        pass
+    try:
+        sub = os.open(exp_id, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=top)
+    except OSError:
+        return
+    try:
+        for name in os.listdir(sub):
+            if name.endswith(".json"):
+                try:
+                    os.unlink(name, dir_fd=sub)
+                except OSError:
+                    pass
+    finally:
+        os.close(sub)
+    try:
+        os.rmdir(exp_id, dir_fd=top)
+    except OSError:
+        pass
