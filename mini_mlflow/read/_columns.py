@@ -22,6 +22,7 @@ import json
 import os
 import stat
 import struct
+import sys
 import zlib
 from array import array
 from collections.abc import Callable
@@ -44,6 +45,7 @@ FIELDS = (
 INT_FIELDS = frozenset({"start_time", "end_time"})
 KINDS = ("p", "t", "x")  # params, tags, metrics
 _INT64 = (-(1 << 63), (1 << 63) - 1)
+_FS_CODEC = (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())  # what os.fsencode uses
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -93,11 +95,18 @@ def _value_key(value: Any) -> Any:
     return ("json", json.dumps(value, sort_keys=True))
 
 
+def code_type(distinct: int) -> str:
+    """The array type of codes for this many distinct values: one byte each up to 256 (a mask is then
+    one ``bytes.translate``), two up to 65,536, else four."""
+    return "B" if distinct <= 256 else "H" if distinct <= 65536 else "I"
+
+
 def encode_values(values: list[Any]) -> tuple[array[int], list[Any]]:
-    """Dictionary encoding: u32 codes and the distinct values in first-seen order."""
+    """Dictionary encoding: codes (as small as the number of distinct values allows) and the distinct
+    values in first-seen order."""
     seen: dict[Any, int] = {}
     distinct: list[Any] = []
-    codes = array("I")
+    codes: list[int] = []
     append = codes.append
     for value in values:
         key = _value_key(value)
@@ -106,7 +115,7 @@ def encode_values(values: list[Any]) -> tuple[array[int], list[Any]]:
             code = seen[key] = len(distinct)
             distinct.append(value)
         append(code)
-    return codes, distinct
+    return array(code_type(len(distinct)), codes), distinct
 
 
 class Builder:
@@ -116,7 +125,9 @@ class Builder:
         self.names: list[str] = []
         self.d: list[int] = []
         self.ok: list[int] = []
-        self.fields: list[list[Any]] = [[] for _ in FIELDS]
+        self.rows: list[
+            tuple[Any, ...]
+        ] = []  #: each run's fields (``FIELDS``), split into columns at the end
         self.keys: dict[str, dict[str, tuple[list[int], list[Any]]]] = {k: {} for k in KINDS}
         # Details in one buffer: 100,000 small bytes objects cost far more than their bytes.
         self.details = bytearray()
@@ -142,8 +153,7 @@ class Builder:
         self.names.append(name)
         self.d.append(d)
         self.ok.append(1 if ok else 0)
-        for field_values, value in zip(self.fields, fields, strict=True):
-            field_values.append(value)
+        self.rows.append(fields)
         for kind, mapping in zip(KINDS, values, strict=True):
             columns = self.keys[kind]
             for key, value in mapping.items():
@@ -160,7 +170,10 @@ class Builder:
     def encode(self, extra: dict[str, Any], build_id: str) -> bytes:
         """The file's bytes: rows in the default order, every column packed, ``extra`` in the header."""
         n = len(self.names)
-        starts = self.fields[FIELDS.index("start_time")]
+        fields = list(zip(*self.rows, strict=True)) if n else [() for _ in FIELDS]
+        if len(fields) != len(FIELDS):
+            raise ValueError("a run's fields do not match FIELDS")
+        starts = fields[FIELDS.index("start_time")]
         names = self.names
         order = sorted(range(n), key=lambda i: (starts[i] is None, -(starts[i] or 0), names[i]))
         new_row = [0] * n
@@ -173,11 +186,13 @@ class Builder:
             return len(blobs) - 1
 
         cols: dict[str, Any] = {
-            "names": blob(b"\0".join(os.fsencode(names[i]) for i in order)),
+            "names": blob("\0".join(names[i] for i in order).encode(*_FS_CODEC)),
+            # Run ids all have one length (32 hex digits): then one row's name is a slice, no split.
+            "width": _same_width(names),
             "d": blob(array("q", [self.d[i] for i in order])),
             "ok": blob(bytes(self.ok[i] for i in order)),
         }
-        for field, column in zip(FIELDS, self.fields, strict=True):
+        for field, column in zip(FIELDS, fields, strict=True):
             cols["f." + field] = _encode_field(field in INT_FIELDS, [column[i] for i in order], blob)
         for kind, columns in self.keys.items():
             for key, (rows, values) in columns.items():
@@ -199,6 +214,14 @@ class Builder:
         cols["detail"] = {"offs": blob(offsets), "data": blob(bytes(details))}
         cols["warnings"] = blob(dumps({str(new_row[r]): w for r, w in self.warnings.items()}))
         return _pack(blobs, {"v": VERSION, "id": build_id, "n": n, "cols": cols, "extra": extra})
+
+
+def _same_width(names: list[str]) -> int:
+    widths = {len(n) for n in names}
+    if len(widths) != 1:
+        return 0
+    width = widths.pop()
+    return width if all(n.isascii() and "\0" not in n for n in names) else 0
 
 
 def _encode_field(is_int: bool, values: list[Any], blob: Callable[[Any], int]) -> dict[str, Any]:
@@ -231,6 +254,7 @@ class ColumnFile:
         self.header, self._base = _header(read)
         self.n: int = self.header["n"]
         self.cols: dict[str, Any] = self.header["cols"]
+        self._names_blob: bytes | None = None
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ColumnFile:
@@ -293,9 +317,22 @@ class ColumnFile:
         except ValueError as exc:
             raise IndexFormatError(f"blob {number} is not JSON") from exc
 
+    def name(self, row: int) -> str:
+        """One row's name, read without splitting them all when they have one width."""
+        width = self.cols.get("width") or 0
+        if not width:
+            return self.names()[row]
+        if self._names_blob is None:
+            self._names_blob = self.blob(self.cols["names"])
+            if len(self._names_blob) != max(0, self.n * (width + 1) - 1):
+                raise IndexFormatError("names do not have their width")
+        at = row * (width + 1)
+        return self._names_blob[at : at + width].decode("ascii")
+
     def names(self) -> list[str]:
         data = self.blob(self.cols["names"])
-        names = [os.fsdecode(n) for n in data.split(b"\0")] if self.n else []
+        text = data.decode(*_FS_CODEC)  # as os.fsdecode would, in one call
+        names = text.split("\0") if self.n else []
         if len(names) != self.n:
             raise IndexFormatError("names do not match the row count")
         return names

@@ -23,6 +23,7 @@ is seen at the next sweep.
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import stat
 import time
@@ -32,6 +33,7 @@ from ..store import _pending
 from ..store._layout import META_FILE, TMP_MARK, iso_from_ms
 from ..store._meta import read_meta_file
 from . import _index_state
+from ._columns import Builder
 from ._index_state import INDEX_DIR, ExperimentIndex, add_entry, add_scanned, builder_of
 from ._reader import heartbeat_state
 from ._records import RunRecord
@@ -228,6 +230,31 @@ def _check(
     """Look at each run of ``names``; True if the index changed. Many at once make a new file."""
     builder = builder_of(index, set(names)) if len(names) >= COMPACT_AFTER and only is None else None
     dirty = builder is not None
+    collect = builder is not None and gc.isenabled()
+    if collect:  # thousands of runs read: nothing they allocate is garbage until the build is done
+        gc.disable()
+    try:
+        dirty = _check_each(root, index, exp_fd, names, now_ns, trust, only, builder) or dirty
+    finally:
+        if collect:
+            gc.enable()
+    if builder is not None:
+        _index_state.save(root, index, builder, write=save_index)
+        return False
+    return dirty
+
+
+def _check_each(
+    root: str,
+    index: ExperimentIndex,
+    exp_fd: int,
+    names: list[str],
+    now_ns: int,
+    trust: _Trust,
+    only: str | None,
+    builder: Builder | None,
+) -> bool:
+    dirty = False
     for name in names:
         old = index.old(name)
         try:
@@ -248,9 +275,6 @@ def _check(
         if builder is not None:
             index.delta.pop(name, None)
         dirty = index.put(name, scanned, ok) or dirty
-    if builder is not None:
-        _index_state.save(root, index, builder, write=save_index)
-        return False
     return dirty
 
 

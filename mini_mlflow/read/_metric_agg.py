@@ -98,9 +98,18 @@ def tail_point(fd: int, size: int) -> tuple[tuple[int, float] | None, int]:
 def look_tail(fd: int, st: os.stat_result, old: list[Any] | None = None) -> list[Any]:
     """A listing's look at a metric file open as ``fd``: signature and last point, count/min/max kept
     from ``old`` (the same file, read up to ``old[OFFSET]``) and marked behind."""
-    sig = [st.st_ino, st.st_size, st.st_mtime_ns]
+    size = st.st_size
+    if old is None and size:  # the common case, in one read: the file's last line is a point
+        data = os.pread(fd, min(size, TAIL_BYTES), max(0, size - TAIL_BYTES))
+        end = data.rfind(b"\n")
+        start = data.rfind(b"\n", 0, end) + 1
+        if end > 0 and (start or size <= TAIL_BYTES):
+            point = _point(data[start:end])
+            if point is not None:
+                return [st.st_ino, size, st.st_mtime_ns, 0, 0, point[1], None, None, point[0], 0, "", 1, 0]
+    sig = [st.st_ino, size, st.st_mtime_ns]
     agg = [*sig, *old[3:]] if old is not None else empty(sig)
-    point, bad = tail_point(fd, st.st_size)
+    point, bad = tail_point(fd, size)
     agg[LAST_STEP], agg[LAST] = point if point is not None else (None, None)
     agg[TAIL_BAD] = bad
     agg[BEHIND] = 1

@@ -119,7 +119,7 @@ class Source:
 
             return key_value
         if f.key == "run_id":
-            return main.names.__getitem__
+            return main.names.__getitem__ if main.n else (lambda row: None)
         if f.key == "experiment_id":
             return lambda row: self.index.exp_id
         if f.key == "status":

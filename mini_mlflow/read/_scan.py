@@ -102,15 +102,31 @@ def _is_link(name: str, dir_fd: int) -> bool:
         return False
 
 
+def _names(fd: int, path: str) -> list[str]:
+    """The entries of the open folder ``fd`` at ``path``. Listed by path: ``os.listdir`` of a
+    descriptor duplicates it first (three more system calls per folder, thousands of folders). Every
+    name is then opened relative to ``fd``, so a folder swapped at ``path`` meanwhile cannot lead a
+    read elsewhere: its names are just not found in ``fd``."""
+    try:
+        return os.listdir(path)
+    except OSError:
+        return os.listdir(fd)
+
+
 def _walk(
-    fd: int, rel: str, suffix: str, visit: Callable[[int, str, str], bool], sigs: list[list[Any]]
+    fd: int,
+    path: str,
+    rel: str,
+    suffix: str,
+    visit: Callable[[int, str, str], bool],
+    sigs: list[list[Any]],
 ) -> None:
-    """Visit every ``<key><suffix>`` file under the open folder ``fd`` (keys with ``/`` are
-    sub-folders); ``visit(folder_fd, file name, key)`` returns False for a name that is a folder.
+    """Visit every ``<key><suffix>`` file under the open folder ``fd`` at ``path`` (keys with ``/``
+    are sub-folders); ``visit(folder_fd, file name, key)`` returns False for a name that is a folder.
     Records ``[rel, mtime_ns]`` of each folder walked. Links and temporary files are passed over."""
     sigs.append([rel, os.fstat(fd).st_mtime_ns])
     prefix = "" if rel == "." else rel + "/"
-    for entry in os.listdir(fd):
+    for entry in _names(fd, path):
         if TMP_MARK in entry:
             continue
         if entry.endswith(suffix) and visit(fd, entry, _intern(prefix + entry[: -len(suffix)])):
@@ -118,7 +134,7 @@ def _walk(
         sub = _open_folder(entry, fd)
         if sub is not None:
             try:
-                _walk(sub, prefix + entry, suffix, visit, sigs)
+                _walk(sub, f"{path}/{entry}", prefix + entry, suffix, visit, sigs)
             finally:
                 os.close(sub)
 
@@ -139,49 +155,63 @@ def _newest(sigs: list[list[Any]] | None) -> int:
     return max((s[-1] for s in sigs or ()), default=0)
 
 
+def _read_text(name: str, dir_fd: int) -> bytes | None:
+    """A value file's stripped bytes (b"" if unreadable), None for a planted link or a folder."""
+    try:
+        fd = os.open(name, READ_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        return None if exc.errno == errno.ELOOP else b""  # a link is passed over, never read
+    try:
+        data = os.read(fd, 8192)
+        while len(data) % 8192 == 0 and data:  # a short read is the end of a regular file
+            more = os.read(fd, 1 << 16)
+            if not more:
+                break
+            data += more
+    except IsADirectoryError:
+        return None
+    except OSError:
+        data = b""
+    finally:
+        os.close(fd)
+    return data.strip()
+
+
 def _read_values(
     rfd: int, kind: str, folder: str, links: list[str]
 ) -> tuple[dict[str, Any], list[str], list[list[Any]]]:
     """Every value file of ``params/`` or ``tags/``: values, problems, folder signatures."""
     texts: dict[str, bytes] = {}
     sigs: list[list[Any]] = []
-
-    def visit(fd: int, name: str, key: str) -> bool:
-        try:
-            vfd = os.open(name, READ_FLAGS, dir_fd=fd)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                return True  # a planted link: passed over, never read
-            texts[key] = b""
-            return True
-        try:
-            data = os.read(vfd, 8192)
-            while len(data) % 8192 == 0 and data:  # a short read is the end of a regular file
-                more = os.read(vfd, 1 << 16)
-                if not more:
-                    break
-                data += more
-        except IsADirectoryError:
-            return False
-        except OSError:
-            data = b""
-        finally:
-            os.close(vfd)
-        texts[key] = data.strip()
-        return True
-
     top = _open_folder(kind, rfd, folder, links)
     if top is None:
         return {}, [], [[".", -1]]
     try:
-        _walk(top, ".", VALUE_SUFFIX, visit, sigs)
+        sigs.append([".", os.fstat(top).st_mtime_ns])
+        nested = []
+        for entry in _names(top, folder):  # the usual flat folder, read in this loop
+            if TMP_MARK in entry:
+                continue
+            text = _read_text(entry, top) if entry.endswith(VALUE_SUFFIX) else None
+            if text is None:
+                nested.append(entry)
+            else:
+                texts[_intern(entry[: -len(VALUE_SUFFIX)])] = text
+        for entry in nested:  # keys with "/" (and anything else that may be a folder)
+            sub = _open_folder(entry, top)
+            if sub is not None:
+                try:
+                    visit = lambda fd, n, k: _keep(texts, k, _read_text(n, fd))  # noqa: E731
+                    _walk(sub, f"{folder}/{entry}", entry, VALUE_SUFFIX, visit, sigs)
+                finally:
+                    os.close(sub)
     finally:
         os.close(top)
     keys = sorted(texts)
     problems: list[str] = []
     try:  # one parse for all values of the run; one bad file sends us to the careful path
         if all(texts.values()):
-            parsed = loads(b"[" + b",".join(texts[k] for k in keys) + b"]")
+            parsed = loads(b"[" + b",".join([texts[k] for k in keys]) + b"]")
             return dict(zip(keys, parsed, strict=True)), problems, sigs
     except ValueError:
         pass
@@ -192,6 +222,14 @@ def _read_values(
         except ValueError as exc:
             problems.append(f"{folder}/{key}{VALUE_SUFFIX}: unreadable ({type(exc).__name__})")
     return values, problems, sigs
+
+
+def _keep(texts: dict[str, bytes], key: str, text: bytes | None) -> bool:
+    """Record a nested value file's text; False when it is no file (a folder to walk)."""
+    if text is None:
+        return False
+    texts[key] = text
+    return True
 
 
 def _look_metrics(
@@ -210,35 +248,35 @@ def _look_metrics(
 
     def visit(fd: int, name: str, key: str) -> bool:
         old = old_x.get(key)
-        path = f"{folder}/{key}{METRIC_SUFFIX}"
         try:
-            if old is not None or not listing:  # a file seen before: a stat may be all it needs
-                mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
-                if stat.S_ISDIR(mode):
-                    return False
-                if stat.S_ISLNK(mode):
-                    return True  # a planted link: passed over, never read
-                check = (cache[0], cache[1], key) if cache is not None else None
-                aggs[key] = update_metric(path, old, check, listing)
+            if listing and old is None:  # a file not seen before: opened once, its tail read
+                mfd = os.open(name, READ_FLAGS, dir_fd=fd)
+                try:
+                    st = os.fstat(mfd)
+                    if st.st_mode & 0o170000 == stat.S_IFDIR:
+                        return False
+                    aggs[key] = look_tail(mfd, st)
+                finally:
+                    os.close(mfd)
                 return True
-            mfd = os.open(name, READ_FLAGS, dir_fd=fd)
-            try:
-                st = os.fstat(mfd)
-                if stat.S_ISDIR(st.st_mode):
-                    return False
-                aggs[key] = look_tail(mfd, st)
-            finally:
-                os.close(mfd)
+            path = f"{folder}/{key}{METRIC_SUFFIX}"  # seen before: a stat may be all it needs
+            mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+            if stat.S_ISDIR(mode):
+                return False
+            if stat.S_ISLNK(mode):
+                return True  # a planted link: passed over, never read
+            check = (cache[0], cache[1], key) if cache is not None else None
+            aggs[key] = update_metric(path, old, check, listing)
         except OSError as exc:
             if exc.errno != errno.ELOOP:  # a planted link is passed over silently, as walk_keys does
-                errors[key] = f"{path}: unreadable ({exc.strerror or exc})"
+                errors[key] = f"{folder}/{key}{METRIC_SUFFIX}: unreadable ({exc.strerror or exc})"
         return True
 
     top = _open_folder("metrics", rfd, folder, links)
     if top is None:
         return aggs, [[".", -1]]
     try:
-        _walk(top, ".", METRIC_SUFFIX, visit, sigs)
+        _walk(top, folder, ".", METRIC_SUFFIX, visit, sigs)
     finally:
         os.close(top)
     for key in sorted({*aggs, *errors}):

@@ -12,7 +12,7 @@ import sys
 from array import array
 from typing import Any
 
-from ._columns import FIELDS, ColumnFile, IndexFormatError, loads
+from ._columns import FIELDS, ColumnFile, IndexFormatError, code_type, loads
 from ._metric_agg import HIGH, LAST, LOW
 from ._records import RunRecord
 
@@ -23,12 +23,26 @@ _SCAN_PARTIAL = 32
 
 
 def _small(column: Any) -> bytes | None:
-    """A column's codes one byte each, when it has at most 256 distinct values (built once)."""
-    if column.codes is None or len(column.values) > 256:
+    """A column's codes as bytes, when they are one byte each (at most 256 distinct values)."""
+    if column.codes is None or column.codes.typecode != "B":
         return None
     if column._small is None:
-        column._small = bytes(iter(column.codes))  # (bytes(array) would copy its raw 4-byte items)
+        column._small = column.codes.tobytes()
     return column._small  # type: ignore[no-any-return]
+
+
+def _codes(cf: ColumnFile, spec: dict[str, Any], values: list[Any], n: int) -> array[int]:
+    """A column's codes, checked against its distinct values (a crafted file must not index past them)."""
+    typecode = code_type(len(values))
+    codes = cf.array(spec["codes"], typecode)
+    if len(codes) != n:
+        raise IndexFormatError("codes do not match their rows")
+    if typecode == "B":  # one C pass: every byte naming a value maps to 0, any other to 1
+        if codes.tobytes().translate(bytes(i >= len(values) for i in range(256))).find(1) >= 0:
+            raise IndexFormatError("codes out of range")
+    elif codes and max(codes) >= len(values):
+        raise IndexFormatError("codes out of range")
+    return codes
 
 
 class FieldColumn:
@@ -42,10 +56,10 @@ class FieldColumn:
             self.values: list[Any] = []
         else:
             self.ints, self.none = None, frozenset()
-            self.codes = cf.array(spec["codes"], "I")
             self.values = cf.json(spec["values"])
-            if not isinstance(self.values, list) or (self.codes and max(self.codes) >= len(self.values)):
-                raise IndexFormatError("field codes out of range")
+            if not isinstance(self.values, list):
+                raise IndexFormatError("field values are not a list")
+            self.codes = _codes(cf, spec, self.values, cf.n)
         self._small: bytes | None = None
         if len(self.ints if self.ints is not None else self.codes or ()) != cf.n:  # type: ignore[arg-type]
             raise IndexFormatError("field column does not match the row count")
@@ -81,11 +95,11 @@ class KeyColumn:
             count = len(self.vals)
         else:
             self.vals = None
-            self.codes = cf.array(spec["codes"], "I")
             self.values = cf.json(spec["values"])
+            if not isinstance(self.values, list):
+                raise IndexFormatError("key values are not a list")
+            self.codes = _codes(cf, spec, self.values, len(self.rows))
             count = len(self.codes)
-            if not isinstance(self.values, list) or (self.codes and max(self.codes) >= len(self.values)):
-                raise IndexFormatError("key codes out of range")
         if count != len(self.rows) or (self.rows and self.rows[-1] >= cf.n):
             raise IndexFormatError("key column does not match its rows")
         self._pos: dict[int, int] | None = None
@@ -266,11 +280,11 @@ class Main:
                 if column is None:
                     continue
                 keys.append(key)
-                if column.full:
-                    read = (
-                        column.vals.__getitem__ if column.vals is not None else column.decoded().__getitem__
-                    )
-                    cells.append(list(map(read, rows)))
+                if column.full and column.vals is not None:
+                    cells.append(list(map(column.vals.__getitem__, rows)))
+                elif column.full:  # a few rows' values, without decoding the whole column
+                    codes = map(column.codes.__getitem__, rows)  # type: ignore[union-attr,index]
+                    cells.append(list(map(column.values.__getitem__, codes)))
                 else:
                     cells.append(list(map(column.get, rows)))
                     complete = False
@@ -295,12 +309,12 @@ class Main:
 
     def records(self, rows: list[int], experiment_id: str, exp_dir: str) -> list[RunRecord]:
         """Fresh records of many rows, read column by column."""
-        names = self.names
+        name_of = self.names.__getitem__ if self._names is not None else self.file.name  # type: ignore[union-attr]
         fields = [list(map(self.field(f).get, rows)) for f in FIELDS]
         values = self._values_of_rows(rows)
         out = []
         for i, row in enumerate(rows):
-            name = names[row]
+            name = name_of(row)
             run_name, status, start, end, stage, user, parent, newer = (column[i] for column in fields)
             params, tags, metrics = values[i]
             out.append(
@@ -327,7 +341,7 @@ class Main:
 
     def record(self, row: int, experiment_id: str, exp_dir: str) -> RunRecord:
         """The run at ``row`` as a fresh record (the caller may keep or change it)."""
-        name = self.names[row]
+        name = self.names[row] if self._names is not None else self.file.name(row)  # type: ignore[union-attr]
         run_name, status, start, end, stage, user, parent, newer = (self.field(f).get(row) for f in FIELDS)
         params, tags, metrics = self.values_of(row)
         return RunRecord(
