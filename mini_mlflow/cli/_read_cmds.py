@@ -99,6 +99,7 @@ def ls_cmd(
 ) -> None:
     """List runs: id, name, status (crashed runs shown as such), start, duration, and the params and
     metrics that vary across the listed runs. Broken run folders are listed after the table."""
+    from ..read._index import recovering
     from ..read._search import find
 
     root = root_of(ctx)
@@ -114,14 +115,18 @@ def ls_cmd(
         exp_ids = [resolve_experiment(root, e) for e in experiments]
     else:
         exp_ids = _default_experiment(root)
-    try:  # every match is counted; records are built for the page shown only
-        found = find(exp_ids, filter_string, list(order_by) or None, "deleted" if deleted else "active", root)
+    view = "deleted" if deleted else "active"
+
+    def page() -> tuple[int, SearchResult]:  # every match is counted; the page shown is built
+        found = find(exp_ids, filter_string, list(order_by) or None, view, root)
+        return found.total, SearchResult(found.records(0, limit, copy=False), found.broken)
+
+    try:
+        total, shown = recovering(root, page)
     except InvalidInputError as exc:
         from ._render import clean
 
         raise click.UsageError(clean(str(exc))) from None
-    total = found.total
-    shown = SearchResult(found.records(0, limit, copy=False), found.broken)
     if as_json:
         doc = {
             "runs": [r.to_dict() for r in shown],

@@ -255,6 +255,8 @@ class ColumnFile:
         self.n: int = self.header["n"]
         self.cols: dict[str, Any] = self.header["cols"]
         self._names_blob: bytes | None = None
+        #: Set when something read from the file was out of shape: the index is then rebuilt.
+        self.damaged = False
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ColumnFile:

@@ -27,13 +27,14 @@ import gc
 import os
 import stat
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ..store import _pending
 from ..store._layout import META_FILE, TMP_MARK, iso_from_ms
 from ..store._meta import read_meta_file
 from . import _index_state
-from ._columns import Builder
+from ._columns import Builder, IndexFormatError
 from ._index_state import INDEX_DIR, ExperimentIndex, add_entry, add_scanned, builder_of
 from ._reader import heartbeat_state
 from ._records import RunRecord
@@ -120,8 +121,48 @@ def _unsettled(index: ExperimentIndex, trust: _Trust) -> list[str]:
     return out + list(index.broken)
 
 
+def forget(root: str, exp_id: str) -> None:
+    """Drop an experiment's index from memory and disk: the next read rebuilds it from the runs."""
+    index = _MEMORY.pop((os.path.abspath(root), exp_id), None)
+    if index is not None:
+        index.main.close()
+    _index_state.discard(root, exp_id)
+
+
+def forget_damaged(root: str) -> None:
+    """Forget every index of the store whose columnar file turned out damaged while it was read."""
+    top = os.path.abspath(root)
+    for (where, exp_id), index in list(_MEMORY.items()):
+        if where == top and index.main.file is not None and index.main.file.damaged:
+            forget(root, exp_id)
+
+
+_T = TypeVar("_T")
+
+
+def recovering(root: str, read: Callable[[], _T]) -> _T:
+    """``read()``; if it met a damaged index file, that index is rebuilt and ``read()`` runs again.
+
+    Files are checked (CRC-32) as they are read, so damage shows up mid-search; the index is derived, so
+    the answer is then computed from the run folders, never refused.
+    """
+    try:
+        return read()
+    except IndexFormatError:
+        forget_damaged(root)
+        return read()
+
+
 def load_experiment(root: str, exp_id: str, save: bool = True, only: str | None = None) -> ExperimentIndex:
     """The validated index of one experiment (``only``: check just that run folder, fully)."""
+    try:
+        return _load_experiment(root, exp_id, save, only)
+    except IndexFormatError:  # the files were damaged: start over from the run folders
+        forget(root, exp_id)
+        return _load_experiment(root, exp_id, save, only)
+
+
+def _load_experiment(root: str, exp_id: str, save: bool, only: str | None) -> ExperimentIndex:
     key = (os.path.abspath(root), exp_id)
     index = _MEMORY.get(key) or _load(root, exp_id)
     now_ns = time.time_ns()

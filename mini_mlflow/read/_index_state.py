@@ -387,6 +387,22 @@ def save(root: str, index: ExperimentIndex, builder: Builder | None = None, writ
     return True
 
 
+def discard(root: str, exp_id: str) -> None:
+    """Delete an experiment's index files (damaged: they are rebuilt from the run folders)."""
+    try:
+        top = open_dir_beneath(root, INDEX_DIR, fixed=1)
+    except OSError:
+        return
+    try:
+        for name in (exp_id + _SUFFIX, exp_id + _DELTA):
+            try:
+                os.unlink(name, dir_fd=top)
+            except OSError:
+                pass
+    finally:
+        os.close(top)
+
+
 def _remove_old_format(top: int, exp_id: str) -> None:
     """Files of the index's first format (a JSON summary, one JSON file per run): deleted, once."""
     try:

@@ -56,8 +56,12 @@ def broken_runs(index: _index.ExperimentIndex) -> list[BrokenRun]:
 
 def records_of(root: str, experiment_id: str, view: str) -> tuple[list[RunRecord], list[BrokenRun]]:
     """Run records (and broken folders) of one experiment, from its validated index."""
-    found = Found([Source(_index.load_experiment(root, experiment_id), view)], [], [])
-    return found.records(0, found.total, copy=False), found.broken
+
+    def read() -> tuple[list[RunRecord], list[BrokenRun]]:
+        found = Found([Source(_index.load_experiment(root, experiment_id), view)], [], [])
+        return found.records(0, found.total, copy=False), found.broken
+
+    return _index.recovering(root, read)
 
 
 def resolve_experiments(root: str, experiment_ids: Iterable[int | str] | int | str | None) -> list[str]:
@@ -206,8 +210,12 @@ def search_runs(
         raise InvalidInputError(
             f"invalid max_results {max_results!r}: must be an int from 1 to {MAX_RESULTS}"
         )
-    found = find(experiment_ids, filter_string, order_by, run_view, root)
-    if not copy:  # the CLI only reads them, and wants every match for its count
-        return SearchResult(found.records(0, found.total, copy=False), found.broken)
-    result = SearchResult(found.records(0, max_results), found.broken)
-    return result.to_pandas() if output == "pandas" else result
+
+    def read() -> SearchResult:
+        found = find(experiment_ids, filter_string, order_by, run_view, root)
+        if not copy:  # the CLI only reads them, and wants every match for its count
+            return SearchResult(found.records(0, found.total, copy=False), found.broken)
+        return SearchResult(found.records(0, max_results), found.broken)
+
+    result = _index.recovering(root, read)
+    return result.to_pandas() if output == "pandas" and copy else result

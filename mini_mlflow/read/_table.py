@@ -8,13 +8,37 @@ records of 100,000 runs share one ``"lr"``.
 
 from __future__ import annotations
 
+import functools
 import sys
 from array import array
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ._columns import FIELDS, ColumnFile, IndexFormatError, code_type, loads
 from ._metric_agg import HIGH, LAST, LOW
 from ._records import RunRecord
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def decoding(method: _F) -> _F:
+    """A method reading the file: anything it finds out of shape is the file's fault (IndexFormatError:
+    the index is rebuilt from the runs), never the caller's."""
+
+    @functools.wraps(method)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
+            main = args[0]
+            if main.file is not None:
+                main.file.damaged = True  # this file is rebuilt, not read again (see _index.recovering)
+            if isinstance(exc, IndexFormatError):
+                raise
+            raise IndexFormatError(f"{method.__name__}: {type(exc).__name__}: {exc}") from exc
+
+    return checked  # type: ignore[return-value]
+
 
 #: What a column holds for a run that lacks the key.
 MISSING: Any = object()
@@ -159,11 +183,13 @@ class Main:
             self.file.close()
 
     @property
+    @decoding
     def names(self) -> list[str]:
         if self._names is None:
             self._names = self.file.names() if self.file is not None else []
         return self._names
 
+    @decoding
     def row_of(self, name: str) -> int:
         """The row of run folder ``name``, -1 if it is not stored."""
         if self._pos is None:
@@ -171,12 +197,14 @@ class Main:
         return self._pos.get(name, -1)
 
     @property
+    @decoding
     def d(self) -> array[int]:
         if self._d is None:
             self._d = self._array("d", "q")
         return self._d
 
     @property
+    @decoding
     def ok(self) -> bytes:
         if self._ok is None:
             self._ok = self.file.blob(self.file.cols["ok"]) if self.file is not None else b""
@@ -192,6 +220,7 @@ class Main:
             raise IndexFormatError(f"{col} does not match the row count")
         return out
 
+    @decoding
     def field(self, name: str) -> FieldColumn:
         column = self._fields.get(name)
         if column is None:
@@ -200,6 +229,7 @@ class Main:
             column = self._fields[name] = FieldColumn(self.file, self.file.cols["f." + name])
         return column
 
+    @decoding
     def key_names(self, kind: str) -> list[str]:
         """Keys of ``kind`` (``p``, ``t``, ``x``) that some stored run has, sorted."""
         names = self._key_names.get(kind)
@@ -210,6 +240,7 @@ class Main:
             self._key_names[kind] = names
         return names
 
+    @decoding
     def key(self, kind: str, key: str) -> KeyColumn | None:
         name = f"{kind}.{key}"
         if name not in self._keys:
@@ -217,6 +248,7 @@ class Main:
             self._keys[name] = KeyColumn(self.file, spec, kind == "x") if spec is not None else None  # type: ignore[arg-type]
         return self._keys[name]
 
+    @decoding
     def raw_detail(self, row: int) -> bytes:
         if self._offsets is None:
             spec = self.file.cols["detail"]  # type: ignore[union-attr]
@@ -226,15 +258,18 @@ class Main:
         start, end = self._offsets[row], self._offsets[row + 1]
         return self.file.blob_part(self.file.cols["detail"]["data"], start, end - start)  # type: ignore[union-attr]
 
+    @decoding
     def detail(self, row: int) -> dict[str, Any]:
         return decode_detail(self.raw_detail(row))
 
+    @decoding
     def warnings(self, row: int) -> list[str]:
         if self._warnings is None:
             raw = self.file.json(self.file.cols["warnings"]) if self.file is not None else {}
             self._warnings = {int(r): w for r, w in raw.items()}
         return list(self._warnings.get(row, ()))
 
+    @decoding
     def values_of(self, row: int) -> tuple[dict[str, Any], dict[str, Any], dict[str, float]]:
         """A row's params, tags and last metric values, keys in order."""
         out: tuple[dict[str, Any], dict[str, Any], dict[str, float]] = ({}, {}, {})
@@ -265,6 +300,7 @@ class Main:
                     target.update(items)
         return out
 
+    @decoding
     def _values_of_rows(
         self, rows: list[int]
     ) -> list[tuple[dict[str, Any], dict[str, Any], dict[str, float]]]:
@@ -307,6 +343,7 @@ class Main:
             self._by_row = by_row
         return self._by_row
 
+    @decoding
     def records(self, rows: list[int], experiment_id: str, exp_dir: str) -> list[RunRecord]:
         """Fresh records of many rows, read column by column."""
         name_of = self.names.__getitem__ if self._names is not None else self.file.name  # type: ignore[union-attr]
@@ -339,6 +376,7 @@ class Main:
             )
         return out
 
+    @decoding
     def record(self, row: int, experiment_id: str, exp_dir: str) -> RunRecord:
         """The run at ``row`` as a fresh record (the caller may keep or change it)."""
         name = self.names[row] if self._names is not None else self.file.name(row)  # type: ignore[union-attr]
