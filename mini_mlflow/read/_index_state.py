@@ -165,7 +165,7 @@ class ExperimentIndex:
         if self.state(name) == (scanned.d, ok):
             before = self.record(name)
             old_detail = self.detail(name) or {}
-            if before == record and _same_detail(old_detail, scanned.detail):
+            if before is not None and _same_record(before, record) and _same_detail(old_detail, scanned.detail):
                 return False
         self.delta[name] = Entry(scanned.d, ok, record, scanned.detail)
         return True
@@ -199,8 +199,20 @@ class ExperimentIndex:
         self.stray = {str(k): str(v) for k, v in extra["stray"].items()}
 
 
+def _same_record(a: RunRecord, b: RunRecord) -> bool:
+    """Equal records, NaN equal to NaN (a run with a NaN metric is unchanged when read again)."""
+    return a == b or dumps(_record_state(a)) == dumps(_record_state(b))
+
+
+def _record_state(r: RunRecord) -> list[Any]:
+    return [[getattr(r, f) for f in FIELDS], r.stored_status, r.params, r.tags, r.metrics, r.warnings]
+
+
 def _same_detail(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return all(a.get(k) == b.get(k) for k in ("r", "ps", "ts", "xs", "x"))
+    keys = ("r", "ps", "ts", "xs", "x")
+    if all(a.get(k) == b.get(k) for k in keys):
+        return True
+    return dumps([a.get(k) for k in keys]) == dumps([b.get(k) for k in keys])  # NaN equal to NaN
 
 
 class _Records(Mapping[str, RunRecord]):
