@@ -165,7 +165,11 @@ class ExperimentIndex:
         if self.state(name) == (scanned.d, ok):
             before = self.record(name)
             old_detail = self.detail(name) or {}
-            if before is not None and _same_record(before, record) and _same_detail(old_detail, scanned.detail):
+            if (
+                before is not None
+                and _same_record(before, record)
+                and _same_detail(old_detail, scanned.detail)
+            ):
                 return False
         self.delta[name] = Entry(scanned.d, ok, record, scanned.detail)
         return True
