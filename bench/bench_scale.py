@@ -135,12 +135,17 @@ def scale_rows(root: str, n: int, cold: bool) -> tuple[list[Row], list[str]]:
     built = search_child(root, warm_n=0)  # the files are in the page cache now
     shutil.rmtree(index, ignore_errors=True)
     first = search_child(root, warm_n=5)
+    floor = scale_store.syscall_floor(root)
     target = "≤ 1.5 s" if n <= 10_000 else "≤ 10 s"
     rows.append(
         (f"{n:,} runs copied in, index absent, page cache warm: first `search_runs` (builds the index)",
          ms(first["first"]), target,
          f"CPU {first['user']:.2f} s user + {first['sys']:.2f} s system (whole process); "
          f"another build: {ms(built['first'])}; peak RSS {first['rss']:.0f} MB")
+    )  # fmt: skip
+    rows.append(
+        (f"{n:,} runs: the floor, a loop making only the build's system calls (no parsing, no index)",
+         ms(floor[0]), "", f"CPU {floor[1]:.2f} s user + {floor[2]:.2f} s system")
     )  # fmt: skip
     size, store = du_mb(index), du_mb(root)
     rows.append(
@@ -194,11 +199,11 @@ from mlflow.tracking import MlflowClient
 db, exp, flt, order = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 client = MlflowClient(tracking_uri=f"sqlite:///{db}")
 times = []
-for _ in range(4):
+for _ in range(2):
     t = time.perf_counter()
     found = client.search_runs([exp], filter_string=flt, order_by=order, max_results=1000)
     times.append(time.perf_counter() - t)
-print(json.dumps({"first": times[0], "warm": sorted(times[1:])[1], "ids": [r.info.run_id for r in found]}))
+print(json.dumps({"first": times[0], "warm": times[1], "ids": [r.info.run_id for r in found]}))
 """
 
 
@@ -216,10 +221,33 @@ def mlflow_row(tmp: str, n: int, ours: list[str], our_warm: float) -> Row:
     log(f"mlflow sqlite: first {doc['first']:.2f}s warm {doc['warm']:.2f}s same={same}")
     return (
         f"MLflow {mlflow.__version__} SQLite store, `MlflowClient.search_runs`, same {n:,} runs, same filter",
-        f"{ms(doc['first'])} first, {ms(doc['warm'])} warm",
+        f"{ms(doc['first'])} first, {ms(doc['warm'])} again",
         "",
         f"{doc['warm'] / our_warm:,.0f}× our warm search; same 1,000 runs in the same order: {same}",
     )
+
+
+def format_rows(root: str, n: int) -> list[Row]:
+    """SQLite beside the columnar file, on the same runs (``index_formats.py``; docs/format.md)."""
+    import index_formats
+
+    log("the two index formats side by side ...")
+    got = index_formats.compare(root)
+    sql, cols = got["sqlite"], got["columnar"]
+
+    def pair(what: str, key: str) -> str:
+        return f"SQLite {ms(sql[what][key])}, columnar {ms(cols[what][key])}"
+
+    rss = f"peak RSS {sql['search']['rss']:.0f} / {cols['search']['rss']:.0f} MB"
+    return [
+        (f"index formats, {n:,} runs: write every run",
+         f"SQLite {sql['write']:.2f} s, columnar {cols['write']:.2f} s",
+         "", f"on disk: SQLite {sql['size'] / 1e6:.0f} MB, columnar {cols['size'] / 1e6:.0f} MB"),
+        (f"index formats, {n:,} runs: filter + order, 1,000 records, first in a new process",
+         pair("search", "first"), "", f"then warm: {pair('search', 'warm')}; {rss}"),
+        (f"index formats, {n:,} runs: count all, build the newest 20 (`ls`), first in a new process",
+         pair("ls", "first"), "", f"then warm: {pair('ls', 'warm')}"),
+    ]  # fmt: skip
 
 
 WRITER_CHILD = """
@@ -286,6 +314,7 @@ def main() -> None:
             rows += found
         warm = search_child(os.path.join(tmp, f"s{big}"), warm_n=7)["warm"]
         rows.append(mlflow_row(tmp, big, ids, warm))
+        rows += format_rows(os.path.join(tmp, f"s{big}"), big)
         rows += writer_rows(tmp, small)
         if not args.skip_loop:
             from loop_overhead import overhead_row

@@ -63,11 +63,13 @@ def build_sqlite(store: str, db: str) -> dict[str, float]:
             for i, r in enumerate(records)
         ),
     )  # fmt: skip
-    for table, attr in (("params", "params"), ("tags", "tags")):
-        con.executemany(
-            f"INSERT INTO {table} VALUES (?,?,?,?)",
-            ((i, k, _columns.dumps(v).decode(), as_text(v)) for i, r in enumerate(records) for k, v in getattr(r, attr).items()),
-        )  # fmt: skip
+    for table in ("params", "tags"):
+        rows = (
+            (i, k, _columns.dumps(v).decode(), as_text(v))
+            for i, r in enumerate(records)
+            for k, v in getattr(r, table).items()
+        )
+        con.executemany(f"INSERT INTO {table} VALUES (?,?,?,?)", rows)
     con.executemany(
         "INSERT INTO metrics VALUES (?,?,?)",
         ((i, k, v) for i, r in enumerate(records) for k, v in r.metrics.items()),
@@ -94,17 +96,20 @@ def search():
     con.executemany("INSERT INTO page VALUES (?)", [(r,) for r in rows])
     values = {r: ({}, {}, {}) for r in rows}
     for i, table in enumerate(("params", "tags")):
-        for row, key, value in con.execute(f"SELECT row, key, value FROM {table} WHERE row IN page ORDER BY row, key"):
+        query = f"SELECT row, key, value FROM {table} WHERE row IN page ORDER BY row, key"
+        for row, key, value in con.execute(query):
             values[row][i][key] = json.loads(value)
-    for row, key, last in con.execute("SELECT row, key, last FROM metrics WHERE row IN page ORDER BY row, key"):
+    query = "SELECT row, key, last FROM metrics WHERE row IN page ORDER BY row, key"
+    for row, key, last in con.execute(query):
         values[row][2][key] = last
-    meta = {row: rest for row, *rest in con.execute(
-        "SELECT row, name, run_name, status, start, end_, stage, user, parent, newer FROM runs WHERE row IN page")}
+    query = "SELECT row, name, run_name, status, start, end_, stage, user, parent, newer FROM runs"
+    meta = {row: rest for row, *rest in con.execute(query + " WHERE row IN page")}
     return [RunRecord(m[0], m[1], "0", m[2], m[3], m[4], m[5], m[6], m[7], *values[r], "", m[2], m[8], [])
             for r in rows for m in [meta[r]]]
 def ls():
     total = con.execute("SELECT count(*) FROM runs WHERE stage = 'active'").fetchone()[0]
-    page = con.execute("SELECT row FROM runs WHERE stage = 'active' ORDER BY start DESC, name LIMIT 20").fetchall()
+    query = "SELECT row FROM runs WHERE stage = 'active' ORDER BY start DESC, name LIMIT 20"
+    page = con.execute(query).fetchall()
     return total, page
 """
 
@@ -117,13 +122,13 @@ from mini_mlflow.read._filter import parse_clauses, parse_order_by
 from mini_mlflow.read._query import Source
 from mini_mlflow.read._search import Found
 index = _index._load(sys.argv[1], "0")
-clauses, keys = parse_clauses(%r), parse_order_by(["metrics.acc DESC"])
+clauses, keys = parse_clauses(FILTER), parse_order_by(["metrics.acc DESC"])
 def search():
     return Found([Source(index, "active")], clauses, keys).records(0, 1000)
 def ls():
     found = Found([Source(index, "active")], [], [])
     return found.total, found.records(0, 20)
-""" % FILTER
+""".replace("FILTER", repr(FILTER))
 
 TAIL = """
 what = sys.argv[3]

@@ -137,6 +137,51 @@ def write_store(root: str, n: int, log: Any = None) -> None:
     open(marker, "w").close()
 
 
+FLOOR_CHILD = """
+import os, resource, sys, time
+exp = sys.argv[1]
+RD = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+DIR = RD | os.O_DIRECTORY
+efd = os.open(exp, DIR)
+names = [n for n in os.listdir(efd) if n != "meta.yaml"]
+r0, t = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+for name in names:
+    rfd = os.open(name, DIR, dir_fd=efd)
+    os.fstat(rfd)
+    fd = os.open("meta.yaml", RD, dir_fd=rfd); os.read(fd, 8192); os.close(fd)
+    for sub in ("params", "tags", "metrics"):
+        dfd = os.open(sub, DIR, dir_fd=rfd)
+        os.fstat(dfd)
+        for n in os.listdir(f"{exp}/{name}/{sub}"):
+            fd = os.open(n, RD, dir_fd=dfd)
+            if sub == "metrics":
+                size = os.fstat(fd).st_size
+                os.pread(fd, 1024, max(0, size - 1024))
+            else:
+                os.read(fd, 8192)
+            os.close(fd)
+        os.close(dfd)
+    os.close(rfd)
+r1 = resource.getrusage(resource.RUSAGE_SELF)
+print(time.perf_counter() - t, r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime)
+"""
+
+
+def syscall_floor(root: str) -> tuple[float, float, float]:
+    """``(wall, user, system)`` seconds of a loop making exactly the system calls of a cold build of
+    ``root``'s experiment 0, and nothing else (no parsing, no index): how far the build is from it."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", FLOOR_CHILD, os.path.join(root, EXPERIMENT)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    wall, user, system = map(float, done.stdout.split())
+    return wall, user, system
+
+
 # -- the same runs in MLflow's SQLite store ---------------------------------------------------------
 
 
