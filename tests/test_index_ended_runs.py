@@ -21,7 +21,7 @@ from mini_mlflow.store import _operations, _pending
 from conftest import python_child
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def no_racy_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     # A run's files are trusted once their mtimes are RACY_NS old (coarse file-system clocks); the
     # tests below are about who ended a run, not about clocks, so they need not wait those 2 s.
@@ -37,7 +37,7 @@ def append_point(run_dir: str, value: float) -> None:
         f.write(f'{{"step":9,"value":{value},"timestamp":1}}\n')
 
 
-def test_a_run_this_process_ended_is_trusted_at_once(store: Path) -> None:
+def test_a_run_this_process_ended_is_trusted_at_once(store: Path, no_racy_wait: None) -> None:
     with mm.start_run() as run:
         mm.log_metric("acc", 0.5)
     assert run.run_id in _pending.ended_runs(str(store), "0")
@@ -50,7 +50,9 @@ def test_a_run_this_process_ended_is_trusted_at_once(store: Path) -> None:
     assert acc_of(store, run.run_id) == 0.75
 
 
-def test_a_run_another_process_ended_is_checked_until_settled(store: Path, tmp_path: Path) -> None:
+def test_a_run_another_process_ended_is_checked_until_settled(
+    store: Path, tmp_path: Path, no_racy_wait: None
+) -> None:
     child = python_child(
         """
         import mini_mlflow as mm
@@ -69,7 +71,7 @@ def test_a_run_another_process_ended_is_checked_until_settled(store: Path, tmp_p
     assert acc_of(store, run_id) == 0.75
 
 
-def test_a_run_still_open_elsewhere_in_this_process_is_not_trusted(store: Path) -> None:
+def test_a_run_still_open_elsewhere_in_this_process_is_not_trusted(store: Path, no_racy_wait: None) -> None:
     first = mm.Run(runs_dir=store)
     second = mm.Run(run_id=first.run_id, runs_dir=store)  # two writers of one run (ranks)
     first.log_metric("acc", 0.5)
@@ -83,7 +85,7 @@ def test_a_run_still_open_elsewhere_in_this_process_is_not_trusted(store: Path) 
     assert first.run_id in _pending.ended_runs(str(store), "0")
 
 
-def test_a_run_with_another_process_heartbeat_is_not_trusted(store: Path) -> None:
+def test_a_run_with_another_process_heartbeat_is_not_trusted(store: Path, no_racy_wait: None) -> None:
     run = mm.Run(runs_dir=store)
     run.log_metric("acc", 0.5)
     beat = Path(run.run_dir) / ".heartbeat-999999@elsewhere"  # a writer on another machine
@@ -110,3 +112,19 @@ def test_a_forked_child_forgets_the_runs_its_parent_ended(store: Path) -> None:
     os.close(read)
     os.waitpid(pid, 0)
     assert run.run_id in _pending.ended_runs(str(store), "0")
+
+
+def test_a_run_ended_here_is_trusted_once_its_clock_tick_has_passed(tmp_path: Path) -> None:
+    # The folder's mtime may hide a change made by someone else in the same clock tick. A file system
+    # with times finer than a millisecond ticks every few ms; one with coarse times (FAT: 2 s) does not.
+    fine, coarse = 1_700_000_000_123_456_789, 1_700_000_000_000_000_000
+    assert _index.racy_ns(fine) == _index.FINE_RACY_NS < _index.RACY_NS == _index.racy_ns(coarse)
+    for mtime, too_soon, late_enough in (
+        (fine, _index.FINE_RACY_NS // 2, _index.FINE_RACY_NS * 2),
+        (coarse, _index.FINE_RACY_NS * 2, _index.RACY_NS * 2),
+    ):
+        for after, trusted in ((too_soon, False), (late_enough, True)):
+            trust = _index._Trust(str(tmp_path), "0", mtime + after)
+            trust.ended = {"run": mtime}
+            assert trust.ended_here("run", mtime) is trusted
+            assert not trust.ended_here("run", mtime + 1)  # its folder changed since: read it again

@@ -288,3 +288,40 @@ def test_a_search_reads_only_the_columns_it_needs(tmp_path: Path) -> None:
     page = found.records(0, 3)
     assert [r.metrics["acc"] for r in page] == [0.98, 0.96, 0.94]
     assert page[0].params == {"lr": 4.9, "opt": "adam"} and page[0].tags == {"t": "x"}
+
+
+def test_the_table_of_a_search_is_its_records_as_columns(tmp_path: Path) -> None:
+    root = tmp_path / "mlruns"
+    (root / "0").mkdir(parents=True)
+    (root / "0" / "meta.yaml").write_text("experiment_id: '0'\nname: Default\nlifecycle_stage: active\n")
+    runs = [
+        {"id": f"{i:032x}", "name": NAMES[i % len(NAMES)], "status": "FINISHED", "start": 1_700_000_000_000 + i % 7,
+         "end": None, "user": "ann", "stage": "active", "params": {"p": PARAM_VALUES[i % len(PARAM_VALUES)]},
+         "tags": {"mlflow.runName": "x"} if i % 3 else {}, "metrics": {"m": [METRIC_VALUES[i % 11]]} if i % 4 else {}}
+        for i in range(30)
+    ]  # fmt: skip
+    for run in runs[:20]:
+        write_run(root, run)
+    index = _index.load_experiment(str(root), "0")
+    _index_state.save(str(root), index, _index_state.builder_of(index, set()))
+    for run in runs[20:]:  # and some in the delta
+        write_run(root, run)
+    found = find(None, "", ["params.p"], "active", str(root))
+    table = found.table()
+    records = found.records(0, found.total)
+    assert table["count"] == len(records) == 30
+    assert table["runs"]["id"] == [r.run_id for r in records]
+    assert table["runs"]["name"] == [r.run_name for r in records]
+    assert table["runs"]["start"] == [r.start_time for r in records]
+    for entity in ("params", "tags", "metrics"):
+        rebuilt: dict[str, list[list[Any]]] = {}
+        for i, r in enumerate(records):
+            for key, value in getattr(r, entity).items():
+                rebuilt.setdefault(key, [[], []])
+                rebuilt[key][0].append(i)
+                rebuilt[key][1].append(value)
+        got = table[entity]
+        assert sorted(got) == sorted(rebuilt)
+        for key in got:
+            assert got[key][0] == rebuilt[key][0]
+            assert json.dumps(got[key][1]) == json.dumps(rebuilt[key][1])  # NaN equal to NaN

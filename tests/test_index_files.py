@@ -207,7 +207,8 @@ while True:
     if seen % 4 == 3:
         _index._MEMORY.clear()  # start from the files, as a new process: the others wrote them meanwhile
     found = search_runs(root=root, max_results=100_000)
-    files.add(_index._MEMORY[(root, "0")].main.id)
+    index = _index._MEMORY.get((root, "0"))  # none until the writer made its experiment
+    files.add(index.main.id if index is not None else "")
     for r in found:
         assert r.status in ("RUNNING", "FINISHED"), r.status
         if "acc" in r.metrics:  # a run is read whole or not yet: its metric matches its param

@@ -78,30 +78,42 @@ def _can_skip_sweep(exp_fd: int | None, index: ExperimentIndex, now_ns: int) -> 
         return False
 
 
+#: How long after a run ended here its folder's mtime is still racy, on a file system that stamps
+#: times finer than a millisecond (ext4, XFS, btrfs, tmpfs: the kernel's clock ticks every few ms).
+FINE_RACY_NS = 50_000_000
+
+
+def racy_ns(mtime_ns: int) -> int:
+    """How long an mtime may hide a later change made in the same clock tick: ``FINE_RACY_NS`` when
+    the mtime has digits below the millisecond (a fine clock), ``RACY_NS`` when it has none (a file
+    system with coarse times, or, one time in a thousand, a fine one by chance: the safe side)."""
+    return FINE_RACY_NS if mtime_ns % 1_000_000 else RACY_NS
+
+
 class _Trust:
     """Which known runs a read may take as they are: finished, and unchanged since long enough."""
 
     def __init__(self, root: str, exp_id: str, now_ns: int) -> None:
+        self.now_ns = now_ns
         self.settled_before = now_ns - SETTLED_S * _S
-        self.not_racy = now_ns - RACY_NS
         #: Runs this process ended (no other writer): folder name → the folder's mtime after the end.
         self.ended = _pending.ended_runs(root, exp_id)
 
+    def ended_here(self, name: str, d: int) -> bool:
+        """Ended by this process and untouched since (past the clock tick of that end)."""
+        ended = self.ended.get(name)
+        return ended == d and ended < self.now_ns - min(racy_ns(ended), RACY_NS)
+
     def settled(self, name: str, d: int) -> bool:
         """A finished run whose folder mtime is ``d``: settled by age, or ended here and not touched."""
-        if d < self.settled_before:
-            return True
-        ended = self.ended.get(name)
-        return ended == d and ended < self.not_racy
+        return d < self.settled_before or self.ended_here(name, d)
 
     def ok(self, name: str, scanned: Scanned) -> bool:
         """Whether a look's result may be trusted later on its folder mtime alone."""
         if scanned.fields is None or scanned.fields[1] not in TERMINAL:
             return False
-        if not scanned.detail.get("r"):
-            return True
-        ended = self.ended.get(name)
-        return ended == scanned.d and ended < self.not_racy  # its files are final: we wrote them
+        # Otherwise: nothing changed in the last clock ticks, or we wrote its files ourselves.
+        return not scanned.detail.get("r") or self.ended_here(name, scanned.d)
 
 
 def _unsettled(index: ExperimentIndex, trust: _Trust) -> list[str]:
@@ -113,10 +125,14 @@ def _unsettled(index: ExperimentIndex, trust: _Trust) -> list[str]:
         d, ok = main.d, main.ok
         index.unsettled = (threshold, [r for r in range(main.n) if not ok[r] or d[r] >= threshold])
     names = main.names
-    out = [names[r] for r in index.unsettled[1] if names[r] not in index.delta]
-    out = [n for n in out if not (main.ok[main.row_of(n)] and trust.settled(n, main.d[main.row_of(n)]))]
+    ok, d = main.ok, main.d
+    out = [
+        names[r]
+        for r in index.unsettled[1]
+        if names[r] not in index.delta and not (ok[r] and trust.ended_here(names[r], d[r]))
+    ]
     for name, entry in index.delta.items():
-        if entry is not None and not (entry.ok and (entry.d < threshold or trust.settled(name, entry.d))):
+        if entry is not None and not (entry.ok and (entry.d < threshold or trust.ended_here(name, entry.d))):
             out.append(name)
     return out + list(index.broken)
 

@@ -14,6 +14,7 @@ from . import _index
 from ._filter import Clause, Field, OrderKey, parse_clauses, parse_order_by
 from ._query import Source, default_keys, record_getter, sort
 from ._records import BrokenRun, RunRecord, SearchResult
+from ._table import MISSING
 
 RUN_VIEWS = {
     "active": "active",
@@ -127,9 +128,52 @@ class Found:
         ]
 
     def column(self, f: Field) -> list[Any]:
-        """One field of every match, in order, without building records (the UI's table)."""
+        """One field of every match, in order, without building records (None where a run lacks it)."""
         get = self._getter(self.sources)(f)
         return [get(item) for item in self.items]
+
+    def table(self) -> dict[str, Any]:
+        """Every match as columns, without building records: what a runs table needs (the web UI's).
+
+        ``runs`` holds the record fields (``status`` as shown: CRASHED for a dead RUNNING run); ``params``,
+        ``tags`` and ``metrics`` map each key to ``[positions, values]`` of the matches that have it.
+        """
+        runs = {
+            name: self.column(Field("attributes", attribute))
+            for name, attribute in (
+                ("id", "run_id"), ("name", "run_name"), ("exp", "experiment_id"), ("status", "status"),
+                ("start", "start_time"), ("end", "end_time"), ("user", "user"),
+                ("parent", "parent_run_id"), ("stage", "lifecycle_stage"),
+            )
+        }  # fmt: skip
+        out: dict[str, Any] = {"count": self.total, "runs": runs}
+        for entity, kind in (("params", "p"), ("tags", "t"), ("metrics", "x")):
+            keys: dict[str, None] = {}
+            for source in self.sources:
+                keys.update(dict.fromkeys(source.index.main.key_names(kind)))
+                for record in source.changed:
+                    keys.update(dict.fromkeys(getattr(record, entity)))
+            columns = {}
+            for key in sorted(keys):
+                values = self._values(entity, kind, key)
+                positions = [i for i, v in enumerate(values) if v is not MISSING]
+                columns[key] = [positions, [values[i] for i in positions]]
+            out[entity] = columns
+        return out
+
+    def _values(self, entity: str, kind: str, key: str) -> list[Any]:
+        """A key's own values for every match, MISSING where a run lacks it (a param may be null, and
+        a system tag's fall-back to a run field is a filter's, not a table's)."""
+        values = []
+        columns = {id(s): s.index.main.key(kind, key) for s in self.sources}
+        for item in self.items:
+            source, ref = (self.sources[0], item) if len(self.sources) == 1 else item
+            if ref.__class__ is int:
+                column = columns[id(source)]
+                values.append(MISSING if column is None else column.get(ref))
+            else:
+                values.append(getattr(ref, entity).get(key, MISSING))
+        return values
 
 
 def find(
