@@ -172,10 +172,10 @@ def compare(store: str) -> dict[str, Any]:
 
 def _columnar_write(store: str) -> float:
     """Seconds to pack every run into a columnar file and write it (what a compaction pays)."""
-    from mini_mlflow.read import _index, _index_state
+    from mini_mlflow.read import _index, _index_files
 
     index = _index._load(store, "0")
-    builder = _index_state.builder_of(index, set())
+    builder = _index_files.builder_of(index, set())
     t = time.perf_counter()
     data = builder.encode(index.extra(), "compare")
     with open(os.path.join(store, ".index", "compare.cols"), "wb") as f:

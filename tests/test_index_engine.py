@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mini_mlflow as mm
-from mini_mlflow.read import _index, _index_state
+from mini_mlflow.read import _index, _index_files
 from mini_mlflow.read._filter import Field, parse_filter, parse_order_by
 from mini_mlflow.read._records import RunRecord, as_text
 from mini_mlflow.read._search import find, search_runs
@@ -237,7 +237,7 @@ def test_the_column_engine_answers_as_the_record_predicates_do(
             run["id"] = f"{i:032x}"
             write_run(root, run)
         index = _index.load_experiment(str(root), "0")
-        _index_state.save(str(root), index, _index_state.builder_of(index, set()))  # every run in columns
+        _index_files.save(str(root), index, _index_files.builder_of(index, set()))  # every run in columns
         assert index.main.n == len(runs) and not index.delta
         touched = set()
         for i in changed:  # runs changed or added since, as the format allows: the delta holds them
@@ -278,7 +278,7 @@ def test_a_search_reads_only_the_columns_it_needs(tmp_path: Path) -> None:
             os.utime(path, (hour_ago, hour_ago))
         os.utime(root / "0" / run["id"], (hour_ago, hour_ago))
     index = _index.load_experiment(str(root), "0")
-    _index_state.save(str(root), index, _index_state.builder_of(index, set()))
+    _index_files.save(str(root), index, _index_files.builder_of(index, set()))
     _index._MEMORY.clear()
     found = find(None, "metrics.acc > 0.5", ["metrics.acc DESC"], "active", str(root))
     main = _index._MEMORY[(str(root), "0")].main
@@ -303,7 +303,7 @@ def test_the_table_of_a_search_is_its_records_as_columns(tmp_path: Path) -> None
     for run in runs[:20]:
         write_run(root, run)
     index = _index.load_experiment(str(root), "0")
-    _index_state.save(str(root), index, _index_state.builder_of(index, set()))
+    _index_files.save(str(root), index, _index_files.builder_of(index, set()))
     for run in runs[20:]:  # and some in the delta
         write_run(root, run)
     found = find(None, "", ["params.p"], "active", str(root))

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import mini_mlflow as mm
-from mini_mlflow.read import _columns, _index, _index_state
+from mini_mlflow.read import _columns, _index, _index_files
 from mini_mlflow.read._search import search_runs
 
 from conftest import python_child
@@ -36,7 +36,7 @@ def make_store(store: Path, n: int = 40) -> dict[str, float]:
 def compact(store: Path) -> None:
     """Every run of experiment 0 into one columnar file (as a big build does), then forget memory."""
     index = _index.load_experiment(str(store), "0")
-    _index_state.save(str(store), index, _index_state.builder_of(index, set()))
+    _index_files.save(str(store), index, _index_files.builder_of(index, set()))
     assert index.main.n and not index.delta and (store / ".index" / "0.cols").exists()
     _index._MEMORY.clear()
 
@@ -157,7 +157,7 @@ def test_links_planted_in_the_index_folder_are_never_followed(store: Path, tmp_p
     outside.mkdir()
     forged = outside / "forged.cols"  # a valid columnar file that lies about every run
     index = _index._load(str(store), "0")
-    builder = _index_state.builder_of(index, set())
+    builder = _index_files.builder_of(index, set())
     builder.keys["x"]["acc"] = (builder.keys["x"]["acc"][0], [9.0] * len(accs))
     forged.write_bytes(builder.encode(index.extra(), "forged"))
     (outside / "forged.delta").write_text('{"v": 1, "main": "forged", "runs": {}}')

@@ -1,7 +1,7 @@
 """Derived run index: per-experiment run records, checked against the files on every read.
 
 The files stay the source of truth. ``<root>/.index/`` only caches what is slow to recompute: per
-experiment a columnar file and a small delta (``_index_state``, ``_columns``), keyed by file-system
+experiment a columnar file and a small delta (``_index_files``, ``_columns``), keyed by file-system
 signatures (inode, size, mtime).
 
 A full sweep ``stat``-s every run folder once. Replacing meta.yaml (status, lifecycle) or a heartbeat
@@ -33,9 +33,10 @@ from typing import Any, TypeVar
 from ..store import _pending
 from ..store._layout import META_FILE, TMP_MARK, iso_from_ms
 from ..store._meta import read_meta_file
-from . import _index_state
+from . import _index_files
 from ._columns import Builder, IndexFormatError
-from ._index_state import INDEX_DIR, ExperimentIndex, add_entry, add_scanned, builder_of
+from ._index_files import add_entry, add_scanned, builder_of
+from ._index_state import INDEX_DIR, ExperimentIndex
 from ._reader import heartbeat_state
 from ._records import RunRecord
 from ._scan import RACY_NS, Scanned, scan_run, sig_of
@@ -57,7 +58,7 @@ _MEMORY: dict[tuple[str, str], ExperimentIndex] = {}
 
 def _load(root: str, exp_id: str) -> ExperimentIndex:
     """The index as its files hold it, not checked against the runs (what a new process starts from)."""
-    return _index_state.load(root, exp_id)
+    return _index_files.load(root, exp_id)
 
 
 def _load_detail(root: str, exp_id: str, name: str) -> dict[str, Any] | None:
@@ -142,7 +143,7 @@ def forget(root: str, exp_id: str) -> None:
     index = _MEMORY.pop((os.path.abspath(root), exp_id), None)
     if index is not None:
         index.main.close()
-    _index_state.discard(root, exp_id)
+    _index_files.discard(root, exp_id)
 
 
 def forget_damaged(root: str) -> None:
@@ -213,13 +214,13 @@ def _load_experiment(root: str, exp_id: str, save: bool, only: str | None) -> Ex
     _MEMORY[key] = index
     if dirty and save:
         builder = builder_of(index, set()) if index.needs_compaction(COMPACT_AFTER) else None
-        _index_state.save(root, index, builder)
+        _index_files.save(root, index, builder)
     return index
 
 
 def _save(root: str, exp_id: str, index: ExperimentIndex, _runs: object = None) -> bool | None:
     """Write an experiment's index files now (True), or None where they cannot be written."""
-    return _index_state.save(root, index) or None
+    return _index_files.save(root, index) or None
 
 
 def _exists(name: str, exp_fd: int) -> bool:
@@ -296,7 +297,7 @@ def _check(
         if collect:
             gc.enable()
     if builder is not None:
-        _index_state.save(root, index, builder, write=save_index)
+        _index_files.save(root, index, builder, write=save_index)
         return False
     return dirty
 

@@ -1,14 +1,10 @@
-"""Read side: the state of one experiment's index, in memory and in its two files under ``.index/``.
+"""Read side: the state of one experiment's index in memory: its columnar file (``_table.Main``), the
+runs changed since (the delta), broken and stray folders, and the last sweep.
 
-* ``<experiment>.cols`` — every run as of the last compaction, column by column (``_columns``): record
-  fields, params, tags, last metric values, and what re-checking a run compares (folder and file
-  signatures, metric aggregates). Written whole (temporary file + rename), never changed in place;
-* ``<experiment>.delta`` — the runs changed, added or removed since (JSON), the broken and stray
-  folders, and the last full sweep, tied to its columnar file by that file's id.
-
-A big delta is folded into a new columnar file (``save`` with a builder). How each read checks the
-index against the run folders is in ``_index``. Missing, garbage, cut or foreign-version files read as
-an empty index (it is rebuilt), and deleting ``.index/`` is always safe.
+Records and details are read from whichever holds the run; ``put`` records a look at a run and says
+whether that changed anything (a run read again unchanged, NaN metrics included, changes nothing, so
+nothing is written). The files are ``_index_files``; how each read checks the index against the run
+folders is ``_index``.
 """
 
 from __future__ import annotations
@@ -17,21 +13,13 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
-from ..store._files import (
-    folder_beneath,
-    open_dir_beneath,
-    read_bytes,
-    remove_stale_temporaries,
-    write_atomic,
-)
-from ._columns import FIELDS, Builder, ColumnFile, IndexFormatError, dump_fast, dumps, loads
+from ._columns import FIELDS, dumps
 from ._records import RunRecord
-from ._scan import HIGH, LAST, LOW, Old, Scanned
-from ._table import Main, decoded_detail
+from ._scan import Old, Scanned
+from ._table import Main
 
 INDEX_DIR = ".index"
 DELTA_VERSION = 1
-_SUFFIX, _DELTA = ".cols", ".delta"
 
 
 class Entry(NamedTuple):
@@ -251,194 +239,3 @@ class _Details(Mapping[str, dict[str, Any]]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self.index.names())
-
-
-# -- the two files ------------------------------------------------------------------------------------
-
-
-def _spell(value: Any) -> Any:
-    if value.__class__ is float and value - value != 0:  # NaN or ±inf: JSON has no number for them
-        return "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"
-    return value
-
-
-def encode_detail(detail: dict[str, Any]) -> bytes:
-    """A detail as JSON; non-finite metric values are spelled as the store spells them."""
-    aggs = detail.get("x")
-    if aggs:
-        for agg in aggs.values():
-            a, b, c = agg[LAST], agg[LOW], agg[HIGH]
-            if _spell(a) is not a or _spell(b) is not b or _spell(c) is not c:
-                spelled = {
-                    k: [_spell(v) if i in (LAST, LOW, HIGH) else v for i, v in enumerate(g)]
-                    for k, g in aggs.items()
-                }
-                detail = {**detail, "x": spelled}
-                break
-    return dump_fast(detail)
-
-
-def load(root: str, exp_id: str) -> ExperimentIndex:
-    """The index as the files under ``.index/`` hold it (an empty one if they are missing or garbage)."""
-    try:
-        top = open_dir_beneath(root, INDEX_DIR, fixed=1)  # never created, never through a link
-    except OSError:
-        return ExperimentIndex(root, exp_id)
-    try:
-        try:
-            main = Main(ColumnFile.open(exp_id + _SUFFIX, top))
-        except (OSError, IndexFormatError):
-            main = Main(None)
-        index = ExperimentIndex(root, exp_id, main)
-        try:
-            if main.extra:
-                index.set_extra(main.extra)
-            _read_delta(index, read_bytes(exp_id + _DELTA, dir_fd=top))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            pass  # no delta, or garbage: the runs it held are re-checked
-    finally:
-        os.close(top)
-    return index
-
-
-def _read_delta(index: ExperimentIndex, data: bytes) -> None:
-    doc = loads(data)
-    if not isinstance(doc, dict) or doc.get("v") != DELTA_VERSION or doc.get("main") != index.main.id:
-        return  # another version, or written beside another columnar file
-    delta: dict[str, Entry | None] = {}
-    for name, run in doc["runs"].items():
-        if run is None:
-            delta[str(name)] = None
-            continue
-        fields, (params, tags, metrics) = run["f"], run["v"]
-        record = RunRecord(
-            name, fields[0], index.exp_id, fields[1], fields[2], fields[3], fields[4], fields[5],
-            fields[6], dict(params), dict(tags), {k: float(v) for k, v in metrics.items()},
-            f"{index.exp_dir}/{name}", fields[1], fields[7], list(run["w"]),
-        )  # fmt: skip
-        delta[str(name)] = Entry(int(run["d"]), bool(run["ok"]), record, decoded_detail(dict(run["det"])))
-    index.set_extra(doc["extra"])
-    index.delta = delta
-
-
-def _delta_bytes(index: ExperimentIndex) -> bytes:
-    runs: dict[str, Any] = {}
-    for name, entry in index.delta.items():
-        if entry is None:
-            runs[name] = None
-            continue
-        r = entry.record
-        fields = [getattr(r, "stored_status" if f == "status" else f) for f in FIELDS]
-        runs[name] = {
-            "d": entry.d, "ok": int(entry.ok), "f": fields, "v": [r.params, r.tags, r.metrics],
-            "w": r.warnings, "det": loads(encode_detail(entry.detail)),
-        }  # fmt: skip
-    return dumps({"v": DELTA_VERSION, "main": index.main.id, "extra": index.extra(), "runs": runs})
-
-
-def builder_of(index: ExperimentIndex, skip: set[str]) -> Builder:
-    """A builder holding every run of the index but those in ``skip`` (about to be added again)."""
-    builder = Builder()
-    main, delta = index.main, index.delta
-    fields = [main.field(f) for f in FIELDS] if main.n else []
-    for row, name in enumerate(main.names):
-        if name in delta or name in skip:
-            continue
-        builder.add(
-            name, main.d[row], bool(main.ok[row]), tuple(f.get(row) for f in fields),
-            main.values_of(row), main.warnings(row), main.raw_detail(row),
-        )  # fmt: skip
-    for name, entry in delta.items():
-        if entry is not None and name not in skip:
-            add_entry(builder, name, entry)
-    return builder
-
-
-def add_entry(builder: Builder, name: str, entry: Entry) -> None:
-    r = entry.record
-    fields = tuple(getattr(r, "stored_status" if f == "status" else f) for f in FIELDS)
-    builder.add(
-        name,
-        entry.d,
-        entry.ok,
-        fields,
-        (r.params, r.tags, r.metrics),
-        r.warnings,
-        encode_detail(entry.detail),
-    )
-
-
-def add_scanned(builder: Builder, name: str, scanned: Scanned, ok: bool) -> None:
-    values = (scanned.params, scanned.tags, scanned.metrics)
-    builder.add(name, scanned.d, ok, scanned.fields, values, scanned.warnings, encode_detail(scanned.detail))  # type: ignore[arg-type]
-
-
-def save(root: str, index: ExperimentIndex, builder: Builder | None = None, write: bool = True) -> bool:
-    """Write the delta, or (with ``builder``: every run) a new columnar file and an empty delta;
-    True if written. Through real folders only: a link planted at ``.index`` is refused and nothing
-    is written elsewhere. A store that cannot be written keeps the new columns in memory."""
-    exp_id = index.exp_id
-    data = builder.encode(index.extra(), os.urandom(8).hex()) if builder is not None else b""
-    if builder is not None:
-        index.main.close()
-        index.main, index.delta, index.unsettled = Main(ColumnFile.from_bytes(data)), {}, None
-    if not write:
-        return False
-    try:
-        with folder_beneath(root, INDEX_DIR) as top:
-            remove_stale_temporaries(top)
-            _remove_old_format(top, exp_id)
-            if builder is not None:
-                write_atomic(exp_id + _SUFFIX, data, dir_fd=top)
-                try:  # read it lazily from the file, so the bytes in memory can go
-                    written = Main(ColumnFile.open(exp_id + _SUFFIX, top))
-                    if written.id == index.main.id:
-                        index.main = written
-                except (OSError, IndexFormatError):
-                    pass
-            write_atomic(exp_id + _DELTA, _delta_bytes(index), dir_fd=top)
-    except OSError:
-        return False  # a read-only store still lists fine, just without a cache
-    index.saved_swept = index.swept
-    return True
-
-
-def discard(root: str, exp_id: str) -> None:
-    """Delete an experiment's index files (damaged: they are rebuilt from the run folders)."""
-    try:
-        top = open_dir_beneath(root, INDEX_DIR, fixed=1)
-    except OSError:
-        return
-    try:
-        for name in (exp_id + _SUFFIX, exp_id + _DELTA):
-            try:
-                os.unlink(name, dir_fd=top)
-            except OSError:
-                pass
-    finally:
-        os.close(top)
-
-
-def _remove_old_format(top: int, exp_id: str) -> None:
-    """Files of the index's first format (a JSON summary, one JSON file per run): deleted, once."""
-    try:
-        os.unlink(exp_id + ".json", dir_fd=top)
-    except OSError:
-        pass
-    try:
-        sub = os.open(exp_id, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=top)
-    except OSError:
-        return
-    try:
-        for name in os.listdir(sub):
-            if name.endswith(".json"):
-                try:
-                    os.unlink(name, dir_fd=sub)
-                except OSError:
-                    pass
-    finally:
-        os.close(sub)
-    try:
-        os.rmdir(exp_id, dir_fd=top)
-    except OSError:
-        pass
