@@ -44,7 +44,7 @@ def make_run(name: str, **metrics: float) -> mm.Run:
 def test_index_is_written_and_reused_then_rebuilt_when_deleted(store: Path) -> None:
     make_run("a", acc=0.5)
     assert by_name(fresh_search(store))["a"].metrics == {"acc": 0.5}
-    index_file = store / ".index" / "0.json"
+    index_file = store / ".index" / "0.delta"  # a small experiment's runs are all in its delta
     assert index_file.exists()
     before = index_file.stat().st_mtime_ns
     assert by_name(fresh_search(store))["a"].params == {"p": "a"}
@@ -58,9 +58,8 @@ def test_index_is_written_and_reused_then_rebuilt_when_deleted(store: Path) -> N
 def test_garbage_index_is_ignored(store: Path, garbage: bytes) -> None:
     make_run("a", acc=0.5)
     fresh_search(store)
-    (store / ".index" / "0.json").write_bytes(garbage)
-    detail = next((store / ".index" / "0").iterdir())
-    detail.write_bytes(garbage)
+    (store / ".index" / "0.delta").write_bytes(garbage)
+    (store / ".index" / "0.cols").write_bytes(garbage)
     assert by_name(fresh_search(store))["a"].metrics == {"acc": 0.5}
 
 
@@ -97,7 +96,7 @@ def test_index_follows_every_kind_of_change(store: Path) -> None:
 
     shutil.rmtree(run.run_dir)
     assert set(by_name(search_runs(root=store))) == {"second"}
-    assert not (store / ".index" / "0" / f"{run.run_id}.json").exists()
+    assert _index._load(str(store), "0").state(run.run_id) is None  # forgotten on disk too
 
 
 def test_settled_runs_are_trusted_on_their_folder_mtime(store: Path) -> None:
@@ -427,8 +426,7 @@ def test_a_new_process_trusts_what_an_earlier_one_checked(store: Path) -> None:
     os.utime(run.run_dir, (hour_ago, hour_ago))  # folder mtime moves, content does not
     os.utime(Path(run.run_dir) / "metrics" / "acc.jsonl", (hour_ago, hour_ago))
     fresh_search(store)
-    summary = json.loads((store / ".index" / "0.json").read_text())
-    assert summary["d"] == [os.stat(run.run_dir).st_mtime_ns]
+    assert _index._load(str(store), "0").state(run.run_id)[0] == os.stat(run.run_dir).st_mtime_ns  # type: ignore[index]
 
 
 def test_searching_while_another_process_writes(store: Path, tmp_path: Path) -> None:

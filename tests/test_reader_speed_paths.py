@@ -267,11 +267,11 @@ def test_a_grown_metric_file_is_read_from_where_the_last_look_stopped(store: Pat
     assert first[_scan.COUNT] == 100 and first[_scan.OFFSET] == path.stat().st_size
     # Prove the second look parses only the appended tail: the stored count is made 1,000 too high
     # (as if 1,000 more points had been covered); an incremental read keeps that offset, a full read
-    # would not.
-    detail_path = store / ".index" / "0" / f"{name}.json"
-    detail = json.loads(detail_path.read_text())
-    detail["x"]["loss"][_scan.COUNT] += 1000
-    detail_path.write_text(json.dumps(detail))
+    # would not. (A small experiment's runs live in its delta file.)
+    delta_path = store / ".index" / "0.delta"
+    delta = json.loads(delta_path.read_text())
+    delta["runs"][name]["det"]["x"]["loss"][_scan.COUNT] += 1000
+    delta_path.write_text(json.dumps(delta))
     _index._MEMORY.clear()
     _append(path, 100, 50, value=-7.0)
     grown = _summary(store, name)
@@ -310,7 +310,10 @@ def test_a_listing_beside_a_big_backlog_reads_only_the_last_point(store: Path) -
     _, path = _run_with_metric(store, 10)
     name = path.parent.parent.name
     root = str(store)
-    assert _index.load_experiment(root, "0").records[name].metrics["loss"] == 0.1
+    first = _index.load_experiment(root, "0")
+    assert first.records[name].metrics["loss"] == 0.1
+    # A listing's first look at a file reads its last point only: count/min/max wait for a full look.
+    assert first.details[name]["x"]["loss"][_scan.BEHIND] == 1
     points = _scan.LIVE_PARSE_BYTES // 40 + 1000  # more new bytes than a listing parses
     _append(path, 10, points)
     _append(path, 10 + points, 1, value=-3.5)
@@ -319,7 +322,7 @@ def test_a_listing_beside_a_big_backlog_reads_only_the_last_point(store: Path) -
     index = _index.load_experiment(root, "0")
     assert index.records[name].metrics["loss"] == -3.5
     agg = (index.details.get(name) or _index._load_detail(root, "0", name) or {})["x"]["loss"]
-    assert agg[_scan.BEHIND] == 1 and agg[_scan.COUNT] == 10  # count/min/max wait for a full look
+    assert agg[_scan.BEHIND] == 1 and agg[_scan.COUNT] == 0  # count/min/max wait for a full look
     full = _summary(store, name)  # what `show` uses: every point
     assert full[_scan.BEHIND] == 0
     assert full[_scan.COUNT] == 10 + points + 1 and full[_scan.LOW] == -3.5 and full[_scan.LAST] == -3.5

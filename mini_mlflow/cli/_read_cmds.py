@@ -33,9 +33,9 @@ def _default_experiment(root: str) -> list[str]:
         return ids
     newest: tuple[int, str] | None = None
     for exp_id in ids:
-        for record in _index.load_experiment(root, exp_id).records.values():
-            if record.start_time is not None and (newest is None or record.start_time > newest[0]):
-                newest = (record.start_time, exp_id)
+        start = _index.load_experiment(root, exp_id).newest_start()
+        if start is not None and (newest is None or start > newest[0]):
+            newest = (start, exp_id)
     return [newest[1] if newest else ids[0]]
 
 
@@ -99,7 +99,8 @@ def ls_cmd(
 ) -> None:
     """List runs: id, name, status (crashed runs shown as such), start, duration, and the params and
     metrics that vary across the listed runs. Broken run folders are listed after the table."""
-    from ..read._search import search_runs
+    from ..read._index import recovering
+    from ..read._search import find
 
     root = root_of(ctx)
     if as_json and as_csv:
@@ -114,22 +115,18 @@ def ls_cmd(
         exp_ids = [resolve_experiment(root, e) for e in experiments]
     else:
         exp_ids = _default_experiment(root)
+    view = "deleted" if deleted else "active"
+
+    def page() -> tuple[int, SearchResult]:  # every match is counted; the page shown is built
+        found = find(exp_ids, filter_string, list(order_by) or None, view, root)
+        return found.total, SearchResult(found.records(0, limit, copy=False), found.broken)
+
     try:
-        found = search_runs(
-            exp_ids if exp_ids is not None else None,
-            filter_string,
-            list(order_by) or None,
-            max_results=50_000,
-            run_view="deleted" if deleted else "active",
-            root=root,
-            copy=False,
-        )
+        total, shown = recovering(root, page)
     except InvalidInputError as exc:
         from ._render import clean
 
         raise click.UsageError(clean(str(exc))) from None
-    total = len(found)
-    shown = SearchResult(found[:limit], found.broken)
     if as_json:
         doc = {
             "runs": [r.to_dict() for r in shown],
@@ -282,23 +279,22 @@ def experiments_cmd(ctx: click.Context, as_json: bool) -> None:
     rows: list[dict[str, Any]] = []
     for exp_id in _index.experiment_ids(root):
         index = _index.load_experiment(root, exp_id)
-        records = list(index.records.values())
-        active = [r for r in records if r.lifecycle_stage != "deleted"]
-        starts = [r.start_time for r in records if r.start_time is not None]
+        names = index.column("run_id")
+        stages = index.column("lifecycle_stage")
+        statuses = index.column("status")
+        active = [i for i, stage in enumerate(stages) if stage != "deleted"]
+        live = [names[i] for i in active if statuses[i] == "RUNNING"]  # crashed ones are not running
+        start = index.newest_start()
         rows.append(
             {
                 "experiment_id": exp_id,
                 "name": index.info.get("name"),
                 "lifecycle_stage": index.info.get("lifecycle_stage"),
                 "runs": len(active),
-                "deleted_runs": len(records) - len(active),
-                "running": sum(
-                    1
-                    for r in active
-                    if r.stored_status == "RUNNING" and _index.current_status(r) == "RUNNING"
-                ),
+                "deleted_runs": len(stages) - len(active),
+                "running": sum(1 for n in live if _index.current_status(index.records[n]) == "RUNNING"),
                 "broken_runs": len(index.broken),
-                "last_start": iso_from_ms(max(starts)) if starts else None,
+                "last_start": iso_from_ms(start) if start is not None else None,
                 "broken": index.info.get("broken"),
             }
         )

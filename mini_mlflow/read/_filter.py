@@ -226,13 +226,38 @@ def _predicate(field: Field, op: str, value: Any, getter: Getter) -> Predicate:
     return text
 
 
+@dataclass(frozen=True)
+class Clause:
+    """One comparison of a filter: ``field op value`` (``value`` a float, a str, or a list for IN)."""
+
+    field: Field
+    op: str
+    value: Any
+
+
+def predicate_of(clause: Clause, getter: Getter) -> Predicate:
+    """The clause as a predicate on whatever ``getter`` reads a value from (a record, or the value)."""
+    return _predicate(clause.field, clause.op, clause.value, getter)
+
+
 def parse_filter(source: str, getter_for: Callable[[Field], Getter]) -> Predicate | None:
     """Compile a filter string into one predicate (None for an empty filter)."""
+    clauses = parse_clauses(source)
+    if not clauses:
+        return None
+    first, *rest = (predicate_of(c, getter_for(c.field)) for c in clauses)
+    for more in rest:
+        first = _both(first, more)
+    return first
+
+
+def parse_clauses(source: str) -> list[Clause]:
+    """The clauses of a filter string, checked (a malformed filter raises ``InvalidInputError``)."""
     what = "filter"
     tokens = tokenize(source, what)
     if not tokens:
-        return None
-    predicates: list[Predicate] = []
+        return []
+    clauses: list[Clause] = []
     i = 0
     while True:
         if i >= len(tokens):
@@ -252,7 +277,7 @@ def parse_filter(source: str, getter_for: Callable[[Field], Getter]) -> Predicat
         value_token = tokens[i] if i < len(tokens) else None
         value, i = _read_value(tokens, i, source, op)
         _check_types(source, field, op, value, op_token, value_token)
-        predicates.append(_predicate(field, op, value, getter_for(field)))
+        clauses.append(Clause(field, op, value))
         if i == len(tokens):
             break
         joiner = tokens[i]
@@ -263,10 +288,7 @@ def parse_filter(source: str, getter_for: Callable[[Field], Getter]) -> Predicat
         if joiner.kind != "word" or joiner.text.upper() != "AND":
             raise _error(source, what, joiner, "expected AND or the end of the filter")
         i += 1
-    first, *rest = predicates
-    for more in rest:
-        first = _both(first, more)
-    return first
+    return clauses
 
 
 def _both(a: Predicate, b: Predicate) -> Predicate:

@@ -1,218 +1,347 @@
 """Derived run index: per-experiment run records, checked against the files on every read.
 
-The files stay the source of truth. ``<root>/.index/`` only caches what is slow to recompute, keyed by
-file-system signatures (inode, size, mtime):
+The files stay the source of truth. ``<root>/.index/`` only caches what is slow to recompute: per
+experiment a columnar file and a small delta (``_index_files``, ``_columns``), keyed by file-system
+signatures (inode, size, mtime).
 
-* ``<experiment>.json`` — the listing of an experiment, column by column (fast to load): each run's
-  folder mtime, meta fields, params, tags and last metric values;
-* ``<experiment>/<run>.json`` — per run, the signatures of meta.yaml, the params/tags/metrics folders
-  and every metric file, with per-metric count/min/max and the byte offset read so far.
-
-A full sweep ``lstat``-s every run folder once. Replacing meta.yaml (status, lifecycle) or a
-heartbeat changes the folder's mtime, which triggers a re-check of that run. Runs that are not finished,
-or changed in the last ``SETTLED_S`` seconds, are checked deeply on every read; a grown metric file is
-parsed only from where the last read stopped (metric files are append-only; a fingerprint of the bytes
-already read tells a rewritten file), and a listing facing a big backlog reads just the last point. An
-mtime within ``RACY_NS`` of the moment it was read is not trusted (file-system clocks are coarse), so
-that part is re-read.
+A full sweep ``stat``-s every run folder once. Replacing meta.yaml (status, lifecycle) or a heartbeat
+changes the folder's mtime, which triggers a re-check of that run. Runs that are not finished, or
+changed in the last ``SETTLED_S`` seconds, are checked deeply on every read; a grown metric file is read
+only from where the last read stopped (metric files are append-only; a fingerprint of the bytes already
+read tells a rewritten file), and a listing reads just the last point of a file it has not read or of a
+big backlog. An mtime within ``RACY_NS`` of the moment it was read is not trusted (file-system clocks are
+coarse), so that part is re-read. Runs this process ended itself, with no other writer, are settled at
+once (``store._pending``): the writing process does not wait ``SETTLED_S`` to trust its own runs.
 
 Between full sweeps (at most ``SWEEP_S`` apart) a read skips the runs that were finished and settled at
 the last sweep, as long as the experiment folder's mtime has not moved: adding, removing or renaming a
-run folder moves it, and so does every meta.yaml replaced through ``store._operations.update_run_meta`` (which
-touches the experiment folder after the rename). On 10,000 runs the sweep's ``lstat``-s are most of a
-warm search; a meta.yaml replaced behind mini_mlflow's back is seen at the next sweep.
-
-Index files are written atomically and only when something changed; a missing, stale, garbage or
-foreign-version index is rebuilt, and deleting ``.index/`` is always safe.
+run folder moves it, and so does every meta.yaml replaced through ``store._operations.update_run_meta``
+(which touches the experiment folder after the rename). A meta.yaml replaced behind mini_mlflow's back
+is seen at the next sweep.
 """
 
 from __future__ import annotations
 
-import json
+import errno
+import gc
 import os
-import sys
+import stat
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from ..store._files import folder_beneath, read_bytes, remove_stale_temporaries, write_atomic
-from ..store._layout import FORMAT_VERSION, META_FILE, TMP_MARK, iso_from_ms
+from ..store import _pending
+from ..store._layout import META_FILE, TMP_MARK, iso_from_ms
 from ..store._meta import read_meta_file
+from . import _index_files
+from ._columns import Builder, IndexFormatError
+from ._index_files import add_entry, add_scanned, builder_of
+from ._index_state import INDEX_DIR, ExperimentIndex
 from ._reader import heartbeat_state
 from ._records import RunRecord
-from ._scan import RACY_NS, build_run, sig_of
+from ._scan import RACY_NS, Scanned, scan_run, sig_of
 
-INDEX_DIR = ".index"
-INDEX_VERSION = 3
+__all__ = ["INDEX_DIR", "ExperimentIndex"]
+
 #: A finished run whose folder changed less than this long ago is still checked deeply (a second
 #: process sharing the run may still be flushing; its heartbeat touches the folder while it lives).
 SETTLED_S = 30
-#: Seconds at most between full sweeps (``lstat`` of every run folder) of one experiment.
+#: Seconds at most between full sweeps (a ``stat`` of every run folder) of one experiment.
 SWEEP_S = 5
-#: A save that re-checked at least this many runs also rebuilds the in-memory index compactly.
+#: A read that (re-)checks at least this many runs writes a new columnar file rather than a delta.
 COMPACT_AFTER = 1000
 TERMINAL = frozenset({"FINISHED", "FAILED", "KILLED"})
-META_COLUMNS = (
-    "run_id",
-    "run_name",
-    "status",
-    "start_time",
-    "end_time",
-    "user",
-    "lifecycle_stage",
-    "parent_run_id",
-    "format_version",
-)
-
-
-class ExperimentIndex:
-    """The validated records of one experiment (kept in memory between calls of a process)."""
-
-    def __init__(self) -> None:
-        self.info: dict[str, Any] = {"name": None, "lifecycle_stage": "active", "broken": None}
-        self.info_sig: list[int] | None = None
-        self.info_at = 0
-        self.d: dict[str, int] = {}  #: run folder mtime_ns when last checked
-        self.ok: dict[str, bool] = {}  #: True: finished and settled, trust it while ``d`` is unchanged
-        self.records: dict[str, RunRecord] = {}
-        self.broken: dict[str, str] = {}
-        self.stray: dict[str, str] = {}
-        self.details: dict[str, dict[str, Any]] = {}
-        #: ``[experiment folder mtime_ns, time_ns just before it was read]`` at the last full sweep.
-        self.swept: list[int] | None = None
-
+_S = 1_000_000_000
 
 _MEMORY: dict[tuple[str, str], ExperimentIndex] = {}
 
 
-def _load_detail(root: str, exp_id: str, name: str) -> dict[str, Any] | None:
-    try:
-        doc = json.loads(read_bytes(os.path.join(root, INDEX_DIR, exp_id, name + ".json")))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) and doc.get("v") == INDEX_VERSION else None
-
-
 def _load(root: str, exp_id: str) -> ExperimentIndex:
+    """The index as its files hold it, not checked against the runs (what a new process starts from)."""
+    return _index_files.load(root, exp_id)
+
+
+def _load_detail(root: str, exp_id: str, name: str) -> dict[str, Any] | None:
+    """A run's detail as the index files hold it (None if they hold none)."""
+    return _load(root, exp_id).detail(name)
+
+
+def _can_skip_sweep(exp_fd: int | None, index: ExperimentIndex, now_ns: int) -> bool:
+    """True if the last full sweep is recent and the experiment folder has not changed since."""
+    if exp_fd is None or index.swept is None or now_ns - index.swept[1] > SWEEP_S * _S:
+        return False
+    mtime, read_at = index.swept
+    if mtime >= read_at - RACY_NS:
+        return False  # changed just before that sweep: a later change may carry the same mtime
     try:
-        data = read_bytes(os.path.join(root, INDEX_DIR, exp_id + ".json"))
+        return os.fstat(exp_fd).st_mtime_ns == mtime
     except OSError:
-        return ExperimentIndex()
-    return _from_summary(root, exp_id, data)
+        return False
 
 
-def _from_summary(root: str, exp_id: str, data: bytes) -> ExperimentIndex:
-    """The index held in an experiment's summary file (an empty one if it is garbage or foreign)."""
-    index = ExperimentIndex()
+#: How long after a run ended here its folder's mtime is still racy, on a file system that stamps
+#: times finer than a millisecond (ext4, XFS, btrfs, tmpfs: the kernel's clock ticks every few ms).
+FINE_RACY_NS = 50_000_000
+
+
+def racy_ns(mtime_ns: int) -> int:
+    """How long an mtime may hide a later change made in the same clock tick: ``FINE_RACY_NS`` when
+    the mtime has digits below the millisecond (a fine clock), ``RACY_NS`` when it has none (a file
+    system with coarse times, or, one time in a thousand, a fine one by chance: the safe side)."""
+    return FINE_RACY_NS if mtime_ns % 1_000_000 else RACY_NS
+
+
+class _Trust:
+    """Which known runs a read may take as they are: finished, and unchanged since long enough."""
+
+    def __init__(self, root: str, exp_id: str, now_ns: int) -> None:
+        self.now_ns = now_ns
+        self.settled_before = now_ns - SETTLED_S * _S
+        #: Runs this process ended (no other writer): folder name → the folder's mtime after the end.
+        self.ended = _pending.ended_runs(root, exp_id)
+
+    def ended_here(self, name: str, d: int) -> bool:
+        """Ended by this process and untouched since (past the clock tick of that end)."""
+        ended = self.ended.get(name)
+        return ended == d and ended < self.now_ns - min(racy_ns(ended), RACY_NS)
+
+    def settled(self, name: str, d: int) -> bool:
+        """A finished run whose folder mtime is ``d``: settled by age, or ended here and not touched."""
+        return d < self.settled_before or self.ended_here(name, d)
+
+    def ok(self, name: str, scanned: Scanned) -> bool:
+        """Whether a look's result may be trusted later on its folder mtime alone."""
+        if scanned.fields is None or scanned.fields[1] not in TERMINAL:
+            return False
+        # Otherwise: nothing changed in the last clock ticks, or we wrote its files ourselves.
+        return not scanned.detail.get("r") or self.ended_here(name, scanned.d)
+
+
+def _unsettled(index: ExperimentIndex, trust: _Trust) -> list[str]:
+    """Runs a read between sweeps checks: not settled at the last sweep (or broken)."""
+    assert index.swept is not None
+    threshold = index.swept[1] - SETTLED_S * _S
+    main = index.main
+    if index.unsettled is None or index.unsettled[0] != threshold:
+        d, ok = main.d, main.ok
+        index.unsettled = (threshold, [r for r in range(main.n) if not ok[r] or d[r] >= threshold])
+    names = main.names
+    ok, d = main.ok, main.d
+    out = [
+        names[r]
+        for r in index.unsettled[1]
+        if names[r] not in index.delta and not (ok[r] and trust.ended_here(names[r], d[r]))
+    ]
+    for name, entry in index.delta.items():
+        if entry is not None and not (entry.ok and (entry.d < threshold or trust.ended_here(name, entry.d))):
+            out.append(name)
+    return out + list(index.broken)
+
+
+def forget(root: str, exp_id: str) -> None:
+    """Drop an experiment's index from memory and disk: the next read rebuilds it from the runs."""
+    index = _MEMORY.pop((os.path.abspath(root), exp_id), None)
+    if index is not None:
+        index.main.close()
+    _index_files.discard(root, exp_id)
+
+
+def forget_damaged(root: str) -> None:
+    """Forget every index of the store whose columnar file turned out damaged while it was read."""
+    top = os.path.abspath(root)
+    for (where, exp_id), index in list(_MEMORY.items()):
+        if where == top and index.main.file is not None and index.main.file.damaged:
+            forget(root, exp_id)
+
+
+_T = TypeVar("_T")
+
+
+def recovering(root: str, read: Callable[[], _T]) -> _T:
+    """``read()``; if it met a damaged index file, that index is rebuilt and ``read()`` runs again.
+
+    Files are checked (CRC-32) as they are read, so damage shows up mid-search; the index is derived, so
+    the answer is then computed from the run folders, never refused.
+    """
     try:
-        doc = json.loads(data)
-        if not isinstance(doc, dict) or doc.get("v") != INDEX_VERSION:
-            return index
-        exp_dir = os.path.join(root, exp_id)
-        names = doc["names"]
-        cols = doc["m"]
-        p_cols, t_cols, x_cols = doc["p"], doc["t"], doc["x"]
-        params: list[dict[str, Any]] = [{} for _ in names]
-        tags: list[dict[str, Any]] = [{} for _ in names]
-        metrics: list[dict[str, float]] = [{} for _ in names]
-        for target, sparse in ((params, p_cols), (tags, t_cols), (metrics, x_cols)):
-            # in key order, as a run's own files list them: a record reads the same built or loaded
-            for name, (rows, vals) in sorted(sparse.items()):
-                key = sys.intern(name)  # shared with the filter's key: lookups match by identity
-                for i, v in zip(rows, vals, strict=False):
-                    target[i][key] = v
-        warnings = doc["w"]
-        records = index.records
-        rows = zip(names, *(cols[c] for c in META_COLUMNS[1:]), params, tags, metrics, strict=True)
-        for name, run_name, status, start, end, user, stage, parent, version, p, t, x in rows:
-            records[name] = RunRecord(
-                name,
-                run_name,
-                exp_id,
-                status,
-                start,
-                end,
-                stage,
-                user,
-                parent,
-                p,
-                t,
-                x,
-                f"{exp_dir}/{name}",
-                status,
-                version if isinstance(version, int) and version > FORMAT_VERSION else None,
-                warnings.get(name) or [],
-            )
-        index.d = dict(zip(names, doc["d"], strict=True))
-        index.ok = {name: bool(ok) for name, ok in zip(names, doc["ok"], strict=True)}
-        index.broken, index.stray = dict(doc["b"]), dict(doc["stray"])
-        index.info, index.info_sig, index.info_at = doc["e"], doc["es"], doc["eat"]
-        swept = doc.get("sw")
-        if isinstance(swept, list) and len(swept) == 2 and all(type(v) is int for v in swept):
-            index.swept = swept
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
-        return ExperimentIndex()  # garbage or foreign: start over
+        return read()
+    except IndexFormatError:
+        forget_damaged(root)
+        return read()
+
+
+def load_experiment(root: str, exp_id: str, save: bool = True, only: str | None = None) -> ExperimentIndex:
+    """The validated index of one experiment (``only``: check just that run folder, fully)."""
+    try:
+        return _load_experiment(root, exp_id, save, only)
+    except IndexFormatError:  # the files were damaged: start over from the run folders
+        forget(root, exp_id)
+        return _load_experiment(root, exp_id, save, only)
+
+
+def _load_experiment(root: str, exp_id: str, save: bool, only: str | None) -> ExperimentIndex:
+    key = (os.path.abspath(root), exp_id)
+    index = _MEMORY.get(key) or _load(root, exp_id)
+    now_ns = time.time_ns()
+    dirty = check_info(root, index, now_ns)
+    exp_dir = os.path.join(root, exp_id)
+    try:
+        exp_fd: int | None = os.open(exp_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        exp_fd = None
+    try:
+        trust = _Trust(root, exp_id, now_ns)
+        sweep = only is None and not _can_skip_sweep(exp_fd, index, now_ns)
+        removed: list[str] = []
+        if sweep:
+            names, removed, stray = _sweep(index, exp_fd, exp_dir, now_ns, trust)
+            if stray != index.stray:
+                index.stray, dirty = stray, True
+            if index.saved_swept is None or now_ns - index.saved_swept[1] > SWEEP_S * _S:
+                dirty = True  # record the sweep, so the next process may skip one
+        elif only is None:
+            names = _unsettled(index, trust)
+        else:
+            names = [only] if exp_fd is not None and _exists(only, exp_fd) else []
+        for name in removed:
+            index.remove(name)
+            dirty = True
+        if exp_fd is not None:
+            dirty = _check(root, index, exp_fd, names, now_ns, trust, only, save) or dirty
+    finally:
+        if exp_fd is not None:
+            os.close(exp_fd)
+    _MEMORY[key] = index
+    if dirty and save:
+        builder = builder_of(index, set()) if index.needs_compaction(COMPACT_AFTER) else None
+        _index_files.save(root, index, builder)
     return index
 
 
-def _save(root: str, exp_id: str, index: ExperimentIndex, dirty_details: list[str]) -> bytes | None:
-    """Write the changed run details and the summary; the summary's bytes, or None if not written."""
+def _save(root: str, exp_id: str, index: ExperimentIndex, _runs: object = None) -> bool | None:
+    """Write an experiment's index files now (True), or None where they cannot be written."""
+    return _index_files.save(root, index) or None
+
+
+def _exists(name: str, exp_fd: int) -> bool:
     try:
-        # Through real folders only (a link planted or swapped in is refused: nothing leaves the store).
-        with folder_beneath(root, INDEX_DIR) as top, folder_beneath(root, f"{INDEX_DIR}/{exp_id}") as sub:
-            remove_stale_temporaries(top)
-            for name in dirty_details:
-                detail = index.details.get(name)
-                if detail is None:
-                    try:
-                        os.unlink(name + ".json", dir_fd=sub)
-                    except FileNotFoundError:
-                        pass
-                    continue
-                data = json.dumps({"v": INDEX_VERSION, **detail}, separators=(",", ":")).encode()
-                write_atomic(name + ".json", data, dir_fd=sub)
-            data = _summary(index)
-            write_atomic(exp_id + ".json", data, dir_fd=top)
+        os.stat(name, dir_fd=exp_fd, follow_symlinks=False)
     except OSError:
-        return None  # a read-only store still lists fine, just without a cache
-    return data
+        return False
+    return True
 
 
-def _summary(index: ExperimentIndex) -> bytes:
-    """The summary file's bytes: every run's record in columns."""
-    names = list(index.records)
-    recs = [index.records[n] for n in names]
-    sparse: dict[str, dict[str, list[list[Any]]]] = {"p": {}, "t": {}, "x": {}}
-    for i, r in enumerate(recs):
-        for short, values in (("p", r.params), ("t", r.tags), ("x", r.metrics)):
-            for key, v in values.items():
-                col = sparse[short].setdefault(key, [[], []])
-                col[0].append(i)
-                col[1].append(v)
-    m_cols = {
-        c: [getattr(r, "stored_status" if c == "status" else c) for r in recs] for c in META_COLUMNS[:-1]
-    }
-    m_cols["run_id"] = names
-    m_cols["format_version"] = [r.newer_format or FORMAT_VERSION for r in recs]
-    doc = {
-        "v": INDEX_VERSION,
-        "e": index.info,
-        "es": index.info_sig,
-        "eat": index.info_at,
-        "sw": index.swept,
-        "names": names,
-        "d": [index.d[n] for n in names],
-        "ok": [int(index.ok[n]) for n in names],
-        "m": m_cols,
-        **sparse,
-        "w": {n: r.warnings for n, r in zip(names, recs, strict=True) if r.warnings},
-        "b": index.broken,
-        "stray": index.stray,
-    }
-    return json.dumps(doc, separators=(",", ":")).encode()
+def _sweep(
+    index: ExperimentIndex, exp_fd: int | None, exp_dir: str, now_ns: int, trust: _Trust
+) -> tuple[list[str], list[str], dict[str, str]]:
+    """A ``stat`` of every run folder: ``(runs to check, runs gone, stray entries)``."""
+    if exp_fd is None:
+        index.swept = None
+        return [], [*index.names(), *index.broken], {}
+    try:
+        mtime = os.fstat(exp_fd).st_mtime_ns
+        unchanged = index.swept is not None and index.swept[0] == mtime and mtime < index.swept[1] - RACY_NS
+        # The folder's entries are what the index knows unless its mtime moved (an entry added or removed)
+        listed = [*index.names(), *index.broken, *index.stray] if unchanged else os.listdir(exp_fd)
+        index.swept = [mtime, now_ns]  # read before the names: a change after this moves the mtime past it
+    except OSError:
+        index.swept = None
+        return [], [*index.names(), *index.broken], {}
+    check: list[str] = []
+    seen: set[str] = set()
+    stray: dict[str, str] = {}
+    lstat = os.stat
+    for name in listed:
+        if name == META_FILE or name[0] == "." or TMP_MARK in name:
+            continue
+        try:
+            st = lstat(name, dir_fd=exp_fd, follow_symlinks=False)
+        except OSError:
+            continue
+        mode = st.st_mode & 0o170000
+        if mode != stat.S_IFDIR:  # a symbolic link or a stray file: never a run
+            path = f"{exp_dir}/{name}"
+            if mode == stat.S_IFLNK:
+                stray[name] = f"{path}: a symbolic link (not followed: nothing outside the store is read)"
+            else:
+                stray[name] = f"{path}: a stray file in the experiment folder (not a run)"
+            continue
+        seen.add(name)
+        known = index.state(name)
+        if known is not None and known[1] and known[0] == st.st_mtime_ns and trust.settled(name, known[0]):
+            continue  # finished, settled and untouched: trusted without opening anything
+        check.append(name)
+    gone = [n for n in [*index.names(), *index.broken] if n not in seen]
+    return check, gone, stray
 
 
-def _check_info(root: str, exp_id: str, index: ExperimentIndex, now_ns: int) -> bool:
-    path = os.path.join(root, exp_id, META_FILE)
+def _check(
+    root: str,
+    index: ExperimentIndex,
+    exp_fd: int,
+    names: list[str],
+    now_ns: int,
+    trust: _Trust,
+    only: str | None,
+    save_index: bool,
+) -> bool:
+    """Look at each run of ``names``; True if the index changed. Many at once make a new file."""
+    builder = builder_of(index, set(names)) if len(names) >= COMPACT_AFTER and only is None else None
+    dirty = builder is not None
+    collect = builder is not None and gc.isenabled()
+    if collect:  # thousands of runs read: nothing they allocate is garbage until the build is done
+        gc.disable()
+    try:
+        dirty = _check_each(root, index, exp_fd, names, now_ns, trust, only, builder) or dirty
+    finally:
+        if collect:
+            gc.enable()
+    if builder is not None:
+        _index_files.save(root, index, builder, write=save_index)
+        return False
+    return dirty
+
+
+def _check_each(
+    root: str,
+    index: ExperimentIndex,
+    exp_fd: int,
+    names: list[str],
+    now_ns: int,
+    trust: _Trust,
+    only: str | None,
+    builder: Builder | None,
+) -> bool:
+    dirty = False
+    for name in names:
+        old = index.old(name)
+        try:
+            scanned = scan_run(exp_fd, index.exp_dir, name, now_ns, old, root, listing=only is None)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                index.swept = None  # gone or replaced while we looked: the next read sweeps
+                if builder is not None and old is not None and name in index.delta:
+                    add_entry(builder, name, index.delta[name])  # type: ignore[arg-type]
+                continue
+            scanned = Scanned(None, f"{index.exp_dir}/{name}: {exc}", {}, {}, {}, [], {"at": now_ns}, -1)
+        ok = trust.ok(name, scanned)
+        if builder is not None and scanned.fields is not None:
+            add_scanned(builder, name, scanned, ok)
+            index.broken.pop(name, None)
+            index.broken_d.pop(name, None)
+            continue
+        if builder is not None:
+            index.delta.pop(name, None)
+        dirty = index.put(name, scanned, ok) or dirty
+    return dirty
+
+
+# -- experiments and runs -----------------------------------------------------------------------------
+
+
+def check_info(root: str, index: ExperimentIndex, now_ns: int) -> bool:
+    """Re-read the experiment's meta.yaml if it changed; True if what the index holds changed."""
+    path = os.path.join(root, index.exp_id, META_FILE)
     sig = sig_of(path)
     if sig is not None and sig == index.info_sig and sig[2] < index.info_at - RACY_NS:
         return False
@@ -229,138 +358,16 @@ def _check_info(root: str, exp_id: str, index: ExperimentIndex, now_ns: int) -> 
 
 def experiment_info(root: str, exp_id: str) -> dict[str, Any]:
     """``{"name", "lifecycle_stage", "broken"}`` of an experiment, without checking its runs."""
-    key = (os.path.abspath(root), exp_id)
-    index = _MEMORY.get(key)
+    index = _MEMORY.get((os.path.abspath(root), exp_id))
     if index is None:
-        index = ExperimentIndex()
         raw, broken = read_meta_file(os.path.join(root, exp_id, META_FILE))
         return {
             "name": None if raw is None or raw.get("name") is None else str(raw["name"]),
             "lifecycle_stage": str((raw or {}).get("lifecycle_stage") or "active"),
             "broken": broken,
         }
-    _check_info(root, exp_id, index, time.time_ns())
+    check_info(root, index, time.time_ns())
     return dict(index.info)
-
-
-def _can_skip_sweep(exp_dir: str, index: ExperimentIndex, now_ns: int) -> bool:
-    """True if the last full sweep is recent and the experiment folder has not changed since."""
-    if index.swept is None or now_ns - index.swept[1] > SWEEP_S * 1_000_000_000:
-        return False
-    mtime, read_at = index.swept
-    if mtime >= read_at - RACY_NS:
-        return False  # changed just before that sweep: a later change may carry the same mtime
-    try:
-        return os.stat(exp_dir).st_mtime_ns == mtime
-    except OSError:
-        return False
-
-
-def load_experiment(root: str, exp_id: str, save: bool = True, only: str | None = None) -> ExperimentIndex:
-    """The validated index of one experiment (``only``: check just that run folder)."""
-    key = (os.path.abspath(root), exp_id)
-    index = _MEMORY.get(key) or _load(root, exp_id)
-    now_ns = time.time_ns()
-    dirty = _check_info(root, exp_id, index, now_ns)
-    exp_dir = os.path.join(root, exp_id)
-    sweep = only is None and not _can_skip_sweep(exp_dir, index, now_ns)
-    if sweep:
-        try:
-            # Read before listing: a change made after this moves the folder's mtime past it.
-            swept: list[int] | None = [os.stat(exp_dir).st_mtime_ns, now_ns]
-            names = os.listdir(exp_dir)
-        except OSError:
-            swept, names = None, []
-        index.swept = swept  # saved with the summary when something else changed (not worth a write)
-    elif only is None:
-        # Only the runs not yet trusted at the last sweep; the rest cannot have changed (see above).
-        settled_at_sweep = index.swept[1] - SETTLED_S * 1_000_000_000  # type: ignore[index]
-        names = [n for n, m in index.d.items() if not (index.ok.get(n) and m < settled_at_sweep)]
-    else:
-        names = [only] if os.path.lexists(f"{exp_dir}/{only}") else []
-    seen = set(names)
-    stray: dict[str, str] = {}
-    dirty_details: list[str] = []
-    settled_before = now_ns - SETTLED_S * 1_000_000_000
-    # Runs whose folder mtime is all we need to check: finished, settled, untouched since.
-    trusted = (
-        {n: m for n, m in index.d.items() if index.ok.get(n) and m < settled_before} if only is None else {}
-    )
-    lstat = os.lstat
-    for name in names:
-        if name == META_FILE or name[0] == "." or TMP_MARK in name:
-            seen.discard(name)
-            continue
-        path = f"{exp_dir}/{name}"
-        try:
-            st = lstat(path)
-        except OSError:
-            seen.discard(name)
-            if not sweep and only is None:
-                index.swept = None  # gone without the experiment folder changing: sweep next time
-            continue
-        mode = st.st_mode & 0o170000
-        if mode != 0o040000:  # not a folder: a symbolic link or a stray file
-            seen.discard(name)
-            if mode == 0o120000:
-                stray[name] = f"{path}: a symbolic link (not followed: nothing outside the store is read)"
-            else:
-                stray[name] = f"{path}: a stray file in the experiment folder (not a run)"
-            continue
-        mtime = st.st_mtime_ns
-        if trusted.get(name) == mtime:
-            continue  # finished, settled and untouched: trusted without opening anything
-        old = index.details.get(name)
-        if old is None and name in index.d:
-            old = _load_detail(root, exp_id, name)
-        try:
-            record, broken, detail = build_run(path, name, exp_id, old, now_ns, root, listing=only is None)
-        except OSError as exc:  # vanished or unreadable while we looked: report it, keep listing
-            record, broken, detail = None, f"{path}: {exc}", {"at": now_ns}
-        before = (index.records.get(name), index.broken.get(name))
-        settled = record is not None and record.stored_status in TERMINAL and not detail.get("r")
-        if index.d.get(name) != mtime or index.ok.get(name) != settled:
-            dirty = True  # the summary must remember it, or every later process re-checks the run
-        index.d[name] = mtime
-        index.ok[name] = settled
-        index.details[name] = detail
-        if record is None:
-            index.records.pop(name, None)
-            index.broken[name] = str(broken)
-        else:
-            index.broken.pop(name, None)
-            if record != before[0]:  # an unchanged run keeps its record (and where it sits in memory)
-                index.records[name] = record
-        if (
-            before != (index.records.get(name), index.broken.get(name))
-            or old is None
-            or old.get("x") != detail.get("x")
-        ):
-            dirty = True
-            dirty_details.append(name)
-    if sweep:
-        for name in [n for n in index.d if n not in seen]:
-            for table in (index.d, index.ok, index.records, index.broken, index.details):
-                table.pop(name, None)  # type: ignore[attr-defined]
-            dirty_details.append(name)
-            dirty = True
-        if stray != index.stray:
-            index.stray, dirty = stray, True
-    _MEMORY[key] = index
-    summary = _save(root, exp_id, index, dirty_details) if dirty and save else None
-    if summary is not None:
-        # Settled runs' details are on disk now; keeping 10,000 of them in memory only slows the
-        # garbage collector. They are read back if a run ever needs checking again.
-        for name in [n for n in index.details if index.ok.get(n) and n != only]:
-            del index.details[name]
-        if len(dirty_details) >= COMPACT_AFTER:
-            # Records built while checking thousands of runs sit scattered among the garbage of that
-            # work, and every later search of this process paid for it in cache misses (measured: 10,000
-            # runs searched in ~1.25-1.5x the time of a process that loaded the summary; a copy made
-            # right here, while they live, was no better). So the next call reads the summary just
-            # written back from disk, as a new process would (~0.15 s once), into memory freed by then.
-            del _MEMORY[key]
-    return index
 
 
 def experiment_ids(root: str) -> list[str]:
@@ -382,8 +389,8 @@ def current_status(record: RunRecord) -> str:
 
 
 def metric_summary(root: str, exp_id: str, name: str) -> dict[str, list[Any]]:
-    """Per metric ``[ino, size, mtime, offset, count, last, min, max, last_step, skipped, mark, behind]``
-    of one run, every file read to its end."""
+    """Per metric ``[ino, size, mtime, offset, count, last, min, max, last_step, skipped, mark, behind,
+    tail_bad]`` of one run, every file read to its end."""
     index = load_experiment(root, exp_id, only=name)
-    detail = index.details.get(name) or {}
+    detail = index.detail(name) or {}
     return dict(detail.get("x", {}))

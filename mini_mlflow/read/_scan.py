@@ -1,45 +1,151 @@
-"""Reading one run folder for the index: signatures, values, and incremental metric aggregates.
+"""Reading one run folder for the index, through descriptors: meta.yaml, params, tags, metric tails.
 
-Everything here is keyed by file-system signatures (inode, size, mtime) so that the index re-reads only
-what changed: meta.yaml when it was replaced, params/tags when their folders changed, and for a metric
-file only the bytes appended since the last read (metric files are append-only).
+The run folder is opened once, never through a symbolic link, and everything in it is read relative to
+that descriptor (no path walked again): each value file with one open, one read and one close, each
+metric file with one open, one ``fstat`` and one ``pread`` of its tail (a listing needs its last point;
+count/min/max wait for a full look, see ``_metric_agg``). A run checked before is re-read only where
+its signatures moved: params and tags when their folder's mtime changed, a metric file when its inode,
+size or mtime did; meta.yaml is read every time (it is replaced by rename, and small).
 """
 
 from __future__ import annotations
 
-import json
+import errno
 import os
+import stat
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
-from ..store._files import READ_FLAGS, read_bytes
-from ..store._layout import FORMAT_VERSION, META_FILE, METRIC_SUFFIX, VALUE_SUFFIX, walk_keys
+from ..store._files import READ_FLAGS
+from ..store._layout import FORMAT_VERSION, META_FILE, METRIC_SUFFIX, TMP_MARK, VALUE_SUFFIX
 from ..store._meta import normalize_meta, read_meta_file
-from ._metric_cache import fingerprint, read_metric
-from ._metric_parse import parse_metric_lines
-from ._records import RunRecord
+from ._columns import loads
+from ._metric_agg import (
+    BEHIND,
+    COUNT,
+    HIGH,
+    INO,
+    LAST,
+    LAST_STEP,
+    LIVE_PARSE_BYTES,
+    LOW,
+    MARK,
+    MTIME,
+    OFFSET,
+    RACY_NS,
+    SIZE,
+    SKIPPED,
+    TAIL_BAD,
+    look_tail,
+    sig_of,
+    unreadable,
+    update_metric,
+)
 
-#: An mtime this close to the moment it was read may hide a later write in the same clock tick.
-RACY_NS = 2_000_000_000
+__all__ = [  # the aggregate's fields, re-exported: tests and `show` read them from here
+    "BEHIND", "COUNT", "HIGH", "INO", "LAST", "LAST_STEP", "LIVE_PARSE_BYTES", "LOW", "MARK", "MTIME",
+    "OFFSET", "RACY_NS", "SIZE", "SKIPPED", "TAIL_BAD", "Scanned", "scan_run", "sig_of",
+]  # fmt: skip
 
-
+DIR_FLAGS = (
+    os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+)
+_LINK_ERRORS = (errno.ELOOP, errno.ENOTDIR)
 _intern = sys.intern
 
 
-def sig_of(path: str) -> list[int] | None:
+class Scanned(NamedTuple):
+    """What one look at a run folder found."""
+
+    #: The record's fields in ``_columns.FIELDS`` order (stored status), or None when broken.
+    fields: tuple[Any, ...] | None
+    #: Why the run cannot be read (meta.yaml missing or corrupt), or None.
+    broken: str | None
+    params: dict[str, Any]
+    tags: dict[str, Any]
+    #: Each metric's last value.
+    metrics: dict[str, float]
+    warnings: list[str]
+    #: What a later look compares: ``at`` (when), ``r`` (something may still change unseen),
+    #: ``ps``/``ts``/``xs`` (``[folder, mtime_ns]`` of params/tags/metrics and their sub-folders),
+    #: ``x`` (per metric key, the aggregate of ``_metric_agg``).
+    detail: dict[str, Any]
+    #: The run folder's mtime_ns when it was opened.
+    d: int
+
+
+class Old(NamedTuple):
+    """A run as the index last saw it."""
+
+    detail: dict[str, Any]
+    params: dict[str, Any]
+    tags: dict[str, Any]
+    warnings: list[str]
+
+
+def _open_folder(name: str, dir_fd: int, path: str = "", links: list[str] | None = None) -> int | None:
+    """A sub-folder's descriptor; None if it is missing, a file or a symbolic link (never followed;
+    with ``links``, a link there is reported in it)."""
     try:
-        st = os.stat(path)
-    except OSError:
+        return os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        if links is not None and exc.errno in _LINK_ERRORS and _is_link(name, dir_fd):
+            links.append(f"{path}: a symbolic link (not followed: nothing outside the store is read)")
         return None
-    return [st.st_ino, st.st_size, st.st_mtime_ns]
 
 
-def _dir_sigs(folder: str, rels: list[str]) -> list[list[Any]]:
-    """mtimes of ``folder`` and its sub-folders (a new key shows up as a changed folder mtime)."""
-    out: list[list[Any]] = []
+def _is_link(name: str, dir_fd: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def _names(fd: int, path: str) -> list[str]:
+    """The entries of the open folder ``fd`` at ``path``. Listed by path: ``os.listdir`` of a
+    descriptor duplicates it first (three more system calls per folder, thousands of folders). Every
+    name is then opened relative to ``fd``, so a folder swapped at ``path`` meanwhile cannot lead a
+    read elsewhere: its names are just not found in ``fd``."""
+    try:
+        return os.listdir(path)
+    except OSError:
+        return os.listdir(fd)
+
+
+def _walk(
+    fd: int,
+    path: str,
+    rel: str,
+    suffix: str,
+    visit: Callable[[int, str, str], bool],
+    sigs: list[list[Any]],
+) -> None:
+    """Visit every ``<key><suffix>`` file under the open folder ``fd`` at ``path`` (keys with ``/``
+    are sub-folders); ``visit(folder_fd, file name, key)`` returns False for a name that is a folder.
+    Records ``[rel, mtime_ns]`` of each folder walked. Links and temporary files are passed over."""
+    sigs.append([rel, os.fstat(fd).st_mtime_ns])
+    prefix = "" if rel == "." else rel + "/"
+    for entry in _names(fd, path):
+        if TMP_MARK in entry:
+            continue
+        if entry.endswith(suffix) and visit(fd, entry, _intern(prefix + entry[: -len(suffix)])):
+            continue
+        sub = _open_folder(entry, fd)
+        if sub is not None:
+            try:
+                _walk(sub, f"{path}/{entry}", prefix + entry, suffix, visit, sigs)
+            finally:
+                os.close(sub)
+
+
+def _dir_sigs(rfd: int, kind: str, rels: list[str]) -> list[list[Any]]:
+    """The current ``[rel, mtime_ns]`` of the folders a look walked (-1: gone)."""
+    out = []
     for rel in rels:
         try:
-            out.append([rel, os.stat(folder if rel == "." else f"{folder}/{rel}").st_mtime_ns])
+            path = kind if rel == "." else f"{kind}/{rel}"
+            out.append([rel, os.stat(path, dir_fd=rfd, follow_symlinks=False).st_mtime_ns])
         except OSError:
             out.append([rel, -1])
     return out
@@ -49,226 +155,199 @@ def _newest(sigs: list[list[Any]] | None) -> int:
     return max((s[-1] for s in sigs or ()), default=0)
 
 
-def _read_values(folder: str, keys: list[str]) -> tuple[dict[str, Any], list[str]]:
-    values: dict[str, Any] = {}
-    problems: list[str] = []
-    texts: list[bytes] = []
-    for key in keys:
-        try:
-            texts.append(read_bytes(f"{folder}/{key}{VALUE_SUFFIX}").strip())
-        except OSError:
-            texts.append(b"")
-    try:  # one parse for all values of the run; one bad file sends us to the careful path
-        if texts and all(texts):
-            return dict(zip(keys, json.loads(b"[" + b",".join(texts) + b"]"), strict=True)), problems
-    except ValueError:
-        pass
-    for key, text in zip(keys, texts, strict=True):
-        path = f"{folder}/{key}{VALUE_SUFFIX}"
-        try:
-            values[key] = json.loads(text)
-        except ValueError as exc:
-            problems.append(f"{path}: unreadable ({type(exc).__name__})")
-    return values, problems
-
-
-#: Aggregates of one metric file: what the index keeps per metric (a JSON list).
-INO, SIZE, MTIME, OFFSET, COUNT, LAST, LOW, HIGH, LAST_STEP, SKIPPED, MARK, BEHIND = range(12)
-#: A listing parses at most this many new bytes of a metric file per look (about 15,000 points, ~15 ms);
-#: past that it reads only the last point, and count/min/max catch up when the run is shown. A live run
-#: logging half a million points a second thus costs a listing a few small reads, not seconds of parsing.
-LIVE_PARSE_BYTES = 1 << 20
-
-
-def _empty(sig: list[int]) -> list[Any]:
-    return [*sig, 0, 0, None, None, None, None, 0, "", 0]
-
-
-def _mark(fd: int, offset: int) -> str:
-    """A fingerprint of the first ``offset`` bytes (both ends and windows between), "" for none."""
-    if not offset:
-        return ""
-    mark = fingerprint(fd, offset)
-    return mark.hex() if mark is not None else "?"
-
-
-def _tail_point(fd: int, size: int) -> tuple[int, float] | None:
-    """``(step, value)`` of the last complete point of the file, reading only its tail."""
-    chunk = 512
-    while True:
-        start = max(0, size - chunk)
-        data = os.pread(fd, size - start, start)
-        history = parse_metric_lines(data[data.find(b"\n") + 1 :] if start else data)
-        if history.values:
-            return history.steps[-1], history.values[-1]
-        if start == 0:
-            return None
-        chunk *= 8
-
-
-def _update_metric(
-    path: str, old: list[Any] | None, cache: tuple[str, str, str] | None = None, listing: bool = False
-) -> list[Any]:
-    """``[ino, size, mtime, offset, count, last, min, max, last_step, skipped, mark, behind]``.
-
-    count/min/max/skipped cover the first ``offset`` bytes (whole lines), whose fingerprint is
-    ``mark``: metric files are append-only, so a later look parses only what follows, after checking
-    that the covered bytes are still the same (a truncated, rewritten or replaced file is read again
-    from the start). ``last``/``last_step`` are the file's last complete point. With ``listing`` (only
-    last values are needed) a backlog over ``LIVE_PARSE_BYTES`` is not parsed: the last point is read
-    from the tail and ``behind`` is set until a full look catches up.
-
-    ``cache`` is ``(root, run_id, key)``: a big file read from its start is taken from the metric cache
-    when ``get_metric_history`` left a valid one (only the tail appended since is parsed). The index
-    does not write that cache: building it costs about a fifth of the parse, and the index keeps what
-    it needs (count, min, max) itself, so a first ``show`` stays as fast as the parse allows.
-    """
-    if old is not None and len(old) != BEHIND + 1:
-        old = None  # another layout: start over
-    if old is not None:
-        sig = sig_of(path)
-        if sig is None:
-            return _empty([0, 0, 0])
-        if old[:3] == sig and (listing or not old[BEHIND]):
-            return old  # unchanged: not even opened
-    fd = os.open(path, READ_FLAGS)
+def _read_text(name: str, dir_fd: int) -> bytes | None:
+    """A value file's stripped bytes (b"" if unreadable), None for a planted link or a folder."""
     try:
-        st = os.fstat(fd)
-        sig = [st.st_ino, st.st_size, st.st_mtime_ns]
-        same_file = (
-            old is not None
-            and old[INO] == sig[0]
-            and sig[1] >= old[OFFSET]
-            and (sig[1] != old[SIZE] or sig[2] == old[MTIME] or old[BEHIND])  # changed in place?
-            and old[MARK] != "?"
-            and old[MARK] == _mark(fd, old[OFFSET])
-        )
-        agg = [*sig, *old[3:]] if same_file and old is not None else _empty(sig)
-        if listing and sig[1] - agg[OFFSET] > LIVE_PARSE_BYTES:
-            point = _tail_point(fd, sig[1])
-            agg[LAST_STEP], agg[LAST] = point if point is not None else (None, None)
-            agg[BEHIND] = 1
-            return agg
-        root, run_id, key = cache if cache is not None and agg[OFFSET] == 0 else (None, None, "")
-        history, consumed, _ = read_metric(fd, key, root, run_id, offset=agg[OFFSET], write=False)
-        agg[BEHIND] = 0
-        if consumed:
-            agg[OFFSET] += consumed
-            agg[MARK] = _mark(fd, agg[OFFSET])
+        fd = os.open(name, READ_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        return None if exc.errno == errno.ELOOP else b""  # a link is passed over, never read
+    try:
+        data = os.read(fd, 8192)
+        while len(data) % 8192 == 0 and data:  # a short read is the end of a regular file
+            more = os.read(fd, 1 << 16)
+            if not more:
+                break
+            data += more
+    except IsADirectoryError:
+        return None
+    except OSError:
+        data = b""
     finally:
         os.close(fd)
-    if not consumed:
-        return agg
-    agg[SKIPPED] += history.skipped_lines
-    values = history.values
-    if values:
-        agg[COUNT] += len(values)
-        agg[LAST] = values[-1]
-        agg[LAST_STEP] = history.steps[-1]
-        # sum() is NaN when a NaN (or both infinities) is present; otherwise min/max need no filter
-        total = sum(values)
-        finite = values if total == total else [v for v in values if v == v]
-        if finite:
-            low, high = min(finite), max(finite)
-            agg[LOW] = low if agg[LOW] is None else min(agg[LOW], low)
-            agg[HIGH] = high if agg[HIGH] is None else max(agg[HIGH], high)
-    return agg
+    return data.strip()
 
 
-def build_run(
-    rdir: str,
-    name: str,
-    exp_id: str,
-    old: dict[str, Any] | None,
-    now_ns: int,
-    root: str | None = None,
-    listing: bool = False,
-) -> tuple[RunRecord | None, str | None, dict[str, Any]]:
-    """Re-read what changed in one run folder: ``(record, broken reason, detail)``.
-
-    With the store ``root``, big metric files read whole come from their metric cache when it is valid.
-    With ``listing``, metric aggregates may stay behind a big backlog (see ``_update_metric``).
-    """
-    settled = (old or {}).get("at", 0) - RACY_NS
-
-    def reusable(key: str, sig: Any) -> bool:
-        return old is not None and old.get(key) == sig and _newest([[sig[-1]]] if sig else None) < settled
-
-    detail: dict[str, Any] = {"at": now_ns}
-    meta_sig = sig_of(f"{rdir}/{META_FILE}")
-    if meta_sig is not None and old is not None and reusable("ms", meta_sig) and old.get("m"):
-        meta = old["m"]
-    else:
-        raw, broken = read_meta_file(f"{rdir}/{META_FILE}")
-        if raw is None:
-            return None, broken, {"at": now_ns}
-        meta = normalize_meta(raw, name)
-    detail["ms"], detail["m"] = meta_sig, meta
-    problems = [
-        f"{rdir}/{kind}: a symbolic link (not followed: nothing outside the store is read)"
-        for kind in ("params", "tags", "metrics")
-        if os.path.islink(f"{rdir}/{kind}")
-    ]
-    values: dict[str, dict[str, Any]] = {}
-    for kind in ("params", "tags"):
-        folder = f"{rdir}/{kind}"
-        old_sigs = (old or {}).get(kind[0] + "s")
-        sigs = _dir_sigs(folder, [s[0] for s in old_sigs]) if old_sigs else None
-        if old is not None and sigs == old_sigs and _newest(sigs) < settled and kind in old:
-            detail[kind[0] + "s"], values[kind] = old_sigs, old[kind]
-            problems += [p for p in old.get("w", []) if f"/{kind}/" in p]
-        else:
-            keys, rels = walk_keys(folder, VALUE_SUFFIX)
-            detail[kind[0] + "s"] = _dir_sigs(folder, rels)
-            values[kind], bad = _read_values(folder, keys)
-            problems += bad
-        detail[kind] = values[kind]
-    folder = f"{rdir}/metrics"
-    old_sigs = (old or {}).get("xs")
-    sigs = _dir_sigs(folder, [s[0] for s in old_sigs]) if old_sigs else None
-    if old is not None and sigs == old_sigs and _newest(sigs) < settled and "x" in old:
-        keys = list(old["x"])
-    else:
-        keys, rels = walk_keys(folder, METRIC_SUFFIX)
-        sigs = _dir_sigs(folder, rels)
-    detail["xs"] = sigs
-    old_x = (old or {}).get("x", {})
-    aggs: dict[str, list[Any]] = {}
+def _read_values(
+    rfd: int, kind: str, folder: str, links: list[str]
+) -> tuple[dict[str, Any], list[str], list[list[Any]]]:
+    """Every value file of ``params/`` or ``tags/``: values, problems, folder signatures."""
+    texts: dict[str, bytes] = {}
+    sigs: list[list[Any]] = []
+    top = _open_folder(kind, rfd, folder, links)
+    if top is None:
+        return {}, [], [[".", -1]]
+    try:
+        sigs.append([".", os.fstat(top).st_mtime_ns])
+        nested = []
+        for entry in _names(top, folder):  # the usual flat folder, read in this loop
+            if TMP_MARK in entry:
+                continue
+            text = _read_text(entry, top) if entry.endswith(VALUE_SUFFIX) else None
+            if text is None:
+                nested.append(entry)
+            else:
+                texts[_intern(entry[: -len(VALUE_SUFFIX)])] = text
+        for entry in nested:  # keys with "/" (and anything else that may be a folder)
+            sub = _open_folder(entry, top)
+            if sub is not None:
+                try:
+                    visit = lambda fd, n, k: _keep(texts, k, _read_text(n, fd))  # noqa: E731
+                    _walk(sub, f"{folder}/{entry}", entry, VALUE_SUFFIX, visit, sigs)
+                finally:
+                    os.close(sub)
+    finally:
+        os.close(top)
+    keys = sorted(texts)
+    problems: list[str] = []
+    try:  # one parse for all values of the run; one bad file sends us to the careful path
+        if all(texts.values()):
+            parsed = loads(b"[" + b",".join([texts[k] for k in keys]) + b"]")
+            return dict(zip(keys, parsed, strict=True)), problems, sigs
+    except ValueError:
+        pass
+    values: dict[str, Any] = {}
     for key in keys:
-        cache = (root, name, key) if root is not None else None
-        path = f"{folder}/{key}{METRIC_SUFFIX}"
         try:
-            aggs[key] = agg = _update_metric(path, old_x.get(key), cache, listing)
+            values[key] = loads(texts[key])
+        except ValueError as exc:
+            problems.append(f"{folder}/{key}{VALUE_SUFFIX}: unreadable ({type(exc).__name__})")
+    return values, problems, sigs
+
+
+def _keep(texts: dict[str, bytes], key: str, text: bytes | None) -> bool:
+    """Record a nested value file's text; False when it is no file (a folder to walk)."""
+    if text is None:
+        return False
+    texts[key] = text
+    return True
+
+
+def _look_metrics(
+    rfd: int,
+    folder: str,
+    old_x: dict[str, list[Any]],
+    problems: list[str],
+    cache: tuple[str, str] | None,
+    listing: bool,
+    links: list[str],
+) -> tuple[dict[str, list[Any]], list[list[Any]]]:
+    """Each metric file's aggregate after a look, and the metrics folders' signatures."""
+    aggs: dict[str, list[Any]] = {}
+    errors: dict[str, str] = {}
+    sigs: list[list[Any]] = []
+
+    def visit(fd: int, name: str, key: str) -> bool:
+        old = old_x.get(key)
+        try:
+            if listing and old is None:  # a file not seen before: opened once, its tail read
+                mfd = os.open(name, READ_FLAGS, dir_fd=fd)
+                try:
+                    st = os.fstat(mfd)
+                    if st.st_mode & 0o170000 == stat.S_IFDIR:
+                        return False
+                    aggs[key] = look_tail(mfd, st)
+                finally:
+                    os.close(mfd)
+                return True
+            path = f"{folder}/{key}{METRIC_SUFFIX}"  # seen before: a stat may be all it needs
+            mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+            if stat.S_ISDIR(mode):
+                return False
+            if stat.S_ISLNK(mode):
+                return True  # a planted link: passed over, never read
+            check = (cache[0], cache[1], key) if cache is not None else None
+            aggs[key] = update_metric(path, old, check, listing)
         except OSError as exc:
-            problems.append(f"{path}: unreadable ({exc.strerror or exc})")
-            continue
-        if agg[SKIPPED]:
-            problems.append(f"{path}: {agg[SKIPPED]} unreadable line(s) skipped")
-    detail["x"], detail["w"] = aggs, problems
-    newest = max(_newest(detail["ps"]), _newest(detail["ts"]), _newest(sigs), (meta_sig or [0])[-1])
+            if exc.errno != errno.ELOOP:  # a planted link is passed over silently, as walk_keys does
+                errors[key] = f"{folder}/{key}{METRIC_SUFFIX}: unreadable ({exc.strerror or exc})"
+        return True
+
+    top = _open_folder("metrics", rfd, folder, links)
+    if top is None:
+        return aggs, [[".", -1]]
+    try:
+        _walk(top, folder, ".", METRIC_SUFFIX, visit, sigs)
+    finally:
+        os.close(top)
+    for key in sorted({*aggs, *errors}):
+        if key in errors:
+            problems.append(errors[key])
+        else:
+            bad = unreadable(aggs[key])
+            if bad:
+                problems.append(f"{folder}/{key}{METRIC_SUFFIX}: {bad} unreadable line(s) skipped")
+    return {k: aggs[k] for k in sorted(aggs)}, sigs
+
+
+def scan_run(
+    exp_fd: int,
+    exp_dir: str,
+    name: str,
+    now_ns: int,
+    old: Old | None = None,
+    root: str | None = None,
+    listing: bool = True,
+) -> Scanned:
+    """Look at run folder ``name`` of the experiment open as ``exp_fd`` (OSError if it cannot be
+    opened as a folder). ``old``: how the index last saw it (unchanged parts are not read again).
+    ``listing``: only last points are needed; otherwise every metric file is read to its end (and
+    big ones come from the metric cache under ``root`` when it is valid)."""
+    rdir = f"{exp_dir}/{name}"
+    rfd = os.open(name, DIR_FLAGS, dir_fd=exp_fd)
+    try:
+        d = os.fstat(rfd).st_mtime_ns
+        raw, broken = read_meta_file(f"{rdir}/{META_FILE}", rfd)
+        if raw is None:
+            return Scanned(None, broken, {}, {}, {}, [], {"at": now_ns}, d)
+        meta = normalize_meta(raw, name)
+        detail: dict[str, Any] = {"at": now_ns}
+        problems: list[str] = []
+        links: list[str] = []  # params/, tags/ or metrics/ planted as a link: said first
+        settled = (old.detail.get("at", 0) if old is not None else 0) - RACY_NS
+        values: list[dict[str, Any]] = []
+        for kind in ("params", "tags"):
+            old_sigs = old.detail.get(kind[0] + "s") if old is not None else None
+            sigs = _dir_sigs(rfd, kind, [s[0] for s in old_sigs]) if old_sigs else None
+            if old is not None and sigs == old_sigs and _newest(sigs) < settled:
+                values.append(old.params if kind == "params" else old.tags)
+                problems += [p for p in old.warnings if f"/{kind}/" in p]
+                links += [p for p in old.warnings if p.startswith(f"{rdir}/{kind}: a symbolic link")]
+            else:
+                found, bad, sigs = _read_values(rfd, kind, f"{rdir}/{kind}", links)
+                values.append(found)
+                problems += bad
+            detail[kind[0] + "s"] = sigs
+        old_x = old.detail.get("x", {}) if old is not None else {}
+        cache = (root, name) if root is not None else None
+        aggs, msigs = _look_metrics(rfd, f"{rdir}/metrics", old_x, problems, cache, listing, links)
+    finally:
+        os.close(rfd)
+    if links:
+        problems[:0] = sorted(links, key=lambda p: ("/params:" not in p, "/tags:" not in p))
+    detail["xs"], detail["x"] = msigs, aggs
+    newest = max(d, _newest(detail["ps"]), _newest(detail["ts"]), _newest(msigs))
     newest = max([newest, *(a[MTIME] for a in aggs.values())])
     detail["r"] = newest >= now_ns - RACY_NS  # something may still change unseen: check again next time
-    record = RunRecord(
-        name,
+    version = meta["format_version"]
+    fields = (
         meta["run_name"],
-        exp_id,
         meta["status"],
         meta["start_time"],
         meta["end_time"],
         meta["lifecycle_stage"],
         meta["user"],
         meta["parent_run_id"],
-        {_intern(k): v for k, v in values["params"].items()},
-        {_intern(k): v for k, v in values["tags"].items()},
-        {_intern(k): a[LAST] for k, a in aggs.items() if a[LAST] is not None},
-        rdir,
-        meta["status"],
-        newer_format(meta),
-        problems,
+        version if isinstance(version, int) and version > FORMAT_VERSION else None,
     )
-    return record, None, detail
-
-
-def newer_format(meta: dict[str, Any]) -> int | None:
-    version = meta.get("format_version")
-    return version if isinstance(version, int) and version > FORMAT_VERSION else None
+    metrics = {k: a[LAST] for k, a in aggs.items() if a[LAST] is not None}
+    return Scanned(fields, None, values[0], values[1], metrics, problems, detail, d)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterable
-from operator import itemgetter
 from typing import Any
 
 from .. import _config
@@ -13,8 +11,10 @@ from .._errors import InvalidInputError, NotFoundError
 from ..store import _pending
 from ..store._layout import normalize_experiment_id
 from . import _index
-from ._filter import EXPERIMENT_ONLY_ATTRIBUTES, Field, OrderKey, parse_filter, parse_order_by
-from ._records import BrokenRun, RunRecord, SearchResult, as_text
+from ._filter import Clause, Field, OrderKey, parse_clauses, parse_order_by
+from ._query import Source, default_keys, record_getter, sort
+from ._records import BrokenRun, RunRecord, SearchResult
+from ._table import MISSING
 
 RUN_VIEWS = {
     "active": "active",
@@ -24,8 +24,6 @@ RUN_VIEWS = {
     "all": "all",
 }
 MAX_RESULTS = 100_000
-#: MLflow's system tags that name a run's own fields: a filter on them works without the tag on disk.
-SYSTEM_TAGS = {"mlflow.runName": "run_name", "mlflow.parentRunId": "parent_run_id", "mlflow.user": "user"}
 
 
 def _copy(r: RunRecord) -> RunRecord:
@@ -49,60 +47,22 @@ def _copy(r: RunRecord) -> RunRecord:
     )
 
 
-def _getter(f: Field) -> Callable[[RunRecord], Any]:
-    key = sys.intern(f.key)  # the records' keys are interned too: lookups match by identity
-    if f.entity == "metrics":
-        return lambda r: r.metrics.get(key)
-    if f.entity == "params":
-        return lambda r: r.params.get(key)
-    if f.entity == "tags":
-        attribute = SYSTEM_TAGS.get(key)
-        if attribute is not None:  # MLflow's system tags: the run's own field unless the tag is set
-            return lambda r: r.tags.get(key, getattr(r, attribute))
-        return lambda r: r.tags.get(key)
-    if key in EXPERIMENT_ONLY_ATTRIBUTES:
-        raise InvalidInputError(f"{key} is an experiment attribute; runs have start_time and end_time")
-    return lambda r: getattr(r, key)
-
-
-def _sort(records: list[RunRecord], keys: list[OrderKey]) -> list[RunRecord]:
-    """Stable multi-key sort; missing values go last and NaN just before them, in either direction."""
-    for order in reversed(keys):
-        get = _getter(order.field)
-        values = [get(r) for r in records]
-        present, nan, missing = [], [], []
-        for value, r in zip(values, records, strict=True):
-            if value is None:
-                missing.append(r)
-            elif value != value:  # NaN
-                nan.append(r)
-            else:
-                present.append((value, r))
-        if present and not all(v.__class__ in (int, float) for v, _ in present):
-            present = [(as_text(v), r) for v, r in present]  # mixed types: compare as text
-        present.sort(key=itemgetter(0), reverse=order.descending)
-        records = [r for _, r in present] + nan + missing
-    return records
+def broken_runs(index: _index.ExperimentIndex) -> list[BrokenRun]:
+    """An experiment's run folders that cannot be read, then its stray entries."""
+    exp_dir = index.exp_dir
+    out = [BrokenRun(index.exp_id, os.path.join(exp_dir, n), why) for n, why in sorted(index.broken.items())]
+    out += [BrokenRun(index.exp_id, os.path.join(exp_dir, n), why) for n, why in sorted(index.stray.items())]
+    return out
 
 
 def records_of(root: str, experiment_id: str, view: str) -> tuple[list[RunRecord], list[BrokenRun]]:
     """Run records (and broken folders) of one experiment, from its validated index."""
-    index = _index.load_experiment(root, experiment_id)
-    exp_dir = os.path.join(root, experiment_id)
-    records = []
-    for r in index.records.values():
-        if view != "all" and (r.lifecycle_stage == "deleted") != (view == "deleted"):
-            continue
-        if r.stored_status == "RUNNING":
-            r.status = _index.current_status(r)
-        records.append(r)
-    broken = [
-        BrokenRun(experiment_id, os.path.join(exp_dir, n), why) for n, why in sorted(index.broken.items())
-    ]
-    broken += [
-        BrokenRun(experiment_id, os.path.join(exp_dir, n), why) for n, why in sorted(index.stray.items())
-    ]
-    return records, broken
+
+    def read() -> tuple[list[RunRecord], list[BrokenRun]]:
+        found = Found([Source(_index.load_experiment(root, experiment_id), view)], [], [])
+        return found.records(0, found.total, copy=False), found.broken
+
+    return _index.recovering(root, read)
 
 
 def resolve_experiments(root: str, experiment_ids: Iterable[int | str] | int | str | None) -> list[str]:
@@ -112,6 +72,143 @@ def resolve_experiments(root: str, experiment_ids: Iterable[int | str] | int | s
     if isinstance(experiment_ids, (str, int)):
         experiment_ids = [experiment_ids]
     return [normalize_experiment_id(e) for e in experiment_ids]
+
+
+class Found:
+    """The runs a search matched, in order, as references: records are built for the ones read."""
+
+    def __init__(self, sources: list[Source], clauses: list[Clause], keys: list[OrderKey]) -> None:
+        self.broken: list[BrokenRun] = [b for s in sources for b in broken_runs(s.index)]
+        matched = [s.match(clauses) for s in sources]
+        single = len(sources) == 1
+        items: list[Any] = []
+        for source, (rows, changed) in zip(sources, matched, strict=True):
+            if single:
+                items += rows
+                items += changed
+            else:
+                items += [(source, ref) for ref in [*rows, *changed]]
+        getter: Callable[[Field], Callable[[Any], Any]]
+        if single and not matched[0][1]:
+            getter = sources[0].row_getter  # stored rows only: read straight from the columns
+        else:
+            getter = self._getter(sources)
+            items = sort(items, default_keys(), getter)  # stored rows are in the default order; others not
+        if keys:
+            items = sort(items, keys, getter)
+        self.items = items
+        self.sources = sources
+        self.total = len(items)
+
+    @staticmethod
+    def _getter(sources: list[Source]) -> Callable[[Field], Callable[[Any], Any]]:
+        if len(sources) == 1:
+            return sources[0].getter
+
+        def getter(f: Field) -> Callable[[Any], Any]:
+            each = {id(s): s.getter(f) for s in sources}
+            return lambda item: each[id(item[0])](item[1])
+
+        return getter
+
+    def records(self, start: int, stop: int, copy: bool = True) -> list[RunRecord]:
+        """Records of the matches ``start`` to ``stop`` (fresh copies unless ``copy`` is False)."""
+        page = self.items[start:stop]
+        refs: list[tuple[Source, Any]] = (
+            [(self.sources[0], item) for item in page] if len(self.sources) == 1 else page
+        )
+        built: dict[tuple[int, int], RunRecord] = {}
+        for source in self.sources:  # stored rows: built column by column, per experiment
+            rows = [ref for s, ref in refs if s is source and ref.__class__ is int]
+            for row, record in zip(rows, source.records(rows), strict=True):
+                built[id(source), row] = record
+        return [
+            built[id(source), ref] if ref.__class__ is int else _copy(ref) if copy else ref
+            for source, ref in refs
+        ]
+
+    def column(self, f: Field) -> list[Any]:
+        """One field of every match, in order, without building records (None where a run lacks it)."""
+        get = self._getter(self.sources)(f)
+        return [get(item) for item in self.items]
+
+    def table(self) -> dict[str, Any]:
+        """Every match as columns, without building records: what a runs table needs (the web UI's).
+
+        ``runs`` holds the record fields (``status`` as shown: CRASHED for a dead RUNNING run); ``params``,
+        ``tags`` and ``metrics`` map each key to ``[positions, values]`` of the matches that have it.
+        """
+        runs = {
+            name: self.column(Field("attributes", attribute))
+            for name, attribute in (
+                ("id", "run_id"), ("name", "run_name"), ("exp", "experiment_id"), ("status", "status"),
+                ("start", "start_time"), ("end", "end_time"), ("user", "user"),
+                ("parent", "parent_run_id"), ("stage", "lifecycle_stage"),
+            )
+        }  # fmt: skip
+        out: dict[str, Any] = {"count": self.total, "runs": runs}
+        for entity, kind in (("params", "p"), ("tags", "t"), ("metrics", "x")):
+            keys: dict[str, None] = {}
+            for source in self.sources:
+                keys.update(dict.fromkeys(source.index.main.key_names(kind)))
+                for record in source.changed:
+                    keys.update(dict.fromkeys(getattr(record, entity)))
+            columns = {}
+            for key in sorted(keys):
+                values = self._values(entity, kind, key)
+                positions = [i for i, v in enumerate(values) if v is not MISSING]
+                columns[key] = [positions, [values[i] for i in positions]]
+            out[entity] = columns
+        return out
+
+    def _values(self, entity: str, kind: str, key: str) -> list[Any]:
+        """A key's own values for every match, MISSING where a run lacks it (a param may be null, and
+        a system tag's fall-back to a run field is a filter's, not a table's)."""
+        values = []
+        columns = {id(s): s.index.main.key(kind, key) for s in self.sources}
+        for item in self.items:
+            source, ref = (self.sources[0], item) if len(self.sources) == 1 else item
+            if ref.__class__ is int:
+                column = columns[id(source)]
+                values.append(MISSING if column is None else column.get(ref))
+            else:
+                values.append(getattr(ref, entity).get(key, MISSING))
+        return values
+
+
+def find(
+    experiment_ids: Iterable[int | str] | int | str | None,
+    filter_string: str,
+    order_by: list[str] | None,
+    run_view: str,
+    root: str,
+) -> Found:
+    """Every run of the experiments that matches, in order (the engine of :func:`search_runs`).
+
+    Raises:
+        InvalidInputError: a malformed filter, order or run view.
+        NotFoundError: a named experiment does not exist.
+    """
+    _pending.drain(root)  # this process's own unwritten points first: a search sees every write
+    view = RUN_VIEWS.get(str(run_view).lower()) if isinstance(run_view, str) else None
+    if view is None:
+        raise InvalidInputError(f"invalid run_view {run_view!r}: must be one of active, deleted, all")
+    if not isinstance(filter_string, str):
+        raise InvalidInputError(f"filter_string must be a str, got {type(filter_string).__name__}")
+    if isinstance(order_by, str):
+        order_by = [order_by]
+    clauses = parse_clauses(filter_string)
+    keys = parse_order_by(order_by)
+    for f in [c.field for c in clauses] + [k.field for k in keys]:
+        record_getter(f)  # refuses what a run does not have (an experiment's own attributes)
+    sources = []
+    for experiment_id in resolve_experiments(root, experiment_ids):
+        if not os.path.isdir(os.path.join(root, experiment_id)):
+            if experiment_ids is not None:
+                raise NotFoundError(f"no experiment {experiment_id} in {root}")
+            continue
+        sources.append(Source(_index.load_experiment(root, experiment_id), view))
+    return Found(sources, clauses, keys)
 
 
 def search_runs(
@@ -136,8 +233,8 @@ def search_runs(
         run_view: ``"active"``, ``"deleted"`` or ``"all"``.
         output: ``"list"`` (a :class:`SearchResult` of :class:`RunRecord`) or ``"pandas"``.
         root: Store root; default the current tracking dir.
-        copy: False returns every match (ignoring ``max_results``) as the index's own records, to be
-            read and not changed (the CLI uses it to count and show a page without copying).
+        copy: False returns every match (ignoring ``max_results``) as records to be read and not
+            changed (the CLI uses it to count and show a page).
 
     Returns:
         A ``SearchResult`` (a list of ``RunRecord`` with ``.broken`` and ``.to_pandas()``), or a
@@ -147,10 +244,6 @@ def search_runs(
         InvalidInputError: a malformed filter or order (the message points at the token), bad arguments.
     """
     root = _config.tracking_dir() if root is None else os.fspath(root)
-    _pending.drain(root)  # this process's own unwritten points first: a search sees every write
-    view = RUN_VIEWS.get(str(run_view).lower()) if isinstance(run_view, str) else None
-    if view is None:
-        raise InvalidInputError(f"invalid run_view {run_view!r}: must be one of active, deleted, all")
     if output not in ("list", "pandas"):
         raise InvalidInputError(f"invalid output {output!r}: must be 'list' or 'pandas'")
     if (
@@ -161,31 +254,12 @@ def search_runs(
         raise InvalidInputError(
             f"invalid max_results {max_results!r}: must be an int from 1 to {MAX_RESULTS}"
         )
-    if not isinstance(filter_string, str):
-        raise InvalidInputError(f"filter_string must be a str, got {type(filter_string).__name__}")
-    if isinstance(order_by, str):
-        order_by = [order_by]
-    predicate = parse_filter(filter_string, _getter)
-    keys = parse_order_by(order_by)
-    records: list[RunRecord] = []
-    broken: list[BrokenRun] = []
-    for experiment_id in resolve_experiments(root, experiment_ids):
-        if not os.path.isdir(os.path.join(root, experiment_id)):
-            if experiment_ids is not None:
-                raise NotFoundError(f"no experiment {experiment_id} in {root}")
-            continue
-        found, bad = records_of(root, experiment_id, view)
-        records += found
-        broken += bad
-    if predicate is not None:
-        records = [r for r in records if predicate(r)]
-    default = [
-        OrderKey(Field("attributes", "start_time"), True),
-        OrderKey(Field("attributes", "run_id"), False),
-    ]
-    records = _sort(_sort(records, default), keys) if keys else _sort(records, default)
-    if not copy:  # the CLI only reads them, and wants every match for its count
-        return SearchResult(records, broken)
-    # copies: the index's records stay private to it
-    result = SearchResult([_copy(r) for r in records[:max_results]], broken)
-    return result.to_pandas() if output == "pandas" else result
+
+    def read() -> SearchResult:
+        found = find(experiment_ids, filter_string, order_by, run_view, root)
+        if not copy:  # the CLI only reads them, and wants every match for its count
+            return SearchResult(found.records(0, found.total, copy=False), found.broken)
+        return SearchResult(found.records(0, max_results), found.broken)
+
+    result = _index.recovering(root, read)
+    return result.to_pandas() if output == "pandas" and copy else result

@@ -159,6 +159,24 @@ def read_bytes(path: str, dir_fd: int | None = None) -> bytes:
     return b"".join(chunks)
 
 
+def read_small(name: str, dir_fd: int) -> bytes:
+    """A small file in an open folder, usually in one ``read`` (a regular file reads short only at its
+    end); never through a symbolic link."""
+    fd = os.open(name, READ_FLAGS, dir_fd=dir_fd)
+    try:
+        data = os.read(fd, 8192)
+        if len(data) < 8192:
+            return data
+        chunks = [data]
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 

@@ -186,16 +186,41 @@ def iso_from_ms(ms: int | None) -> str | None:
     return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{millis:03d}Z"
 
 
+#: Day (``YYYY-MM-DD``) → its first millisecond since the epoch, for the times this module writes.
+_DAYS: dict[str, int] = {}
+
+
 def ms_from_iso(text: str | None) -> int | None:
     """Inverse of :func:`iso_from_ms`; accepts any ISO 8601 string with a zone (``Z`` included)."""
     if text is None:
         return None
-    from datetime import datetime, timezone
+    text = str(text)
+    # What iso_from_ms writes (``2025-11-23T08:00:00.123Z``), read with integers; anything else (or a
+    # field out of range) takes the general path below, which gives the same number for this form.
+    if (
+        len(text) == 24
+        and text[10] == "T"
+        and text[19] == "."
+        and text[23] == "Z"
+        and text[13] == text[16] == ":"
+    ):
+        day = _DAYS.get(text[:10])
+        clock = text[11:13] + text[14:16] + text[17:19] + text[20:23]
+        if day is not None and clock.isdigit() and clock.isascii():
+            h, m, s = int(clock[0:2]), int(clock[2:4]), int(clock[4:6])
+            if h < 24 and m < 60 and s < 60:
+                return day + ((h * 60 + m) * 60 + s) * 1000 + int(clock[6:9])
+    from datetime import datetime, timedelta, timezone
 
-    value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
-    return round(value.timestamp() * 1000)
+    ms = round(value.timestamp() * 1000)
+    if len(text) == 24 and text.endswith("Z") and text[10] == "T" and value.utcoffset() == timedelta(0):
+        midnight = datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+        if len(_DAYS) < 4096 and text[:10] == midnight.strftime("%Y-%m-%d"):
+            _DAYS[text[:10]] = round(midnight.timestamp() * 1000)
+    return ms
 
 
 def walk_keys(folder: str, suffix: str) -> tuple[list[str], list[str]]:

@@ -7,15 +7,20 @@ from typing import Any
 
 from .._errors import StorageError
 from . import _yaml
-from ._files import read_bytes
+from ._files import read_bytes, read_small
 from ._layout import ms_from_iso
 from ._yaml import load_meta_bytes
 
 
-def read_meta_file(path: str) -> tuple[dict[str, Any] | None, str | None]:
-    """``(mapping, None)``, or ``(None, "<path>: <what is wrong>")`` for a missing or corrupt file."""
+def read_meta_file(
+    path: str, dir_fd: int | None = None, name: str = "meta.yaml"
+) -> tuple[dict[str, Any] | None, str | None]:
+    """``(mapping, None)``, or ``(None, "<path>: <what is wrong>")`` for a missing or corrupt file.
+
+    With ``dir_fd``, the file read is ``name`` in that open folder and ``path`` only names it in messages.
+    """
     try:
-        data = read_bytes(path)
+        data = read_bytes(path) if dir_fd is None else read_small(name, dir_fd)
     except FileNotFoundError:
         return None, f"{path}: meta.yaml is missing"
     except OSError as exc:

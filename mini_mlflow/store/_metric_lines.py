@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 Point = tuple[str, float, int, Any]  # key, value, step, timestamp (float seconds or int ms)
@@ -25,6 +26,7 @@ def format_point(step: int, value: float, timestamp: Any) -> str:
 _dumps: Any = None
 #: The constant pieces of a run of JSON lines; the None slots take step, value and timestamp.
 _SLOTS = [b'}\n{"step":', None, b',"value":', None, b',"timestamp":', None]
+_STEP, _VALUE, _STAMP = itemgetter(2), itemgetter(1), itemgetter(3)
 _TO_MS = (1000.0).__mul__
 
 
@@ -40,25 +42,57 @@ def load_fast_formatter() -> None:
         _dumps = dumps
 
 
+def column_texts(points: list[Point], period: int = 1) -> tuple[list[bytes], list[bytes], list[bytes]] | None:
+    """Each point's step, value and millisecond timestamp as JSON text, one C call per column (None
+    without orjson, or when a value is NaN or ±inf, or a number does not fit: then format_point).
+
+    With ``period``: the points are whole rounds of ``period`` keys, each round logged at one step and
+    one time (``log_metrics``); then steps and times come back once per round, for every key.
+    """
+    if not _dumps:
+        return None
+    try:
+        value_array = _dumps(list(map(_VALUE, points)))
+        # orjson writes NaN and ±inf as null; such a batch takes the slow path for their strings.
+        if b"null" in value_array:
+            return None
+        values = value_array[1:-1].split(b",")
+        steps, stamps = list(map(_STEP, points)), list(map(_STAMP, points))
+        if period > 1:
+            steps, stamps = steps[::period], stamps[::period]
+        if set(map(type, stamps)) == {float}:  # seconds from time.time(), the usual case
+            millis = list(map(int, map(_TO_MS, stamps)))
+        else:
+            millis = [t if t.__class__ is int else int(t * 1000) for t in stamps]
+        return _dumps(steps)[1:-1].split(b","), values, _dumps(millis)[1:-1].split(b",")
+    except TypeError:  # orjson.JSONEncodeError: e.g. a step beyond 64 bits
+        return None
+
+
+def in_rounds(points: list[Point], period: int) -> bool:
+    """Whether ``points`` are whole rounds of ``period`` points, each at one step and one time."""
+    if period < 2 or len(points) % period:
+        return False
+    steps, stamps = list(map(_STEP, points)), list(map(_STAMP, points))
+    first_steps, first_stamps = steps[::period], stamps[::period]
+    return all(
+        steps[i::period] == first_steps and stamps[i::period] == first_stamps for i in range(1, period)
+    )
+
+
+def join_lines(steps: list[bytes], values: list[bytes], millis: list[bytes]) -> bytes:
+    """Whole JSON lines from the texts of their columns (see :func:`column_texts`)."""
+    # The numbers are slotted between the constant pieces: no Python-level work per point.
+    parts = _SLOTS * len(values)
+    parts[1::6] = steps
+    parts[3::6] = values
+    parts[5::6] = millis
+    return b"".join(parts)[2:] + b"}\n"  # type: ignore[arg-type]
+
+
 def format_lines(points: list[Point]) -> bytes:
     """The JSON lines of one metric's points, in order (all points have the same key)."""
-    if _dumps:
-        try:
-            _, values, steps, stamps = zip(*points, strict=True)
-            if set(map(type, stamps)) == {float}:  # seconds from time.time(), the usual case
-                millis = list(map(int, map(_TO_MS, stamps)))
-            else:
-                millis = [t if t.__class__ is int else int(t * 1000) for t in stamps]
-            value_array = _dumps(values)
-            # orjson writes NaN and ±inf as null; such a batch takes the slow path for their strings.
-            if b"null" not in value_array:
-                # Each column is formatted by one C call, split into numbers and slotted between the
-                # constant pieces: no Python-level work per point.
-                parts = _SLOTS * len(points)
-                parts[1::6] = _dumps(steps)[1:-1].split(b",")
-                parts[3::6] = value_array[1:-1].split(b",")
-                parts[5::6] = _dumps(millis)[1:-1].split(b",")
-                return b"".join(parts)[2:] + b"}\n"  # type: ignore[arg-type]
-        except TypeError:  # orjson.JSONEncodeError: e.g. a step beyond 64 bits
-            pass
+    texts = column_texts(points)
+    if texts is not None:
+        return join_lines(*texts)
     return "".join([format_point(step, value, stamp) for _, value, step, stamp in points]).encode()

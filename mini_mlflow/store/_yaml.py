@@ -38,6 +38,30 @@ def _scalar(text: str) -> Any:
     return _MISS
 
 
+#: Parsed lines, shared by every meta.yaml read: most lines (status, user, source, lifecycle, ...) are
+#: the same across thousands of runs, so a listing parses each of them once. Cleared when full.
+_LINES: dict[str, Any] = {}
+_NEST = object()  # "key:" with nothing after it: a nested mapping starts
+
+
+def _line(line: str) -> Any:
+    """``(indent, key, value)`` of one line (value ``_NEST`` opens a mapping), None outside the subset."""
+    got = _LINES.get(line, _MISS)
+    if got is not _MISS:
+        return got
+    match = _LINE.match(line)
+    if match is None:
+        got = None
+    else:
+        indent, key, raw = match.groups()
+        value = _NEST if raw is None or raw == "" else _scalar(raw)
+        got = None if value is _MISS else (indent, key, value)
+    if len(_LINES) >= 8192:
+        _LINES.clear()
+    _LINES[line] = got
+    return got
+
+
 def parse_subset(data: bytes) -> dict[str, Any] | None:
     """Parse ``data`` if it is entirely in the subset; None means "use the full YAML loader"."""
     try:
@@ -49,10 +73,10 @@ def parse_subset(data: bytes) -> dict[str, Any] | None:
     for line in text.split("\n"):
         if not line:
             continue
-        match = _LINE.match(line)
-        if match is None:
+        parsed = _line(line)
+        if parsed is None:
             return None
-        indent, key, raw = match.groups()
+        indent, key, value = parsed
         if indent == "  ":
             if parent is None or key in parent:
                 return None
@@ -63,14 +87,11 @@ def parse_subset(data: bytes) -> dict[str, Any] | None:
             target, parent = out, None
             if key in out:
                 return None
-        if raw is None or raw == "":
+        if value is _NEST:
             if indent:
                 return None
             parent = out[key] = {}
             continue
-        value = _scalar(raw)
-        if value is _MISS:
-            return None
         target[key] = value
     if not out or any(v == {} for v in out.values()):
         return None  # "key:" with nothing under it is null in YAML: leave that to the loader

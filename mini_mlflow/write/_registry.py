@@ -16,6 +16,8 @@ import threading
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from ..store import _pending
+from ..store._layout import HEARTBEAT_FILE
 from ._writer import WRITER
 
 if TYPE_CHECKING:
@@ -74,10 +76,24 @@ def on_end(run: Run) -> None:
     with _lock:
         _open.pop(id(run), None)
         last_ended_dir = run.run_dir
+        shared = any(other.run_dir == run.run_dir for other in _open.values())
     stack = _state.stack
     if run in stack:
         stack.remove(run)
         _state.refresh()
+    if not shared:
+        _tell_readers(run.run_dir)
+
+
+def _tell_readers(run_dir: str) -> None:
+    """Tell this process's readers the run is final (``store._pending``), unless another process's
+    writer may still add to it: its heartbeat file is in the folder (ours was removed at the end)."""
+    try:
+        if any(name.startswith(HEARTBEAT_FILE + "-") for name in os.listdir(run_dir)):
+            return
+        _pending.note_ended(run_dir, os.stat(run_dir).st_mtime_ns)
+    except OSError:
+        pass  # the folder is gone or unreadable: readers check the run as anyone's
 
 
 def open_runs() -> list[Run]:
@@ -195,6 +211,7 @@ def _after_fork_in_child() -> None:
     _lock = threading.Lock()
     _exit_code = _NOT_CALLED
     _open.clear()
+    _pending.forget_ended()
     _state.stack = []
     _state.refresh()
     WRITER.reset_after_fork()
