@@ -300,3 +300,28 @@ def test_heartbeat_from_another_host_goes_stale(store: Path) -> None:
     beat.write_text(json.dumps({"time": now - 120_000, "interval": 10, "pid": 1, "host": "elsewhere"}))
     assert mm.Store(store).load_meta(str(rdir))["crashed"] is True
     assert socket.gethostname() != "elsewhere"
+
+
+def test_a_run_whose_beat_vanishes_as_it_is_read_is_not_called_crashed(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A reader holding a status read just before the run ended lists the writer's heartbeat, which the
+    # end then removes before the reader opens it. The run ended cleanly: it must not show as CRASHED.
+    from mini_mlflow.read import _reader
+
+    with mm.start_run() as run:
+        pass
+    rdir = Path(run.run_dir)
+    beat = rdir / ".heartbeat-1@elsewhere"  # a writer elsewhere, its last beat long ago
+    beat.write_text(json.dumps({"time": 1_000, "interval": 10, "pid": 1, "host": "elsewhere"}))
+    stale = {"start_time": "2001-01-01T00:00:00.000Z"}  # the RUNNING meta the reader holds
+    assert _reader.heartbeat_state(str(rdir), stale) == "crashed"  # still there, and stale
+    read = _reader._read_json_value
+
+    def removed_first(path: str) -> object:
+        os.unlink(path)  # the writer's end removes its beat between the listing and the read
+        return read(path)
+
+    monkeypatch.setattr(_reader, "_read_json_value", removed_first)
+    assert _reader.heartbeat_state(str(rdir), stale) == "alive"
+    assert not beat.exists()

@@ -89,6 +89,10 @@ def heartbeat_state(run_dir: str, meta: dict[str, Any], now_ms: int | None = Non
         try:
             beat = _read_json_value(os.path.join(run_dir, name))
             stamp, interval = int(beat["time"]), float(beat.get("interval", 10))
+        except FileNotFoundError:
+            # Listed, then removed: its writer just ended the run (meta.yaml was replaced first), so
+            # the status the caller holds is stale, not a crash. A replaced beat is renamed, never gone.
+            return "alive"
         except (OSError, ValueError, KeyError, TypeError):
             continue
         if beat.get("host") == host and isinstance(beat.get("pid"), int) and not _pid_alive(beat["pid"]):
