@@ -211,7 +211,12 @@ while True:
     files.add(index.main.id if index is not None else "")
     for r in found:
         assert r.status in ("RUNNING", "FINISHED"), r.status
-        if "acc" in r.metrics:  # a run is read whole or not yet: its metric matches its param
+        # A finished run is read whole: meta.yaml is read first, so all it ended with was on disk. A
+        # running one may be read as it is written (params, then metrics, each as it was at its
+        # look): what it shows is never wrong, only not yet there.
+        if r.status == "FINISHED":
+            assert r.metrics["acc"] == r.params["i"] / 1000, (r.run_id, r.metrics, r.params)
+        elif "acc" in r.metrics and "i" in r.params:
             assert r.metrics["acc"] == r.params["i"] / 1000, (r.run_id, r.metrics, r.params)
     assert len(found) >= last, (len(found), last)  # runs are only added: never fewer
     last = len(found)

@@ -190,22 +190,25 @@ def test_a_run_still_written_after_it_ended_is_rechecked_between_sweeps(
     second.flush()
     first.end()
 
-    def beat_within(seconds: float) -> bool:
-        # The second writer's heartbeat replaced just now: the run folder's mtime is fresh at the read
-        # that follows, whatever the load (the writer thread beats every 0.1 s when it gets the CPU).
+    def beat_now() -> None:
+        # The second writer beats (its flush beats once the 0.1 s interval has passed, whether or not
+        # the writer thread got the CPU): the run folder's mtime is fresh at the read that follows.
+        before = time.time()
+        time.sleep(0.15)
+        second.flush()
         beats = [p.stat().st_mtime for p in Path(first.run_dir).glob(".heartbeat-*")]
-        return bool(beats) and max(beats) > time.time() - seconds
+        assert beats and max(beats) >= before, (beats, before)
 
     time.sleep(_index.RACY_NS / 1e9 + 0.5)  # its files are old enough to trust; only heartbeats move
     old = time.time() - 3600
     os.utime(store / "0", (old, old))  # the end's touch aged: the next reads may skip settled runs
-    wait_until(lambda: beat_within(0.3))
+    beat_now()
     assert by_name(fresh_search(store))["shared"].metrics == {"loss": 1.0}
     swept = _index._MEMORY[(str(store), "0")].swept
     time.sleep(2.5)  # longer than SETTLED_S: only the heartbeats show the run is still written
     second.log_metric("loss", 0.25)
     second.flush()
-    wait_until(lambda: beat_within(0.3))
+    beat_now()
     assert by_name(search_runs(root=store))["shared"].metrics == {"loss": 0.25}
     assert _index._MEMORY[(str(store), "0")].swept == swept  # served between sweeps
     second.end()
