@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 import tracemalloc
 import warnings
 from pathlib import Path
@@ -490,10 +491,11 @@ def test_idle_runs_cost_the_writer_nothing_and_hold_no_descriptors(
     monkeypatch.setenv("MINI_MLFLOW_FSYNC", "never")  # ending 300 runs need not fsync 300 files
     monkeypatch.setenv("MINI_MLFLOW_HEARTBEAT", "3600")  # after its first beat, an idle run is never due
     base = _open_fds()
+    started = time.time()
     idle = [mm.Run(runs_dir=store) for _ in range(300)]
     # A new run's first heartbeat is due at once: the writer visits each idle run for it, once. Wait
     # for those visits (how soon depends on the load, not on the code under test).
-    wait_until(lambda: all(r._buffer._heartbeat_due > 0 for r in idle), timeout=60)
+    wait_until(lambda: all(r._buffer._heartbeat_due > started for r in idle), timeout=60)
     # A descriptor a beat opens is closed again; one an open run held would stay.
     wait_until(lambda: _open_fds() <= base + 2, timeout=10)
     # Hold every idle run's drain lock: a writer pass that tried to drain an idle run would block
