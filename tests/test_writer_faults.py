@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import mini_mlflow as mm
+from mini_mlflow.write._writer import WRITER
 
 from conftest import read_jsonl
 
@@ -155,11 +158,54 @@ def test_points_beyond_the_bound_are_dropped_loudly_while_the_disk_fails(
         run.flush()
     metrics.unlink()
     metrics.mkdir()
-    with pytest.raises(mm.StorageError, match="dropped"):
+    with pytest.raises(mm.StorageError, match="dropped") as ended:
         run.end()  # the loss is reported, not hidden...
     assert run.status == "FINISHED"  # ...but the run still ends: what was kept is on disk
     steps = [r["step"] for r in read_jsonl(metrics / "loss.jsonl")]
     assert steps[:10] == list(range(10)) and steps == sorted(steps) and len(steps) >= 1000
+    # The count reported is exactly what is missing: every point logged is on disk or counted.
+    dropped = int(re.search(r"(-?\d+) points dropped", str(ended.value)).group(1))  # type: ignore[union-attr]
+    assert len(steps) + dropped == 50_000, (len(steps), dropped)
+
+
+def test_a_logging_call_drains_an_overdue_buffer_itself(store: Path) -> None:
+    # The writer thread may not get the CPU (a loop holding the GIL, a busy machine): then the logging
+    # call that finds the buffer overdue writes it, so the points reach the disk all the same.
+    run = mm.Run(runs_dir=store)
+    WRITER.unregister(run._buffer)  # no writer thread for this run: only the logging calls write
+    path = Path(run.run_dir) / "metrics" / "loss.jsonl"
+    try:
+        run._buffer.due = float("inf")  # not due, however long the calls below take
+        _log(run, 0, 500)
+        assert not path.exists() and len(run._buffer.queue) == 500  # not due yet: nothing written
+        run._buffer.due = 0.0  # as if a flush interval had passed
+        _log(run, 500, 1)
+        assert [r["step"] for r in read_jsonl(path)] == list(range(501)) and not run._buffer.queue
+    finally:
+        WRITER.register(run._buffer)
+    run.end()
+
+
+def test_flush_waits_for_a_drain_in_progress(store: Path) -> None:
+    # flush() returns once every point logged before it is on disk, even while another thread (the
+    # writer) is in the middle of a drain of the same run: it waits for that drain, then drains.
+    run = mm.Run(runs_dir=store)
+    _log(run, 0, 10)
+    held, release = threading.Event(), threading.Event()
+
+    def drainer() -> None:
+        with run._buffer.lock:  # as the writer thread holds it during a drain
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=drainer)
+    thread.start()
+    held.wait(30)
+    threading.Timer(0.2, release.set).start()
+    run.flush()
+    thread.join()
+    assert [r["step"] for r in read_jsonl(Path(run.run_dir) / "metrics" / "loss.jsonl")] == list(range(10))
+    run.end()
 
 
 def test_metric_file_deleted_by_hand_is_recreated(store: Path) -> None:

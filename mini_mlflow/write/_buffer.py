@@ -234,11 +234,6 @@ class PointBuffer:
 
     # -- end of life -----------------------------------------------------------------------------
 
-    def flush(self, timeout: float = -1) -> None:
-        """Drain everything queued so far; raise ``StorageError`` if any of it is not on disk."""
-        self.drain(timeout)
-        self.raise_error()
-
     def raise_error(self) -> None:
         if self.error is None and not self.dropped:
             return
