@@ -280,8 +280,10 @@ def test_keyboard_interrupt_inside_with_marks_killed(store: Path) -> None:
 def test_end_run_status_and_times(store: Path) -> None:
     run = mm.start_run()
     assert run.status == "RUNNING" and run.end_time is None and ISO_Z.match(run.start_time or "")
+    assert [p.name for p in Path(run.run_dir).glob(".heartbeat-*")]  # a live run beats from its start
     mm.end_run("failed")
     assert run.status == "FAILED" and ISO_Z.match(run.end_time or "")
+    assert not list(Path(run.run_dir).glob(".heartbeat-*"))  # an ended run leaves no heartbeat behind
 
 
 def test_resume_by_run_id_appends(store: Path) -> None:

@@ -106,6 +106,7 @@ if pid == 0:  # the child: the parent's buffer and runs are not its own; its own
     assert mm.active_run() is None
     with mm.start_run(run_name="child") as child:
         mm.log_metric("c", 1.0)
+    run.flush()  # the parent's Run object, copied into the child: it holds none of the parent's points
     print("child", child.run_id, flush=True)
     sys.exit(0)  # a normal exit: the exit hooks run here, and must not write or end the parent's run
 _, status = os.waitpid(pid, 0)

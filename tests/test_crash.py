@@ -287,6 +287,45 @@ while True:
     assert store.load_meta(rdir)["crashed"] is True
 
 
+def test_an_idle_run_keeps_beating(tmp_path: Path) -> None:
+    # A run that logs nothing for a while (a long evaluation, a slow data load) must not look crashed:
+    # the writer thread beats it on schedule without any point to write. Liveness only: how soon the
+    # beats come depends on the load, so the test waits for two of them, however long they take.
+    root = tmp_path / "mlruns"
+    proc, run_id = _start(
+        tmp_path,
+        """
+import time, mini_mlflow as mm
+run = mm.start_run()
+print(run.run_id, flush=True)
+time.sleep(600)
+""",
+        MINI_MLFLOW_HEARTBEAT="0.1",
+    )
+    try:
+        rdir = Path(mm.Store(root).find_run(run_id))
+
+        def beat_time() -> int:
+            for beat in rdir.glob(".heartbeat-*"):
+                try:
+                    return int(json.loads(beat.read_text())["time"])
+                except (OSError, ValueError):
+                    pass
+            return 0
+
+        seen: set[int] = set()
+
+        def beats_seen() -> bool:  # the start's beat, then two from the writer thread
+            seen.add(beat_time())
+            return len(seen - {0}) >= 3
+
+        wait_until(beats_seen, timeout=60)
+        assert "crashed" not in mm.Store(root).load_meta(str(rdir))
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
 def test_heartbeat_from_another_host_goes_stale(store: Path) -> None:
     with mm.start_run() as run:
         pass
