@@ -11,7 +11,7 @@ import pytest
 
 import mini_mlflow as mm
 
-from conftest import python_child, read_jsonl
+from conftest import python_child, read_jsonl, wait_until
 
 
 def test_threads_times_points_gives_exactly_that_many_lines(store: Path) -> None:
@@ -143,3 +143,31 @@ def test_many_runs_in_one_process(store: Path) -> None:
     assert sorted(mm.Store(store).get_run(r.run_id)["metrics"]["m"] for r in runs) == [
         float(i) for i in range(200)
     ]
+
+
+SLOW_THEN_FAST = """
+import os, time, mini_mlflow as mm
+from mini_mlflow._config import resolve
+root = os.environ["MINI_MLFLOW_TRACKING_DIR"]
+slow = mm.Run(runs_dir=root, settings=resolve(flush_interval=3600, heartbeat_interval=3600))
+time.sleep(0.5)  # the writer thread now waits half an hour: the only run flushes hourly
+fast = mm.Run(runs_dir=root, settings=resolve(flush_interval=0.05))
+fast.log_metric("m", 1.0)  # not due yet: only the writer thread writes it
+print(fast.run_dir, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_run_started_beside_a_slow_one_is_written_on_its_own_schedule(tmp_path: Path) -> None:
+    # The writer thread sleeps half the shortest flush interval of the runs it knows. A run registered
+    # with a shorter interval wakes it: otherwise that run went unwritten (and unbeaten) until the
+    # slow run's half hour had passed. Liveness only: how soon it is written depends on the load.
+    proc = python_child(SLOW_THEN_FAST, tmp_path, env={"MINI_MLFLOW_TRACKING_DIR": str(tmp_path / "mlruns")})
+    try:
+        assert proc.stdout is not None
+        path = Path(proc.stdout.readline().strip()) / "metrics" / "m.jsonl"
+        wait_until(lambda: path.exists() and path.read_bytes().endswith(b"\n"), timeout=60)
+        assert [r["value"] for r in read_jsonl(path)] == [1.0]
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)

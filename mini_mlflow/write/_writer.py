@@ -29,6 +29,12 @@ class Writer:
         self._buffers: dict[int, PointBuffer] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        #: Set to end the thread's wait early: a run whose flush interval is shorter than that wait
+        #: registered (a process whose only run flushed hourly slept half an hour, and a run started
+        #: meanwhile was neither written nor beaten by this thread).
+        self._wake = threading.Event()
+        #: How long the thread's current wait lasts at most.
+        self._sleep = 0.0
         self._thread: threading.Thread | None = None
         # (buffers, their queues, their held bytes, pass period), rebuilt after (un)registering.
         self._snapshot: tuple[list[PointBuffer], list[Any], list[Any], float] | None = None
@@ -40,6 +46,8 @@ class Writer:
             self._buffers[id(buffer)] = buffer
             self._snapshot = None
             heapq.heappush(self._beats, (buffer._heartbeat_due, id(buffer)))
+            if buffer.interval / 2 < self._sleep:
+                self._wake.set()
             if self._thread is None or not self._thread.is_alive():
                 self._stop = threading.Event()
                 self._thread = threading.Thread(target=self._loop, name="mini-mlflow-writer", daemon=True)
@@ -87,11 +95,14 @@ class Writer:
         return due
 
     def _loop(self) -> None:
-        stop = self._stop
+        stop, wake = self._stop, self._wake
         while True:
-            buffers, queues, held, period = self._take_snapshot()
-            if stop.wait(period):
+            self._sleep = self._take_snapshot()[3]
+            wake.wait(self._sleep)
+            wake.clear()
+            if stop.is_set():
                 return
+            buffers, queues, held, _ = self._take_snapshot()
             # Visit only runs with points queued or held (found by C-level scans of their queues and
             # held bytes, no Python per run) or a heartbeat due: with 10,000 runs open in a process,
             # draining each on every pass kept this thread busy holding the GIL all the time.
@@ -115,6 +126,7 @@ class Writer:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
@@ -127,6 +139,8 @@ class Writer:
         FDS.lock = threading.Lock()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._sleep = 0.0
         self._thread = None
         for buffer in self._buffers.values():
             buffer.reset_after_fork()
