@@ -196,7 +196,7 @@ def _search_in_new_process(root: str) -> dict[str, float]:
         "    return time.perf_counter() - t\n"
         "first = once()\n"
         "warm = statistics.median(once() for _ in range(7))\n"
-        "from mini_mlflow import _index\n"
+        "from mini_mlflow.read import _index\n"
         "_index.SWEEP_S = 0  # every call a full sweep (lstat of every run folder)\n"
         "swept = statistics.median(once() for _ in range(7))\n"
         "print(json.dumps({'first': first, 'warm': warm, 'swept': swept}))\n"
