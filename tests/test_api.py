@@ -6,6 +6,7 @@ import json
 import math
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -284,6 +285,14 @@ def test_end_run_status_and_times(store: Path) -> None:
     mm.end_run("failed")
     assert run.status == "FAILED" and ISO_Z.match(run.end_time or "")
     assert not list(Path(run.run_dir).glob(".heartbeat-*"))  # an ended run leaves no heartbeat behind
+
+
+def test_an_ended_run_is_never_beaten_again(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MINI_MLFLOW_HEARTBEAT", "0.05")
+    run = mm.start_run()
+    mm.end_run()
+    time.sleep(0.3)  # six beat intervals: a run the writer thread still held would have beaten again
+    assert not list(Path(run.run_dir).glob(".heartbeat-*"))
 
 
 def test_resume_by_run_id_appends(store: Path) -> None:
