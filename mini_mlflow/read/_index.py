@@ -218,11 +218,6 @@ def _load_experiment(root: str, exp_id: str, save: bool, only: str | None) -> Ex
     return index
 
 
-def _save(root: str, exp_id: str, index: ExperimentIndex, _runs: object = None) -> bool | None:
-    """Write an experiment's index files now (True), or None where they cannot be written."""
-    return _index_files.save(root, index) or None
-
-
 def _exists(name: str, exp_fd: int) -> bool:
     try:
         os.stat(name, dir_fd=exp_fd, follow_symlinks=False)
@@ -339,18 +334,23 @@ def _check_each(
 # -- experiments and runs -----------------------------------------------------------------------------
 
 
+def _read_info(path: str) -> dict[str, Any]:
+    """``{"name", "lifecycle_stage", "broken"}`` from an experiment's meta.yaml at ``path``."""
+    raw, broken = read_meta_file(path)
+    return {
+        "name": None if raw is None or raw.get("name") is None else str(raw["name"]),
+        "lifecycle_stage": str((raw or {}).get("lifecycle_stage") or "active"),
+        "broken": broken,
+    }
+
+
 def check_info(root: str, index: ExperimentIndex, now_ns: int) -> bool:
     """Re-read the experiment's meta.yaml if it changed; True if what the index holds changed."""
     path = os.path.join(root, index.exp_id, META_FILE)
     sig = sig_of(path)
     if sig is not None and sig == index.info_sig and sig[2] < index.info_at - RACY_NS:
         return False
-    raw, broken = read_meta_file(path)
-    info = {
-        "name": None if raw is None or raw.get("name") is None else str(raw["name"]),
-        "lifecycle_stage": str((raw or {}).get("lifecycle_stage") or "active"),
-        "broken": broken,
-    }
+    info = _read_info(path)
     changed = info != index.info or sig != index.info_sig
     index.info, index.info_sig, index.info_at = info, sig, now_ns
     return changed
@@ -360,12 +360,7 @@ def experiment_info(root: str, exp_id: str) -> dict[str, Any]:
     """``{"name", "lifecycle_stage", "broken"}`` of an experiment, without checking its runs."""
     index = _MEMORY.get((os.path.abspath(root), exp_id))
     if index is None:
-        raw, broken = read_meta_file(os.path.join(root, exp_id, META_FILE))
-        return {
-            "name": None if raw is None or raw.get("name") is None else str(raw["name"]),
-            "lifecycle_stage": str((raw or {}).get("lifecycle_stage") or "active"),
-            "broken": broken,
-        }
+        return _read_info(os.path.join(root, exp_id, META_FILE))
     check_info(root, index, time.time_ns())
     return dict(index.info)
 
