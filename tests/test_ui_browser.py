@@ -71,8 +71,11 @@ def wait_js(page: Any, expression: str) -> Any:
     return wait_until(lambda: page.evaluate(expression), timeout=30, interval=0.02)
 
 
-def ready(page: Any) -> None:
-    page.wait_for_selector("#view[data-ready]")
+def ready(page: Any, view: str | None = None) -> None:
+    """Wait until the page is drawn; after a click or key that changes the view, name the new view:
+    the hash changes first and the view is replaced on the next event, so until then the old view's
+    mark is still there."""
+    page.wait_for_selector(f"#view[data-view='{view}'][data-ready]" if view else "#view[data-ready]")
 
 
 def table_names(page: Any) -> list[str]:
@@ -116,7 +119,7 @@ def test_table_filter_sort_select_and_compare(page: Any, site) -> None:
     page.click(f"#runs tr[data-id='{ids['calm-a']}'] td.sel input")
     assert "2 selected" in page.text_content("#count")
     page.click("#compare-btn")
-    ready(page)
+    ready(page, "compare")
     assert page.locator("#compare-table thead th a").all_text_contents() == ["calm-a", "spiky"] or sorted(
         page.locator("#compare-table thead th a").all_text_contents()
     ) == ["calm-a", "spiky"]
@@ -231,7 +234,7 @@ def test_hostile_names_render_as_text(page: Any, site) -> None:
     assert table_names(page) == [HOSTILE]
     assert page.locator("#runs img").count() == 0
     page.goto(f"{base}/#/run/{ids['hostile'][:8]}")
-    ready(page)
+    ready(page, "run")
     assert page.text_content("#run-title") == HOSTILE
     assert page.text_content("#params td") == HOSTILE_PARAM
     assert page.text_content("#tags td") == HOSTILE
@@ -283,7 +286,7 @@ def test_keyboard_only_path_and_a_20_run_link_under_2000_characters(page: Any, s
     page.keyboard.press("x")
     page.keyboard.press("c")
     wait_js(page, "location.hash.startsWith('#/compare')")
-    ready(page)
+    ready(page, "compare")
     assert page.locator("#compare-table thead th a").count() == 20
     page.locator("#smoothing").focus()
     page.keyboard.press("ArrowRight")  # smoothing by keyboard too
@@ -293,11 +296,11 @@ def test_keyboard_only_path_and_a_20_run_link_under_2000_characters(page: Any, s
     assert url.count(",") == 19
     page.keyboard.press("Escape")
     wait_js(page, "location.hash.startsWith('#/runs')")
-    ready(page)
+    ready(page, "runs")
     page.keyboard.press("j")
     page.keyboard.press("Enter")
     wait_js(page, "location.hash.startsWith('#/run/')")
-    ready(page)
+    ready(page, "run")
     assert page.text_content("#run-title").startswith("sweep-")
 
 
