@@ -117,15 +117,15 @@ class PointBuffer:
 
     # -- draining --------------------------------------------------------------------------------
 
-    def drain(self, timeout: float = -1) -> bool:
+    def drain(self, timeout: float = -1) -> None:
         """Write every point queued before this call.
 
-        Returns False, having written nothing, if another drainer held the lock for ``timeout``
-        seconds (-1: wait as long as it takes).
+        Gives up, having written nothing, if another drainer held the lock for ``timeout`` seconds
+        (-1: wait as long as it takes): the exit path then leaves the points to that drainer.
         """
         with HeldInterrupts():  # Ctrl-C here would keep the lock, or lose the points taken
             if not self.lock.acquire(timeout=timeout):
-                return False
+                return
             try:
                 if self._held:
                     self._write({})  # retry what failed before, so lines stay in order
@@ -141,7 +141,6 @@ class PointBuffer:
                 self.due = 0.0 if len(self.queue) > self.max_points else now + self.interval
             finally:
                 self.lock.release()
-        return True
 
     def _group(self, n: int) -> dict[str, Any]:
         # Bulk-pop at C speed (``iter(popleft, None)`` stops only after n items: None is never queued),
@@ -216,7 +215,8 @@ class PointBuffer:
         self.error = _files.storage_error(action, path, exc)
         self._warn_once(
             exc.errno,
-            f"mini_mlflow: run {self.run_id}: {self.error}; points are kept in memory and retried",
+            # strerror: the action, the path and the reason once (str() repeats the path, with the errno)
+            f"mini_mlflow: run {self.run_id}: {self.error.strerror}; points are kept in memory and retried",
         )
 
     def _warn_once(self, cause: Any, message: str) -> None:
