@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -92,3 +93,21 @@ def test_nan_and_infinities_in_rounds(store: Path) -> None:
     points = [(k, v, i, 1.5) for i, v in enumerate([math.nan, math.inf, -math.inf, 0.25]) for k in ["x", "y"]]
     got = drained(store, points)
     assert got == expected(points) and b'"value":"NaN"' in got["x"] and b'"value":"-Infinity"' in got["y"]
+
+
+@pytest.mark.parametrize(
+    ("keys", "period"),
+    [
+        (["a", "b", "a", "b"], 2),  # the shortest input with rounds: 4 keys
+        (["a", "b", "a"], 0),  # fewer than 4 keys: not worth the slicing
+        (["a"] * 4, 1),  # one key logged over and over
+        (["a", "b", "c", "a", "b"], 3),  # the last round cut short
+        (["a", "b", "c", "d"], 0),  # the first key never comes back
+        (["a", "b", "a", "c"], 0),  # the second round differs
+        (["a", "b", "b", "a", "b", "b"], 0),  # a key twice in one round: not k distinct keys
+    ],
+)
+def test_period_finds_the_rounds_of_log_metrics(keys: list[str], period: int) -> None:
+    # The rounds shortcut only changes speed (the lines are the same either way, tested above); this
+    # pins when it is taken, so that a broken detection cannot silently fall back to the slow path.
+    assert _buffer._period(keys) == period

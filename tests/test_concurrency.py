@@ -134,6 +134,47 @@ def test_fork_child_does_not_duplicate_parent_points(tmp_path: Path) -> None:
     assert mm.Store(root).get_run(ids["parent"])["metadata"]["status"] == "FINISHED"
 
 
+FORK_WITH_HELD_BYTES = """
+import os, sys, warnings
+from pathlib import Path
+import mini_mlflow as mm
+from mini_mlflow._config import resolve
+run = mm.Run(runs_dir=os.environ["MINI_MLFLOW_TRACKING_DIR"], settings=resolve(flush_interval=3600))
+metrics = Path(run.run_dir) / "metrics"
+metrics.rmdir()
+metrics.write_text("blocked")  # every append fails: the drain keeps the formatted lines as held bytes
+for i in range(10):
+    run.log_metric("m", float(i), step=i)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    run._buffer.drain()
+assert run._buffer.held_points == 10 and not run._buffer.queue
+metrics.unlink()
+metrics.mkdir()  # writable again, but not yet retried
+pid = os.fork()
+if pid == 0:
+    run.flush()  # the parent's Run object in the child: the held bytes are the parent's, not written here
+    sys.exit(0)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, status
+run.end()
+print(run.run_dir, flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_fork_child_does_not_write_the_parents_held_bytes(tmp_path: Path) -> None:
+    # Lines formatted by a failed drain wait as bytes, not as points: the child must forget them too
+    # (and their count, or its flush() would report the parent's points as its own unwritten ones).
+    proc = python_child(
+        FORK_WITH_HELD_BYTES, tmp_path, env={"MINI_MLFLOW_TRACKING_DIR": str(tmp_path / "mlruns")}
+    )
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    rows = read_jsonl(Path(out.strip()) / "metrics" / "m.jsonl")
+    assert [r["step"] for r in rows] == list(range(10))  # each point once: written by the parent only
+
+
 def test_many_runs_in_one_process(store: Path) -> None:
     runs = [mm.Run(runs_dir=store) for _ in range(200)]
     for i, run in enumerate(runs):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -14,9 +16,11 @@ from pathlib import Path
 import pytest
 
 import mini_mlflow as mm
-from mini_mlflow.write._writer import WRITER
+from mini_mlflow._config import resolve
+from mini_mlflow.write._run_files import heartbeat_path
+from mini_mlflow.write._writer import WRITER, Writer
 
-from conftest import read_jsonl
+from conftest import read_jsonl, wait_until
 
 
 def _log(run: mm.Run, start: int, count: int, key: str = "loss") -> None:
@@ -218,3 +222,187 @@ def test_metric_file_deleted_by_hand_is_recreated(store: Path) -> None:
     _log(run, 10, 10)
     run.end()
     assert [r["step"] for r in read_jsonl(path)] == list(range(10, 20))
+
+
+def _blocked(run: mm.Run) -> Path:
+    """Make every metric append of ``run`` fail (ENOTDIR): its metrics folder becomes a file."""
+    metrics = Path(run.run_dir) / "metrics"
+    shutil.rmtree(metrics)
+    metrics.write_text("blocked")
+    return metrics
+
+
+def _unblocked(metrics: Path) -> None:
+    metrics.unlink()
+    metrics.mkdir()
+
+
+def test_memory_holds_exactly_max_buffer_points_while_writes_fail(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The bound is max_buffer points in the queue: reaching it drops nothing (and warns of nothing);
+    # one point beyond it drops exactly one, the newest.
+    monkeypatch.setenv("MINI_MLFLOW_MAX_BUFFER", "100")
+    run = mm.Run(runs_dir=store)
+    WRITER.unregister(run._buffer)  # only the calls below drain: the counts are exact
+    try:
+        metrics = _blocked(run)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _log(run, 0, 5)
+            run._buffer.drain()  # fails: 5 points held as bytes, the error recorded
+            run._buffer.due = float("inf")
+            _log(run, 5, 99)
+            run._buffer.due = 0.0  # as if a flush interval had passed
+            _log(run, 104, 1)  # the queue now holds exactly max_buffer points
+            assert len(run._buffer.queue) == 100 and run._buffer.dropped == 0
+            assert not [w for w in caught if "dropped" in str(w.message)]
+            run._buffer.due = 0.0
+            _log(run, 105, 1)  # one beyond the bound
+            assert len(run._buffer.queue) == 100 and run._buffer.dropped == 1
+        _unblocked(metrics)
+        with pytest.raises(mm.StorageError, match="1 points dropped"):
+            run.flush()
+        steps = [r["step"] for r in read_jsonl(metrics / "loss.jsonl")]
+        assert steps == list(range(105)), "the newest point is the one dropped"
+    finally:
+        WRITER.register(run._buffer)
+    with pytest.raises(mm.StorageError, match="dropped"):
+        run.end()
+
+
+def test_after_recovery_a_burst_beyond_the_bound_is_written_not_dropped(
+    store: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Once the held bytes reach the disk the error is cleared by the drain itself (not only by a
+    # flush() the program may never call): a later burst beyond the bound is then written, since
+    # points are dropped only while writes fail.
+    monkeypatch.setenv("MINI_MLFLOW_MAX_BUFFER", "100")
+    monkeypatch.setenv("MINI_MLFLOW_LOG_LEVEL", "INFO")
+    caplog.set_level("INFO", logger="mini_mlflow")
+    run = mm.Run(runs_dir=store)
+    WRITER.unregister(run._buffer)
+    try:
+        metrics = _blocked(run)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _log(run, 0, 10)
+            run._buffer.drain()
+        (warning,) = [str(w.message) for w in caught]
+        path = metrics / "loss.jsonl"
+        assert warning == (
+            f"mini_mlflow: run {run.run_id}: write metric failed for {path}: Not a directory; "
+            "points are kept in memory and retried"
+        )
+        assert run._buffer.error is not None and run._buffer.error.errno == errno.ENOTDIR
+        _unblocked(metrics)
+        run._buffer.drain()  # the held points reach the disk
+        assert run._buffer.error is None
+        assert f"run {run.run_id}: writing recovered; everything held is on disk" in caplog.messages
+        run._buffer.due = float("inf")
+        _log(run, 10, 150)  # a burst between two passes: more than max_buffer points queued
+        run._buffer.due = 0.0
+        _log(run, 160, 1)
+        assert run._buffer.dropped == 0 and not run._buffer.queue
+    finally:
+        WRITER.register(run._buffer)
+    run.end()
+    assert [r["step"] for r in read_jsonl(path)] == list(range(161))
+
+
+def test_flush_names_the_cause_of_a_failed_write_by_its_errno(store: Path) -> None:
+    run = mm.Run(runs_dir=store)
+    metrics = _blocked(run)
+    _log(run, 0, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(
+            mm.StorageError, match="3 points not yet written: write metric failed for .*: Not a directory$"
+        ) as failed:
+            run.flush()
+    assert failed.value.errno == errno.ENOTDIR
+    _unblocked(metrics)
+    run.end()
+
+
+def test_a_failing_heartbeat_warns_once_and_the_run_goes_on(store: Path) -> None:
+    # The beat is replaced by a rename: a folder in its place makes every beat fail (EISDIR).
+    run = mm.Run(runs_dir=store)
+    beat = Path(heartbeat_path(run.run_dir))
+    beat.unlink()
+    (beat / "in-the-way").mkdir(parents=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for i in range(3):
+            run._buffer._heartbeat_due = 0.0  # due now
+            _log(run, i, 1)
+            run._buffer.drain()
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and messages[0].startswith(f"mini_mlflow: heartbeat of {run.run_dir} failed: ")
+    shutil.rmtree(beat)
+    run.end()
+    assert [r["step"] for r in read_jsonl(Path(run.run_dir) / "metrics" / "loss.jsonl")] == [0, 1, 2]
+
+
+def test_an_exception_in_a_drain_is_warned_about_and_the_writer_goes_on(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not an OSError (those are handled in the drain): a bug or MemoryError in the writer thread. The
+    # thread must survive it, warn once, and write the points on its next pass.
+    run = mm.Run(runs_dir=store, settings=resolve(flush_interval=0.05))
+    real_drain, failed = run._buffer.drain, []
+
+    def drain_failing_once(timeout: float = -1) -> None:
+        # Only in a background thread: a logging call that finds the buffer overdue drains it too.
+        if not failed and threading.current_thread() is not threading.main_thread():
+            failed.append(threading.current_thread().name)
+            raise MemoryError("no room for this drain")
+        real_drain(timeout)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        monkeypatch.setattr(run._buffer, "drain", drain_failing_once)
+        _log(run, 0, 10)
+        path = Path(run.run_dir) / "metrics" / "loss.jsonl"
+        wait_until(lambda: path.exists() and len(read_jsonl(path)) == 10, timeout=60)
+    assert failed == ["mini-mlflow-writer"]  # the writer thread, by the name a py-spy dump shows
+    assert [str(w.message) for w in caught if "writer" in str(w.message)] == [
+        "mini_mlflow: writer error: MemoryError('no room for this drain')"
+    ]
+    monkeypatch.undo()
+    run.end()
+
+
+def test_stopping_the_writer_warns_only_when_its_thread_does_not_stop(store: Path) -> None:
+    writer = Writer()
+    run = mm.Run(runs_dir=store, settings=resolve(flush_interval=0.05))
+    WRITER.unregister(run._buffer)
+    try:
+        writer.register(run._buffer)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            writer.stop(timeout=30)  # an idle thread stops at once
+        assert not caught and writer._thread is not None and not writer._thread.is_alive()
+        writer.register(run._buffer)  # a new thread
+        with run._buffer.lock:  # as a drain stuck on a hung disk holds it
+            _log(run, 0, 1)  # queued: the thread's next pass blocks on the lock
+            wait_until(lambda: "drain" in _frames_of(writer._thread), timeout=60)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                writer.stop(timeout=0.2)
+        assert [str(w.message) for w in caught] == ["mini_mlflow: the writer thread did not stop in time"]
+        writer._thread.join(30)
+        assert not writer._thread.is_alive()
+    finally:
+        WRITER.register(run._buffer)
+    run.end()
+
+
+def _frames_of(thread: threading.Thread | None) -> list[str]:
+    """The function names on ``thread``'s stack now."""
+    frame = sys._current_frames().get(thread.ident) if thread is not None and thread.ident else None
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return names
