@@ -464,6 +464,19 @@ def test_20k_metric_keys_keep_open_descriptors_bounded(store: Path, monkeypatch:
     ]
 
 
+def test_a_runs_few_metric_files_stay_open_between_drains(store: Path) -> None:
+    # Below the caps a drain is one write() per key on a descriptor kept open, not open/write/close:
+    # the same descriptors serve every drain.
+    run = mm.Run(runs_dir=store)
+    opened: dict[str, int] = {}
+    for step in range(3):
+        run.log_metrics({"a": 1.0, "b": 2.0, "c": 3.0}, step=step)
+        run._buffer.drain()
+        opened = opened or dict(run._buffer.files._fds)
+        assert run._buffer.files._fds == opened and len(opened) == 3
+    run.end()
+
+
 def test_busy_runs_together_hold_at_most_256_metric_files(
     store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
