@@ -429,6 +429,32 @@ class Run:
         if lost is not None:
             raise lost
 
+    def _leave(self) -> None:
+        """Write what is buffered, then stop writing to the run from this process without ending it.
+
+        For a helper process of the process that owns the run (a Kedro ``ParallelRunner`` worker):
+        the owner records its end, so the status in ``meta.yaml`` is left as it is. The object then
+        refuses to log, like an ended run. Raises ``StorageError`` as ``end`` does (the run stays open).
+        """
+        sampler = self._system_metrics
+        if sampler is not None and self.status == "RUNNING":
+            sampler.stop()
+        with self._end_lock:
+            if self.status != "RUNNING":
+                return
+            keys, self._metric_keys = self._metric_keys, _CLOSED
+            try:
+                self.flush()
+            except StorageError:
+                self._metric_keys = keys
+                raise
+            self.status = "LEFT"  # not a stored status: only this object says it, to refuse more logging
+            self._buffer.remove_heartbeat()
+            WRITER.unregister(self._buffer)
+            self._buffer.close_files()
+            _registry.on_end(self)
+            _log.info("run %s left by process %d, still open", self.run_id, os.getpid())
+
     def __enter__(self) -> Run:
         return self
 
