@@ -1,11 +1,15 @@
 """Integrations: which run a Kedro dataset reads and writes, and where its versions live in the run.
 
 Kedro saves on worker threads (``ThreadRunner``, ``is_async=True``), so the run is bound process-wide
-by the hook (``bind_run``), never through the thread's active run.
+by the hook (``bind_run``), never through the thread's active run. ``ParallelRunner`` saves in worker
+processes (forked or spawned): the binding is also published in the environment they inherit, and a
+worker writes to the pipeline's run as one more writer, which leaves the run open after each save
+(``Run._leave``): the process that owns the run ends it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import threading
@@ -21,25 +25,47 @@ from ..write._run import Run
 from ._runs import open_run, store_root
 
 _bound: Run | None = None
+#: The process that bound ``_bound``: in a forked worker the copied object is not this process's run.
+_bound_pid = 0
 _lazy: Run | None = None
 _lock = threading.Lock()
+#: ``{"pid", "root", "run_id"}`` of the bound run, as JSON, for the worker processes of the binder.
+BOUND_ENV = "MINI_MLFLOW_KEDRO_RUN"
 
 
 def bind_run(run: Run | None) -> None:
     """Make ``run`` the run that Kedro datasets without a ``run_id`` write to (None: unbind)."""
-    global _bound
+    global _bound, _bound_pid
     with _lock:
-        _bound = run
+        _bound, _bound_pid = run, os.getpid()
+        if run is None:
+            os.environ.pop(BOUND_ENV, None)
+        else:
+            where = {"pid": os.getpid(), "root": os.path.abspath(root_of(run)), "run_id": run.run_id}
+            os.environ[BOUND_ENV] = json.dumps(where)
+
+
+def parent_run() -> tuple[str, str] | None:
+    """``(store root, run id)`` of the run bound by the process this one is a worker of, if any."""
+    if _bound is not None and _bound_pid == os.getpid():
+        return None  # the binder itself
+    try:
+        where = json.loads(os.environ[BOUND_ENV])
+        if where["pid"] == os.getpid():
+            return None
+        return str(where["root"]), str(where["run_id"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def bound_run(runs_dir: str | None = None) -> Run:
     """The bound run; without one (no hook), a run opened on first use (in ``runs_dir``), ended at exit."""
     global _lazy
     run = _bound
-    if run is not None and run.status == "RUNNING":
+    if run is not None and run.status == "RUNNING" and _bound_pid == os.getpid():
         return run
     with _lock:
-        if _bound is not None and _bound.status == "RUNNING":
+        if _bound is not None and _bound.status == "RUNNING" and _bound_pid == os.getpid():
             return _bound
         if _lazy is None or _lazy.status != "RUNNING":
             _lazy = open_run(runs_dir=runs_dir, tags={"kedro.opened_by": "dataset"})
@@ -66,12 +92,22 @@ class RunAccess:
 
     @contextmanager
     def _writing(self) -> Iterator[Run]:
-        """The run to save into: ``run_id``'s run (resumed, then ended as it was) or the bound run."""
+        """The run to save into: ``run_id``'s run (resumed, then ended or left as it was) or the bound
+        run (in a worker process of the binder: that run opened as one more writer, then left)."""
         run_id = self._run_id
         if run_id is None:
-            yield bound_run(self._runs_dir)
+            parent = parent_run()
+            if parent is None:
+                yield bound_run(self._runs_dir)
+                return
+            run = open_run(run_id=parent[1], runs_dir=parent[0])  # a worker process of the pipeline
+            try:
+                yield run
+            finally:
+                run._leave()
             return
-        for current in [_bound, *_registry.open_runs()]:  # a run this process has open: use it as is
+        mine = _bound if _bound_pid == os.getpid() else None  # a forked copy is not this process's
+        for current in [mine, *_registry.open_runs()]:  # a run this process has open: use it as is
             if current is not None and current.run_id == run_id and current.status == "RUNNING":
                 yield current
                 return
@@ -83,12 +119,18 @@ class RunAccess:
         try:
             yield run
         finally:
-            run.end(status if status != "RUNNING" else "FINISHED")
+            if status == "RUNNING":
+                run._leave()  # another process's live run (or a crashed one): left as it was
+            else:
+                run.end(status)
 
     def _reading(self) -> tuple[str, str]:
         """``(store root, run id)`` to load from: ``run_id``'s run, else the bound run."""
         if self._run_id is not None:
             return os.path.abspath(store_root(self._runs_dir)), self._run_id
+        parent = parent_run()
+        if parent is not None:
+            return parent
         run = _bound if _bound is not None else _lazy
         if run is None:  # loading never opens a run: there would be nothing in it
             raise InvalidInputError(

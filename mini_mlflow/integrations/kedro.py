@@ -9,8 +9,9 @@ In ``settings.py``: ``HOOKS = (MiniMlflowHook(experiment="pipelines"),)``; in ``
       versioned: true
 
 Every dataset writes to the pipeline's run (bound by the hook for the whole process, so saves on
-``ThreadRunner`` workers and async saves land there too), or to ``run_id``'s run when given, and
-loads what was saved from that run. Without the hook, a run is opened on first use. A dataset that
+``ThreadRunner`` workers and async saves land there too; ``ParallelRunner``'s worker processes write
+to it as extra writers that leave it open), or to ``run_id``'s run when given, and loads what was
+saved from that run. Without the hook, a run is opened on first use. A dataset that
 cannot save raises (Kedro reports ``DatasetError``): a later node may need the data. The hook only
 warns: tracking never stops a pipeline.
 """
@@ -93,6 +94,16 @@ class MiniMlflowMetricsDataset(RunAccess, AbstractDataset[Mapping[str, Any], dic
                     step = self._steps.get(run.run_id, 0)
                     self._steps[run.run_id] = step + 1
             run.log_metrics(metrics, step=step)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # ParallelRunner pickles datasets into its worker processes: a lock cannot travel.
+        state = dict(self.__dict__)
+        del state["_steps_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._steps_lock = threading.Lock()
 
     def load(self) -> dict[str, Any]:
         from ..read._reader import Store

@@ -1,4 +1,5 @@
-"""Kedro: a real project run under SequentialRunner, ThreadRunner and async saves; each dataset round-trips."""
+"""Kedro: a real project run under SequentialRunner, ThreadRunner, async saves and ParallelRunner (forked and
+spawned workers); each dataset round-trips."""
 
 from __future__ import annotations
 
@@ -96,17 +97,19 @@ import sys
 from pathlib import Path
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
-from kedro.runner import SequentialRunner, ThreadRunner
+from kedro.runner import ParallelRunner, SequentialRunner, ThreadRunner
 
-bootstrap_project(Path.cwd())
 runners = {
     "sequential": lambda: SequentialRunner(),
     "thread": lambda: ThreadRunner(max_workers=4, is_async=True),
     "async": lambda: SequentialRunner(is_async=True),
+    "parallel": lambda: ParallelRunner(max_workers=2),
 }
-for name in sys.argv[2:]:
-    with KedroSession.create(project_path=Path.cwd()) as session:
-        session.run(pipeline_names=[sys.argv[1]], runner=runners[name]())
+if __name__ == "__main__":  # spawned ParallelRunner workers import this module again
+    bootstrap_project(Path.cwd())
+    for name in sys.argv[2:]:
+        with KedroSession.create(project_path=Path.cwd()) as session:
+            session.run(pipeline_names=[sys.argv[1]], runner=runners[name]())
 """
 
 
@@ -133,8 +136,14 @@ def _project(tmp_path: Path) -> Path:
     return project
 
 
-def _kedro(project: Path, root: Path, pipeline: str, *runners: str) -> subprocess.CompletedProcess[str]:
+def _kedro(
+    project: Path, root: Path, pipeline: str, *runners: str, mp_context: str = "fork"
+) -> subprocess.CompletedProcess[str]:
     env = {
+        "KEDRO_MP_CONTEXT": mp_context,  # how ParallelRunner starts its worker processes
+        # Nothing is written because a flush interval passed: a worker's points reach the disk only
+        # if the worker writes them before its node completes.
+        "MINI_MLFLOW_FLUSH_INTERVAL": "3600",
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "PYTHONPATH": f"{ROOT}{os.pathsep}{project / 'src'}",
         "MINI_MLFLOW_TRACKING_DIR": str(root),
@@ -155,7 +164,7 @@ def _kedro(project: Path, root: Path, pipeline: str, *runners: str) -> subproces
 def test_a_pipeline_is_one_run_under_each_runner_with_every_dataset_in_it(tmp_path: Path) -> None:
     project = _project(tmp_path)
     root = tmp_path / "mlruns"
-    done = _kedro(project, root, "__default__", "sequential", "thread", "async")
+    done = _kedro(project, root, "__default__", "sequential", "thread", "async", "parallel")
     assert done.returncode == 0, done.stdout + done.stderr
     ids = experiment_ids(root)
     assert set(ids) == {"pipelines"}  # no stray run opened by a dataset on a worker thread
@@ -164,6 +173,7 @@ def test_a_pipeline_is_one_run_under_each_runner_with_every_dataset_in_it(tmp_pa
         "SequentialRunner",
         "ThreadRunner",
         "SequentialRunner",
+        "ParallelRunner",
     ]
     import mini_mlflow as mm
 
@@ -324,3 +334,57 @@ def test_saving_by_run_id_leaves_the_runs_status_as_it_was(store: Path) -> None:
             mm.Store(store).get_run(live.run_id)["metadata"]["status"] == "RUNNING"
         )  # not ended by the save
         assert live.status == "RUNNING"
+    # A run another process has open: written as one more writer and left open, for its owner to end.
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, str(store)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert owner.stdout is not None and owner.stdin is not None
+        theirs = owner.stdout.readline().strip()
+        MiniMlflowMetricsDataset(run_id=theirs, runs_dir=str(store)).save({"x": 2.0})
+        got = mm.Store(store).get_run(theirs)
+        assert got["metadata"]["status"] == "RUNNING" and got["metrics"] == {"x": 2.0}
+        owner.stdin.close()  # the owner ends its run
+        assert owner.wait(timeout=60) == 0
+    finally:
+        owner.kill()
+        owner.wait(timeout=30)
+    assert mm.Store(store).get_run(theirs)["metadata"]["status"] == "FINISHED"
+
+
+OWNER = "import sys, mini_mlflow as mm; run = mm.Run(runs_dir=sys.argv[1]); print(run.run_id, flush=True); sys.stdin.read()"
+
+
+@pytest.mark.parametrize("mp_context", ["fork", "spawn"])
+def test_parallel_runner_workers_write_to_the_pipelines_run_and_leave_it_open(
+    tmp_path: Path, mp_context: str
+) -> None:
+    # Each node runs in a worker process: its saves go to the pipeline's run as one more writer,
+    # which leaves the run open (a worker never ends it); the hook's process ends it.
+    project = _project(tmp_path)
+    root = tmp_path / "mlruns"
+    done = _kedro(project, root, "__default__", "parallel", mp_context=mp_context)
+    assert done.returncode == 0, done.stdout + done.stderr
+    ids = experiment_ids(root)
+    assert set(ids) == {"pipelines"}  # no run opened by a dataset in a worker
+    (run,) = runs_of(root, ids["pipelines"])
+    assert run["metadata"]["status"] == "FINISHED" and run["tags"]["kedro.runner"] == "ParallelRunner"
+    assert run["metrics"] == {"eval/mse": 0.25, "eval/per_class/a": 0.5, "eval/per_class/b": 0.75}
+    run_dir = Path(mm_store(root).find_run(run["metadata"]["run_id"]))
+    assert (run_dir / "results" / "accuracy.json").read_text() == "0.9\n"
+    assert (run_dir / "artifacts" / "reports" / "report.json").is_file()
+    assert not [p.name for p in run_dir.iterdir() if p.name.startswith(".heartbeat")]  # every writer left
+    failed = _kedro(project, root, "broken", "parallel", mp_context=mp_context)
+    assert failed.returncode != 0 and "node exploded" in failed.stdout + failed.stderr
+    runs = runs_of(root, ids["pipelines"])
+    assert sorted(r["metadata"]["status"] for r in runs) == ["FAILED", "FINISHED"]
+
+
+def mm_store(root: Path) -> Any:
+    import mini_mlflow as mm
+
+    return mm.Store(root)
