@@ -94,6 +94,77 @@ def quiet() -> Any:
         yield
 
 
+class HookClock:
+    """Time spent inside a logger's methods while a real training calls them (outermost calls only,
+    so a hook that calls another is counted once), and the CPU time of mini_mlflow's writer thread.
+
+    The wall-time difference between two trainings is noise-bound at a fraction of a percent on a
+    shared machine; this measures only what the logger itself costs, in the training it serves.
+    """
+
+    LOGGER_METHODS = (
+        "log_metrics",
+        "log_hyperparams",
+        "log_graph",
+        "save",
+        "finalize",
+        "after_save_checkpoint",
+    )
+
+    def __init__(self) -> None:
+        self.ns = 0
+        self.calls = 0
+        self._depth = 0
+
+    def wrap(self, obj: Any, names: Any) -> Any:
+        for name in names:
+            method = getattr(obj, name, None)
+            if callable(method):
+                setattr(obj, name, self._timed(method))
+        return obj
+
+    def wrap_callback(self, callback: Any) -> Any:
+        """Time the hooks ``callback``'s own classes define (the framework's empty defaults are free)."""
+        names = {
+            name
+            for cls in type(callback).__mro__
+            if cls.__module__.startswith("mini_mlflow")
+            for name in vars(cls)
+            if not name.startswith("_") and callable(vars(cls)[name])
+        }
+        return self.wrap(callback, sorted(names))
+
+    def _timed(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._depth += 1
+            t0 = time.perf_counter_ns()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    self.ns += time.perf_counter_ns() - t0
+                    self.calls += 1
+
+        return timed
+
+
+def writer_cpu_s() -> float:
+    """CPU seconds used so far by mini_mlflow's writer thread (0 if it has not started)."""
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name == "mini-mlflow-writer" and thread.ident is not None:
+            try:
+                return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+            except (OSError, AttributeError):
+                return 0.0
+    return 0.0
+
+
+IN_TRAINING: list[str] = []
+
+
 # -- Lightning -------------------------------------------------------------------------------------
 
 
@@ -154,9 +225,12 @@ def bench_lightning(quick: bool, tmp: str) -> None:
 
     def fit(make: Callable[[], Any]) -> Callable[[], float]:
         def run() -> float:
+            logger = make()
+            callback = getattr(logger, "callback", None)  # ours: resume state kept in checkpoints
             trainer = Trainer(
                 max_steps=steps,
-                logger=make(),
+                logger=logger,
+                callbacks=[callback] if callback is not None else [],
                 log_every_n_steps=1,
                 enable_checkpointing=False,
                 enable_progress_bar=False,
@@ -189,6 +263,36 @@ def bench_lightning(quick: bool, tmp: str) -> None:
                 with contextlib.suppress(Exception):
                     logger.finalize("success")
         row("Lightning (BoringModel)", name, call, medians[name], medians["no logger"])
+
+    # In training: the time each logger's own methods take as Lightning calls them, per step, against
+    # the step time of no logger (median of the rounds above); ours adds its writer thread's CPU time.
+    base_us = medians["no logger"] * 1e6
+    for name, make in loggers.items():
+        if name == "no logger":
+            continue
+        shares = []
+        for _ in range(rounds):
+            clock = HookClock()
+
+            def made(make: Callable[[], Any] = make, clock: HookClock = clock) -> Any:
+                logger = clock.wrap(make(), HookClock.LOGGER_METHODS)
+                callback = getattr(logger, "callback", None)
+                if callback is not None:
+                    clock.wrap_callback(callback)
+                return logger
+
+            cpu0 = writer_cpu_s()
+            fit(made)()
+            writer_us = (writer_cpu_s() - cpu0) * 1e6 / steps if name == "mini_mlflow" else 0.0
+            shares.append((clock.ns / 1e3 / steps, writer_us))
+        hooks_us = statistics.median(h for h, _ in shares)
+        writer_us = statistics.median(w for _, w in shares)
+        total = hooks_us + writer_us
+        writer = f"{writer_us:.1f}" if name == "mini_mlflow" else "–"
+        share = 100 * total / base_us
+        IN_TRAINING.append(
+            f"| Lightning (BoringModel) | {name} | {hooks_us:.1f} | {writer} | {total:.1f} | {share:.2f}% |"
+        )
 
 
 # -- Transformers, Keras, Optuna: the hook as the framework calls it ---------------------------------
@@ -454,6 +558,21 @@ def main() -> int:
     print("| framework | logger | µs per call | µs per step | added µs per step | added |")
     print("|---|---|---|---|---|---|")
     for line in ROWS:
+        print(line)
+    print()
+    print(
+        "In training (Lightning): µs per step spent inside each logger's own methods (and, for ours, "
+        "the `Trainer(callbacks=[logger.callback])` hooks) as Lightning calls them, median of the rounds; "
+        "ours adds the CPU time of its writer thread per step. The share is of the step with no logger. "
+        "This is the logger's own cost, free of the noise between whole trainings (Lightning's cost of "
+        'having any logger is the row "a logger that does nothing" above).\n'
+    )
+    print(
+        "| framework | logger | µs per step in its hooks | writer thread CPU µs per step | total µs "
+        "| share of a step |"
+    )
+    print("|---|---|---|---|---|---|")
+    for line in IN_TRAINING:
         print(line)
     print()
     print(system)
