@@ -21,6 +21,8 @@ import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import islice
+from operator import le
 
 X_MODES = ("step", "wall", "relative")
 #: The smoothing time constant is the series' x span divided by this (TensorBoard's and W&B's
@@ -66,7 +68,7 @@ def x_values(
 
 def in_order(x: Sequence[float], y: Sequence[float]) -> tuple[Sequence[float], Sequence[float]]:
     """The points sorted by x (stable: a re-logged step keeps its logging order); as given if already."""
-    if all(a <= b for a, b in zip(x, x[1:], strict=False)):  # noqa: RUF007 (C-speed pairwise check on lists)
+    if all(map(le, x, islice(x, 1, None))):  # pairwise, in C: half the time of a generator (1M points)
         return x, y
     order = sorted(range(len(x)), key=x.__getitem__)
     return [x[i] for i in order], [y[i] for i in order]
