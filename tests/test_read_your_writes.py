@@ -2,31 +2,48 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import mini_mlflow as mm
 from mini_mlflow._config import resolve
 from mini_mlflow.read._search import search_runs
+from mini_mlflow.write._writer import WRITER
 
-SLOW = resolve(flush_interval=3600, heartbeat_interval=3600)  # the writer thread never gets there first
+SLOW = resolve(flush_interval=3600, heartbeat_interval=3600)
+
+
+@contextmanager
+def writer_stopped(run: mm.Run) -> Iterator[mm.Run]:
+    """No writer thread while the body runs, so only a reader can write ``run``'s points. A long flush
+    interval is not enough: each pass drains every run with points queued, and the passes follow the
+    shortest interval of the runs open in the process (any test's run left open makes them frequent)."""
+    WRITER.stop()
+    try:
+        yield run
+    finally:
+        WRITER.register(run._buffer)  # starts the thread again
 
 
 def test_every_reader_sees_points_a_run_object_has_not_written_yet(tmp_path: Path) -> None:
     root = tmp_path / "runs"
     run = mm.Run(runs_dir=root, settings=SLOW)
-    run.log_metric("accuracy", 0.95, step=3)
-    metric_file = Path(run.run_dir) / "metrics" / "accuracy.jsonl"
-    assert not metric_file.exists()  # still in the buffer: what follows is the readers' doing
-    tracker = mm.ExperimentTracker(experiment_id=0, runs_dir=root)
-    assert tracker.get_run(run.run_id)["metrics"] == {"accuracy": 0.95}
-    run.log_metric("accuracy", 0.97, step=4)
-    history = mm.Store(root).get_metric_history(run.run_id, "accuracy")
-    assert [(p.step, p.value) for p in history.points()] == [(3, 0.95), (4, 0.97)]
-    run.log_metric("loss", 0.5)
-    found = search_runs(root=root, filter_string="metrics.loss < 1")
-    assert [r.run_id for r in found] == [run.run_id] and found[0].metrics == {"accuracy": 0.97, "loss": 0.5}
-    run.log_metric("loss", 0.25)
-    assert mm.Store(str(root) + "/.").get_run(run.run_id)["metrics"]["loss"] == 0.25  # another spelling
+    with writer_stopped(run):
+        run.log_metric("accuracy", 0.95, step=3)
+        metric_file = Path(run.run_dir) / "metrics" / "accuracy.jsonl"
+        assert not metric_file.exists()  # still in the buffer: what follows is the readers' doing
+        tracker = mm.ExperimentTracker(experiment_id=0, runs_dir=root)
+        assert tracker.get_run(run.run_id)["metrics"] == {"accuracy": 0.95}
+        run.log_metric("accuracy", 0.97, step=4)
+        history = mm.Store(root).get_metric_history(run.run_id, "accuracy")
+        assert [(p.step, p.value) for p in history.points()] == [(3, 0.95), (4, 0.97)]
+        run.log_metric("loss", 0.5)
+        found = search_runs(root=root, filter_string="metrics.loss < 1")
+        assert [r.run_id for r in found] == [run.run_id]
+        assert found[0].metrics == {"accuracy": 0.97, "loss": 0.5}
+        run.log_metric("loss", 0.25)
+        assert mm.Store(str(root) + "/.").get_run(run.run_id)["metrics"]["loss"] == 0.25  # another spelling
     run.end()
 
 
@@ -42,9 +59,10 @@ def test_the_fluent_readers_see_a_run_that_is_not_on_this_threads_stack(store: P
 
 
 def test_a_reader_of_another_store_does_not_drain_this_one(tmp_path: Path) -> None:
-    run = mm.Run(runs_dir=tmp_path / "a", settings=SLOW)
-    run.log_metric("acc", 0.5)
     mm.Run(runs_dir=tmp_path / "b", settings=SLOW).end()
-    assert len(search_runs(root=tmp_path / "b")) == 1
-    assert not (Path(run.run_dir) / "metrics" / "acc.jsonl").exists()  # store a was left alone
+    run = mm.Run(runs_dir=tmp_path / "a", settings=SLOW)
+    with writer_stopped(run):
+        run.log_metric("acc", 0.5)
+        assert len(search_runs(root=tmp_path / "b")) == 1
+        assert not (Path(run.run_dir) / "metrics" / "acc.jsonl").exists()  # store a was left alone
     run.end()
