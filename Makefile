@@ -91,7 +91,8 @@ soak: $(BENCH_VENV)/.installed
 
 # Mutation testing of the write path and the on-disk format (bench/mutate.py says how): about 100
 # minutes on 2 cores (188 mutants took 20), not part of `make test` or CI. The result is kept in
-# bench/mutation.md; each surviving mutant is explained in docs/reliability.md (Mutation testing).
+# bench/mutation.md; where the survivors stand: docs/reliability.md (Mutation testing). `--recheck` (survivors
+# run against every test: lines run only in SIGKILLed children have no coverage record) takes hours.
 mutate: $(VENV)/.installed-dev
 	$(BIN)/python bench/mutate.py --markdown bench/mutation.md
 
