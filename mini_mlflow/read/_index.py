@@ -226,13 +226,6 @@ def _exists(name: str, exp_fd: int) -> bool:
     return True
 
 
-def _holds(index: ExperimentIndex, name: str) -> bool:
-    """Whether ``name`` is among ``index.names()`` or ``index.broken`` (without listing them)."""
-    if name in index.delta:
-        return index.delta[name] is not None
-    return index.main.row_of(name) >= 0 or name in index.broken
-
-
 def _sweep(
     index: ExperimentIndex, exp_fd: int | None, exp_dir: str, now_ns: int, trust: _Trust
 ) -> tuple[list[str], list[str], dict[str, str]]:
@@ -251,20 +244,14 @@ def _sweep(
         return [], [*index.names(), *index.broken], {}
     check: list[str] = []
     seen: set[str] = set()
-    missing: list[str] = []  # listed but not found by its stat
     stray: dict[str, str] = {}
     lstat = os.stat
-    # The stored rows' columns, read once: this loop runs once per run folder (100,000 of them).
-    main, delta = index.main, index.delta
-    row_of, d_col, ok_col = main.positions().get, main.d, main.ok
-    settled_before = trust.settled_before
     for name in listed:
         if name == META_FILE or name[0] == "." or TMP_MARK in name:
             continue
         try:
             st = lstat(name, dir_fd=exp_fd, follow_symlinks=False)
         except OSError:
-            missing.append(name)
             continue
         mode = st.st_mode & 0o170000
         if mode != stat.S_IFDIR:  # a symbolic link or a stray file: never a run
@@ -275,21 +262,11 @@ def _sweep(
                 stray[name] = f"{path}: a stray file in the experiment folder (not a run)"
             continue
         seen.add(name)
-        d = st.st_mtime_ns
-        row = row_of(name, -1) if name not in delta else -1
-        known = (d_col[row], bool(ok_col[row])) if row >= 0 else index.state(name)
-        if (
-            known is not None
-            and known[1]
-            and known[0] == d
-            and (d < settled_before or trust.ended_here(name, d))
-        ):
+        known = index.state(name)
+        if known is not None and known[1] and known[0] == st.st_mtime_ns and trust.settled(name, known[0]):
             continue  # finished, settled and untouched: trusted without opening anything
         check.append(name)
-    if unchanged:  # the names listed were the index's own: gone are its runs not found as folders now
-        gone = [n for n in [*missing, *stray] if _holds(index, n)]
-    else:
-        gone = [n for n in [*index.names(), *index.broken] if n not in seen]
+    gone = [n for n in [*index.names(), *index.broken] if n not in seen]
     return check, gone, stray
 
 
