@@ -45,9 +45,14 @@ def bind_run(run: Run | None) -> None:
             os.environ[BOUND_ENV] = json.dumps(where)
 
 
+def _mine() -> Run | None:
+    """The bound run if this process bound it (in a forked worker ``_bound`` is the binder's copy)."""
+    return _bound if _bound_pid == os.getpid() else None
+
+
 def parent_run() -> tuple[str, str] | None:
     """``(store root, run id)`` of the run bound by the process this one is a worker of, if any."""
-    if _bound is not None and _bound_pid == os.getpid():
+    if _mine() is not None:
         return None  # the binder itself
     try:
         where = json.loads(os.environ[BOUND_ENV])
@@ -61,12 +66,13 @@ def parent_run() -> tuple[str, str] | None:
 def bound_run(runs_dir: str | None = None) -> Run:
     """The bound run; without one (no hook), a run opened on first use (in ``runs_dir``), ended at exit."""
     global _lazy
-    run = _bound
-    if run is not None and run.status == "RUNNING" and _bound_pid == os.getpid():
+    run = _mine()
+    if run is not None and run.status == "RUNNING":
         return run
     with _lock:
-        if _bound is not None and _bound.status == "RUNNING" and _bound_pid == os.getpid():
-            return _bound
+        run = _mine()
+        if run is not None and run.status == "RUNNING":
+            return run
         if _lazy is None or _lazy.status != "RUNNING":
             _lazy = open_run(runs_dir=runs_dir, tags={"kedro.opened_by": "dataset"})
         return _lazy
@@ -106,8 +112,7 @@ class RunAccess:
             finally:
                 run._leave()
             return
-        mine = _bound if _bound_pid == os.getpid() else None  # a forked copy is not this process's
-        for current in [mine, *_registry.open_runs()]:  # a run this process has open: use it as is
+        for current in [_mine(), *_registry.open_runs()]:  # a run this process has open: use it as is
             if current is not None and current.run_id == run_id and current.status == "RUNNING":
                 yield current
                 return

@@ -418,10 +418,7 @@ class Run:
                 raise storage_error("end run", self.run_dir, OSError(str(exc))) from exc
             self.status = status
             self.end_time = iso_from_ms(end_ms)
-            self._buffer.remove_heartbeat()
-            WRITER.unregister(self._buffer)
-            self._buffer.close_files()
-            _registry.on_end(self)
+            self._stop_writing()
             _log.info("run %s ended: %s", self.run_id, status)
         finally:
             if acquired:
@@ -449,11 +446,15 @@ class Run:
                 self._metric_keys = keys
                 raise
             self.status = "LEFT"  # not a stored status: only this object says it, to refuse more logging
-            self._buffer.remove_heartbeat()
-            WRITER.unregister(self._buffer)
-            self._buffer.close_files()
-            _registry.on_end(self)
+            self._stop_writing()
             _log.info("run %s left by process %d, still open", self.run_id, os.getpid())
+
+    def _stop_writing(self) -> None:
+        """This process stops writing to the run (``end`` and ``_leave``, once all is written)."""
+        self._buffer.remove_heartbeat()
+        WRITER.unregister(self._buffer)
+        self._buffer.close_files()
+        _registry.on_end(self)
 
     def __enter__(self) -> Run:
         return self
