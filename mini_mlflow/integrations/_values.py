@@ -59,8 +59,14 @@ def as_number(value: Any) -> float | None:
 
     Bools are numbers here (a framework's flag logged as 0/1); strings and containers are not.
     """
-    if value.__class__ is float:
+    cls = value.__class__
+    if cls is float:
         return value  # type: ignore[no-any-return]
+    if cls is int:  # Lightning's "epoch" at every step: skips the ABC check and the failed getattr
+        try:
+            return float(value)
+        except OverflowError:
+            return None
     if isinstance(value, (str, bytes, Mapping)) or value is None:
         return None
     item = getattr(value, "item", None)  # numpy scalars and 0-d arrays, torch/jax tensors

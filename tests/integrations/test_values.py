@@ -50,11 +50,19 @@ def test_flatten_joins_nested_names_and_keeps_lists() -> None:
 
 def test_as_number_casts_numpy_and_refuses_what_is_not_a_number() -> None:
     np = pytest.importorskip("numpy")
-    for value, expected in [(np.float32(0.5), 0.5), (np.int64(3), 3.0), (np.array(2.5), 2.5), (True, 1.0)]:
+    cases = [
+        (np.float32(0.5), 0.5),
+        (np.int64(3), 3.0),
+        (np.array(2.5), 2.5),
+        (True, 1.0),
+        (7, 7.0),
+        (-2, -2.0),
+    ]
+    for value, expected in cases:
         got = as_number(value)
         assert type(got) is float and got == expected
     assert as_number(Decimal("1.5")) == 1.5
-    for value in ["1.0", None, {"a": 1}, np.array([1.0, 2.0]), object()]:
+    for value in ["1.0", None, {"a": 1}, np.array([1.0, 2.0]), object(), 10**400, -(10**400)]:
         assert as_number(value) is None
 
 

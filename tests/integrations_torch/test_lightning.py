@@ -156,6 +156,23 @@ def test_a_failed_fit_ends_the_run_failed_and_the_logger_needs_no_run_on_other_r
     assert [s for s, _ in history(store, logger.run_id, "seen_step")] == [0, 1]
 
 
+def test_a_logging_failure_warns_once_per_hook_and_the_fit_goes_on(tmp_path: Path) -> None:
+    # The store's place is taken by a file: opening the run fails at every logged step. The logger's
+    # per-step method is written without the ``guarded`` decorator (for speed), so this checks that it
+    # still warns once and never stops the training.
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the store should be")
+    logger = MiniMlflowLogger(runs_dir=blocked)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = _trainer(tmp_path / "fit", logger, enable_checkpointing=False)
+        trainer.fit(Model())
+    assert trainer.global_step == 8
+    ours = [str(w.message) for w in caught if "mini_mlflow lightning integration" in str(w.message)]
+    assert sum("logging metrics failed" in m for m in ours) == 1, ours
+    assert blocked.read_text() == "a file where the store should be"
+
+
 def test_ctrl_c_ends_the_run_killed(store: Path, tmp_path: Path) -> None:
     class Interrupted(Model):
         def training_step(self, batch: Any, batch_idx: int) -> Any:
