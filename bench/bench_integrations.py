@@ -111,17 +111,31 @@ class HookClock:
         "after_save_checkpoint",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, probe: Callable[[], float] | None = None, steps: int = 0) -> None:
         self.ns: dict[str, int] = {}  # method → ns spent in its outermost calls
         self.first: dict[str, int] = {}  # method → ns of its first call (a lazy start: the run's creation)
         self.calls: dict[str, int] = {}
         self._depth = 0
+        # ``probe`` (the writer thread's CPU seconds) is read after the log_metrics call a tenth of the
+        # way in and after the last one: what it rose by between them, per step, is the steady cost;
+        # the rest (files opened by the first pass, the run's start and end) is paid once per training.
+        self._probe = probe
+        self._marks = (max(1, steps // 10), steps) if probe is not None else ()
+        self.probed: dict[int, float] = {}
 
     def split(self, steps: int) -> tuple[float, float]:
         """``(µs per step in the methods called at every step, their first calls left out; ms in the
         rest: those first calls, and the methods called less often, such as the run's start and end)``."""
         every = sum(ns - self.first[name] for name, ns in self.ns.items() if self.calls[name] >= steps)
         return every / 1e3 / steps, (sum(self.ns.values()) - every) / 1e6
+
+    def split_probe(self, total_s: float) -> tuple[float, float]:
+        """``(µs per step of the probe's steady rise, ms of it paid once)`` given its whole rise."""
+        first, last = self._marks
+        if first not in self.probed or last not in self.probed or last <= first:
+            return total_s * 1e6 / max(last, 1), 0.0
+        per_step = (self.probed[last] - self.probed[first]) / (last - first)
+        return per_step * 1e6, max(0.0, total_s - per_step * last) * 1e3
 
     def wrap(self, obj: Any, names: Any) -> Any:
         for name in names:
@@ -153,7 +167,9 @@ class HookClock:
                     took = time.perf_counter_ns() - t0
                     self.first.setdefault(name, took)
                     self.ns[name] = self.ns.get(name, 0) + took
-                    self.calls[name] = self.calls.get(name, 0) + 1
+                    self.calls[name] = calls = self.calls.get(name, 0) + 1
+                    if name == "log_metrics" and calls in self._marks and self._probe is not None:
+                        self.probed[calls] = self._probe()  # outside the timed call
 
         return timed
 
@@ -275,13 +291,32 @@ def bench_lightning(quick: bool, tmp: str) -> None:
 
     # In training: the time each logger's own methods take as Lightning calls them, per step, against
     # the step time of no logger (median of the rounds above); ours adds its writer thread's CPU time.
+    # A logger that comes with a callback also costs Lightning's dispatch of every callback hook at
+    # every batch (a profiler context each): the time in that dispatch beyond the do-nothing logger's
+    # (which has no callback) is counted too.
+    from lightning.pytorch.trainer import call as lightning_call
+
+    dispatched = {"ns": 0}
+    dispatch = lightning_call._call_callback_hooks
+
+    def timed_dispatch(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter_ns()
+        try:
+            return dispatch(*args, **kwargs)
+        finally:
+            dispatched["ns"] += time.perf_counter_ns() - t0
+
+    lightning_call._call_callback_hooks = timed_dispatch
     base_us = medians["no logger"] * 1e6
+    dispatch_base_us = 0.0
     for name, make in loggers.items():
         if name == "no logger":
             continue
         shares = []
+        dispatch_us = []
         for _ in range(rounds):
-            clock = HookClock()
+            dispatched["ns"] = 0
+            clock = HookClock(writer_cpu_s, steps) if name == "mini_mlflow" else HookClock()
 
             def made(make: Callable[[], Any] = make, clock: HookClock = clock) -> Any:
                 logger = clock.wrap(make(), HookClock.LOGGER_METHODS)
@@ -292,18 +327,28 @@ def bench_lightning(quick: bool, tmp: str) -> None:
 
             cpu0 = writer_cpu_s()
             fit(made)()
-            writer_us = (writer_cpu_s() - cpu0) * 1e6 / steps if name == "mini_mlflow" else 0.0
-            shares.append((*clock.split(steps), writer_us))
+            writer_us, writer_once_ms = (
+                clock.split_probe(writer_cpu_s() - cpu0) if name == "mini_mlflow" else (0, 0)
+            )
+            hooks_us, once_ms = clock.split(steps)
+            shares.append((hooks_us, once_ms + writer_once_ms, writer_us))
+            dispatch_us.append(dispatched["ns"] / 1e3 / steps)
+        if name == "a logger that does nothing":
+            dispatch_base_us = statistics.median(dispatch_us)
+        with_callback = name == "mini_mlflow"  # the only logger here that comes with a callback
+        extra_us = statistics.median(dispatch_us) - dispatch_base_us if with_callback else 0.0
         hooks_us = statistics.median(h for h, _, _ in shares)
         once_ms = statistics.median(o for _, o, _ in shares)
         writer_us = statistics.median(w for _, _, w in shares)
-        total = hooks_us + writer_us
+        total = hooks_us + extra_us + writer_us
         writer = f"{writer_us:.1f}" if name == "mini_mlflow" else "–"
+        extra = f"{extra_us:.1f}" if with_callback else "–"
         share = 100 * total / base_us
         IN_TRAINING.append(
-            f"| Lightning (BoringModel) | {name} | {hooks_us:.1f} | {writer} | {total:.1f} | {share:.2f}% "
-            f"| {once_ms:.1f} |"
+            f"| Lightning (BoringModel) | {name} | {hooks_us:.1f} | {extra} | {writer} | {total:.1f} "
+            f"| {share:.2f}% | {once_ms:.1f} |"
         )
+    lightning_call._call_callback_hooks = dispatch
 
 
 # -- Transformers, Keras, Optuna: the hook as the framework calls it ---------------------------------
@@ -575,17 +620,20 @@ def main() -> int:
         "In training (Lightning): µs per step spent inside each logger's own methods that Lightning "
         "calls at every step (for ours, with the `Trainer(callbacks=[logger.callback])` hooks), median of "
         "the rounds (their first call left out: ours creates its run in it); ours adds the CPU time of its "
-        "writer thread per step (formatting and writing every point, heartbeats). The share is of the step "
+        "writer thread per step (formatting and writing every point, heartbeats), and the time Lightning "
+        "spends dispatching hooks to its callback (its dispatch time beyond the do-nothing logger's, which "
+        "has no callback). The share is of the step "
         "with no logger. Once per training: those first calls and the methods called less often than every "
-        "step (the run's end with its flush and fsync), in ms. "
+        "step (the run's end with its flush and fsync), in ms, and for ours the writer's CPU beyond its "
+        "steady rate (measured between the tenth and the last step: the first pass opens the files). "
         "This is the logger's own cost, free of the noise between whole trainings (Lightning's cost of "
         'having any logger is the row "a logger that does nothing" above).\n'
     )
     print(
-        "| framework | logger | µs per step in its hooks | writer thread CPU µs per step | total µs per step "
-        "| share of a step | once per training, ms |"
+        "| framework | logger | µs per step in its hooks | its callback in Lightning's dispatch "
+        "| writer thread CPU µs per step | total µs per step | share of a step | once per training, ms |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for line in IN_TRAINING:
         print(line)
     print()
