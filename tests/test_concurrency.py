@@ -200,9 +200,9 @@ time.sleep(600)
 
 
 def test_a_run_started_beside_a_slow_one_is_written_on_its_own_schedule(tmp_path: Path) -> None:
-    # The writer thread sleeps half the shortest flush interval of the runs it knows. A run registered
+    # The writer thread sleeps most of the shortest flush interval of the runs it knows. A run registered
     # with a shorter interval wakes it: otherwise that run went unwritten (and unbeaten) until the
-    # slow run's half hour had passed. Liveness only: how soon it is written depends on the load.
+    # slow run's 48 minutes had passed. Liveness only: how soon it is written depends on the load.
     proc = python_child(SLOW_THEN_FAST, tmp_path, env={"MINI_MLFLOW_TRACKING_DIR": str(tmp_path / "mlruns")})
     try:
         assert proc.stdout is not None

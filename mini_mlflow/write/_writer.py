@@ -1,8 +1,9 @@
 """The writer: one daemon thread per process that drains every live run's buffer in the background.
 
-It wakes every half flush interval and visits only the runs with points waiting or a heartbeat due,
-so thousands of idle runs cost it nothing. A training loop that holds the GIL can starve it; then the
-logging calls drain their own buffers (see ``_buffer.PointBuffer.on_due``).
+It wakes every ``PASS_SHARE`` of the shortest flush interval and visits only the runs with points
+waiting or a heartbeat due, so thousands of idle runs cost it nothing. A training loop that holds
+the GIL can starve it; then the logging calls drain their own buffers (see
+``_buffer.PointBuffer.on_due``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,14 @@ from ._run_files import FDS
 
 _time = time.time
 
+#: The pause between passes, as a share of the shortest flush interval of the runs. A point is written
+#: within that share of the interval; the rest (20 ms at the default 0.1 s) covers the GIL hand-offs
+#: and the pass itself before a logging call, finding the buffer overdue, drains it on the training
+#: thread. Fewer passes cost training less: a pass after a sleep runs on cold caches and took ~0.3 ms
+#: of this thread's CPU however few points it wrote (measured in a BoringModel training: 0.8 instead
+#: of a half cut the thread's CPU per step by about a third).
+PASS_SHARE = 0.8
+
 
 class Writer:
     """The process's one background writer thread, draining every registered buffer."""
@@ -30,7 +39,7 @@ class Writer:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         #: Set to end the thread's wait early: a run whose flush interval is shorter than that wait
-        #: registered (a process whose only run flushed hourly slept half an hour, and a run started
+        #: registered (a process whose only run flushed hourly slept most of an hour, and a run started
         #: meanwhile was neither written nor beaten by this thread).
         self._wake = threading.Event()
         #: How long the thread's current wait lasts at most.
@@ -46,7 +55,7 @@ class Writer:
             self._buffers[id(buffer)] = buffer
             self._snapshot = None
             heapq.heappush(self._beats, (buffer._heartbeat_due, id(buffer)))
-            if buffer.interval / 2 < self._sleep:
+            if buffer.interval * PASS_SHARE < self._sleep:
                 self._wake.set()
             if self._thread is None or not self._thread.is_alive():
                 self._stop = threading.Event()
@@ -74,7 +83,7 @@ class Writer:
         with self._lock:
             if self._snapshot is None:
                 buffers = list(self._buffers.values())
-                period = min((b.interval for b in buffers), default=0.2) / 2
+                period = min((b.interval for b in buffers), default=0.2) * PASS_SHARE
                 self._snapshot = (buffers, [b.queue for b in buffers], [b._held for b in buffers], period)
             return self._snapshot
 
