@@ -1,9 +1,9 @@
 """The writer: one daemon thread per process that drains every live run's buffer in the background.
 
-It wakes every ``PASS_SHARE`` of the shortest flush interval and visits only the runs with points
-waiting or a heartbeat due, so thousands of idle runs cost it nothing. A training loop that holds
-the GIL can starve it; then the logging calls drain their own buffers (see
-``_buffer.PointBuffer.on_due``).
+It wakes every ``PASS_SHARE`` of the shortest flush interval (at least once per heartbeat interval)
+and visits only the runs with points waiting or a heartbeat due, so thousands of idle runs cost it
+nothing. A training loop that holds the GIL can starve it; then the logging calls drain their own
+buffers (see ``_buffer.PointBuffer.on_due``).
 """
 
 from __future__ import annotations
@@ -31,6 +31,13 @@ _time = time.time
 PASS_SHARE = 0.8
 
 
+def _pause(buffer: PointBuffer) -> float:
+    """The longest the thread may sleep for this run: a share of its flush interval, and never longer
+    than its heartbeat interval (a run flushing every minute still beats every 10 s: readers judge a
+    run silent for 3 beats, at least 30 s, as crashed)."""
+    return min(buffer.interval * PASS_SHARE, buffer.heartbeat_interval)
+
+
 class Writer:
     """The process's one background writer thread, draining every registered buffer."""
 
@@ -55,7 +62,7 @@ class Writer:
             self._buffers[id(buffer)] = buffer
             self._snapshot = None
             heapq.heappush(self._beats, (buffer._heartbeat_due, id(buffer)))
-            if buffer.interval * PASS_SHARE < self._sleep:
+            if _pause(buffer) < self._sleep:
                 self._wake.set()
             if self._thread is None or not self._thread.is_alive():
                 self._stop = threading.Event()
@@ -83,7 +90,7 @@ class Writer:
         with self._lock:
             if self._snapshot is None:
                 buffers = list(self._buffers.values())
-                period = min((b.interval for b in buffers), default=0.2) * PASS_SHARE
+                period = min(map(_pause, buffers), default=0.2 * PASS_SHARE)
                 self._snapshot = (buffers, [b.queue for b in buffers], [b._held for b in buffers], period)
             return self._snapshot
 
