@@ -125,14 +125,23 @@ def test_disk_full_keeps_points_and_writes_them_when_space_returns(tiny_fs: Path
     filler = _fill(tiny_fs)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        _log(run, 1000, 10_000)  # ~550 kB of lines: no room while the filler is there
+        _log(run, 1000, 1000)  # one chunk of a drain (~55 kB): more than the page left
+        run._buffer.drain()
+        assert not path.read_bytes().endswith(b"\n"), "no short write happened: the test proves nothing"
+        # The short write was this drain's only failure (no write raised): warned at once, by its cause.
+        assert [str(w.message) for w in caught] == [
+            f"mini_mlflow: run {run.run_id}: write metric failed for {path}: no space left on device; "
+            "points are kept in memory and retried"
+        ]
+        assert run._buffer.error is not None and run._buffer.error.errno == errno.ENOSPC
+        _log(run, 2000, 9000)  # ~500 kB more: no room while the filler is there
         run._buffer.drain()
         _log(run, 11_000, 1000)
         run._buffer.drain()
     assert sum("no space left" in str(w.message) for w in caught) == 1
-    assert not path.read_bytes().endswith(b"\n"), "no short write happened: the test proves nothing"
-    with pytest.raises(mm.StorageError, match="not yet written.*no space left"):
+    with pytest.raises(mm.StorageError, match="not yet written.*no space left") as failed:
         run.flush()
+    assert failed.value.errno == errno.ENOSPC
     filler.unlink()
     run.end()
     rows = read_jsonl(path)  # every line parses: the torn line was completed, not left or repeated
@@ -170,6 +179,10 @@ def test_points_beyond_the_bound_are_dropped_loudly_while_the_disk_fails(
     # The count reported is exactly what is missing: every point logged is on disk or counted.
     dropped = int(re.search(r"(-?\d+) points dropped", str(ended.value)).group(1))  # type: ignore[union-attr]
     assert len(steps) + dropped == 50_000, (len(steps), dropped)
+    assert ended.value.strerror == (
+        f"run {run.run_id}: {dropped} points dropped: "
+        f"write metric failed for {metrics / 'loss.jsonl'}: Not a directory"
+    )
 
 
 def test_a_logging_call_drains_an_overdue_buffer_itself(store: Path) -> None:
@@ -316,11 +329,13 @@ def test_flush_names_the_cause_of_a_failed_write_by_its_errno(store: Path) -> No
     _log(run, 0, 3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(
-            mm.StorageError, match="3 points not yet written: write metric failed for .*: Not a directory$"
-        ) as failed:
+        with pytest.raises(mm.StorageError) as failed:
             run.flush()
     assert failed.value.errno == errno.ENOTDIR
+    assert failed.value.strerror == (
+        f"run {run.run_id}: 3 points not yet written: "
+        f"write metric failed for {metrics / 'loss.jsonl'}: Not a directory"
+    )
     _unblocked(metrics)
     run.end()
 

@@ -235,7 +235,8 @@ class PointBuffer:
     # -- end of life -----------------------------------------------------------------------------
 
     def raise_error(self) -> None:
-        if self.error is None and not self.dropped:
+        cause = self.error
+        if cause is None:  # points are dropped only while writes fail, and then the error stays set
             return
         parts = []
         pending = self.pending_points
@@ -243,13 +244,8 @@ class PointBuffer:
             parts.append(f"{pending} points not yet written")
         if self.dropped:
             parts.append(f"{self.dropped} points dropped")
-        cause = self.error
-        detail = f": {cause.strerror}" if cause is not None else ""
-        err = StorageError(
-            cause.errno if cause is not None else 0,
-            f"run {self.run_id}: {', '.join(parts) or 'a write failed'}{detail}",
-        )
-        raise err from cause
+        summary = ", ".join(parts) or "a write failed"  # nothing pending: an fsync failed
+        raise StorageError(cause.errno, f"run {self.run_id}: {summary}: {cause.strerror}") from cause
 
     def sync_files(self) -> None:
         """fsync the metric files this buffer wrote to (the ``end`` fsync policy)."""
