@@ -92,7 +92,7 @@ def test_a_valid_key_comes_back_as_it_is(key: str) -> None:
 def test_a_bad_key_is_refused_with_the_rule_it_breaks(key: str, message: str) -> None:
     with pytest.raises(InvalidInputError) as caught:
         validate_key(key, "metric key")
-    assert message in str(caught.value)
+    assert str(caught.value).startswith(f"invalid metric key {key!r}: ") and message in str(caught.value)
 
 
 def test_a_key_that_is_not_text_is_named_with_its_type() -> None:
@@ -138,8 +138,9 @@ def test_an_experiment_id_has_one_form_on_disk(given: object, on_disk: str) -> N
     ],
 )
 def test_a_bad_experiment_id_is_refused(given: object, allowed: str) -> None:
-    with pytest.raises(InvalidInputError, match=re.escape(f"invalid experiment id {given!r}: {allowed}")):
+    with pytest.raises(InvalidInputError) as caught:
         normalize_experiment_id(given)
+    assert str(caught.value).startswith(f"invalid experiment id {given!r}: {allowed}")
 
 
 @pytest.mark.parametrize("name", ["a", " a ", "n" * 500, "é x/y"])
@@ -152,8 +153,8 @@ def test_a_valid_experiment_name_comes_back(name: str) -> None:
     [
         (5, "experiment name must be a str, got int"),
         ("", "invalid experiment name '': must be 1 to 500 characters and not only spaces"),
-        ("   ", "must be 1 to 500 characters and not only spaces"),
-        ("n" * 501, "must be 1 to 500 characters"),
+        ("   ", "invalid experiment name '   ': must be 1 to 500 characters and not only spaces"),
+        ("n" * 501, f"invalid experiment name '{'n' * 501}': must be 1 to 500 characters"),
         ("a\x00b", "invalid experiment name 'a\\x00b': must not contain NUL characters"),
         ("a\ud800", "invalid experiment name 'a\\ud800': must be valid Unicode (no lone surrogates)"),
     ],
@@ -161,7 +162,7 @@ def test_a_valid_experiment_name_comes_back(name: str) -> None:
 def test_a_bad_experiment_name_is_refused(name: object, message: str) -> None:
     with pytest.raises(InvalidInputError) as caught:
         validate_experiment_name(name)
-    assert message in str(caught.value)
+    assert str(caught.value).startswith(message)
 
 
 @pytest.mark.parametrize(
@@ -183,12 +184,12 @@ def test_an_artifact_path_is_normalized(path: object, normal: str) -> None:
 
 @pytest.mark.parametrize("path", ["/etc/passwd", "a\\b", "a\x00", "C:x", "c:/x", "..", "a/../b", "a/.."])
 def test_an_artifact_path_leaving_the_run_is_refused(path: str) -> None:
-    with pytest.raises(
-        InvalidInputError, match=re.escape(f"invalid artifact path {path!r}: must be a relative path")
-    ):
+    with pytest.raises(InvalidInputError) as caught:
         validate_artifact_path(path)
-    with pytest.raises(InvalidInputError, match=re.escape("artifact path must be a str, got int")):
+    assert str(caught.value).startswith(f"invalid artifact path {path!r}: must be a relative path")
+    with pytest.raises(InvalidInputError) as caught:
         validate_artifact_path(3)
+    assert str(caught.value) == "artifact path must be a str, got int"
 
 
 def test_paths_inside_a_run() -> None:
@@ -212,6 +213,8 @@ def test_walk_keys_finds_nested_keys_and_names_every_folder_it_walked(tmp_path: 
     assert keys == ["a/b", "a/c/d", "loss"]
     assert rels[0] == "." and sorted(rels) == [".", "a", "a/c", "f"]
     assert walk_keys(str(folder / "absent"), ".jsonl") == ([], ["."])
+    (Path(str(tmp_path)) / "linked").symlink_to(folder)
+    assert walk_keys(str(Path(str(tmp_path)) / "linked"), ".jsonl") == ([], ["."])  # never followed
 
 
 # -- time ----------------------------------------------------------------------------------------
@@ -295,6 +298,21 @@ def test_a_time_out_of_range_is_refused_even_for_a_known_day(text: str) -> None:
     _layout._DAYS.setdefault("2025-11-23", _reference_ms("2025-11-23T00:00:00Z"))
     with pytest.raises(ValueError):
         ms_from_iso(text)
+
+
+def test_a_time_of_a_learned_day_is_read_from_the_day_learned() -> None:
+    # The fast path (integers, no datetime) is what a listing of 10,000 runs takes: a day learned with
+    # a marked value shows which path read each form.
+    text = "2025-11-23T08:00:00.123Z"
+    day = _reference_ms("2025-11-23T00:00:00Z")
+    _layout._DAYS["2025-11-23"] = day + 5  # marked
+    try:
+        assert ms_from_iso(text) == _reference_ms(text) + 5  # read with the learned day
+        for other in ["2025-11-23T08:00:00.123+00:00", "2025-11-23 08:00:00.123Z", "2025-11-23T08:00:00Z"]:
+            assert ms_from_iso(other) == _reference_ms(other)  # not this form: the general path
+        assert ms_from_iso("2025-11-23T23:59:59.999Z") == day + 5 + 86_399_999
+    finally:
+        _layout._DAYS["2025-11-23"] = day
 
 
 def test_the_days_learned_are_bounded() -> None:

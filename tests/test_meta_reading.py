@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from mini_mlflow._errors import StorageError
 from mini_mlflow.store import _metric_lines, _yaml
-from mini_mlflow.store._meta import normalize_meta, read_meta_file, to_ms
+from mini_mlflow.store._meta import normalize_meta, read_meta, read_meta_file, to_ms
 from mini_mlflow.store._metric_lines import column_texts, format_lines, format_point, in_rounds, join_lines
 from mini_mlflow.store._yaml import dump_yaml, load_meta_bytes, load_yaml, parse_subset
 
@@ -162,6 +163,10 @@ def test_a_meta_yaml_as_a_run_writes_it_takes_the_fast_path_whole(store: Path) -
     assert fast["status"] == "FINISHED" and fast["experiment_id"] == "0"
 
 
+def test_dump_yaml_keeps_text_readable() -> None:
+    assert dump_yaml({"name": "café 東京"}) == "name: café 東京\n".encode()  # not \xE9 escapes
+
+
 def test_dump_yaml_writes_block_style_in_the_given_order() -> None:
     meta = {"run_id": "0f3c", "run_name": "it's a run", "n": 1, "none": None, "tags": {"b": "x", "a": ""}}
     data = dump_yaml(meta)
@@ -249,6 +254,36 @@ UTC = timezone.utc
 def test_times_in_every_form_become_the_same_milliseconds(value: object, ms: int | None) -> None:
     got = to_ms(value)
     assert got == ms and (got is None or type(got) is int)
+
+
+def test_a_time_left_without_a_zone_is_utc_whatever_the_machines_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        assert to_ms(datetime(2025, 11, 23, 8, 0, 0, 123000)) == 1_763_884_800_123
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_read_meta_refuses_a_broken_file_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "bad").write_bytes(b"a: !!python/object:os.system x\n")
+    with pytest.raises(StorageError) as caught:
+        read_meta(str(tmp_path / "bad"))
+    assert caught.value.strerror is not None
+    assert caught.value.strerror.startswith(
+        f"{tmp_path / 'bad'} is not a valid meta.yaml: could not determine"
+    )
+    (tmp_path / "list").write_bytes(b"- 1\n")
+    with pytest.raises(ValueError) as not_a_mapping:
+        read_meta(str(tmp_path / "list"))
+    assert str(not_a_mapping.value) == f"{tmp_path / 'list'} is not a YAML mapping"
+    (tmp_path / "good").write_bytes(b"run_id: x\n")
+    assert read_meta(str(tmp_path / "good")) == {"run_id": "x"}
 
 
 def test_normalize_meta_fills_what_is_missing_and_keeps_what_is_there() -> None:
