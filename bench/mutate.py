@@ -627,6 +627,27 @@ def run_all(
     def module_tests(path: str) -> set[str]:
         return set().union(*cmap.get(path, {}).values())
 
+    sources: dict[str, str] = {}
+
+    def tests_naming(m: Mutant) -> set[str]:
+        """Tests in the files that name the constant a module-level mutant changes: a test that only
+        reads a constant (``assert RUN_STATUSES == ...``) runs no line of its module, so coverage alone
+        never selects it."""
+        line = (ROOT / m.path).read_text().splitlines()[m.line - 1]
+        target = re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?::[^=]*)?=", line)
+        if target is None:
+            return set()
+        word = re.compile(rf"\b{re.escape(target.group(1))}\b")
+        found = set()
+        for test in every_test:
+            file = test.split("::", 1)[0]
+            if file not in sources:
+                path = ROOT / file
+                sources[file] = path.read_text() if path.is_file() else ""
+            if word.search(sources[file]):
+                found.add(test)
+        return found
+
     def confirm(m: Mutant) -> None:
         nodeid = m.killer.rsplit(" (", 1)[0]
         state, record, seconds = workers.run(m, [nodeid], _limit(durations, [nodeid]))
@@ -645,6 +666,8 @@ def run_all(
             tests = module_tests(m.path)
         else:
             tests = set().union(*(lines.get(i, set()) for i in where))
+        if m.module_level:
+            tests |= tests_naming(m)
         select = sorted(tests, key=lambda t: durations.get(t, 1.0))
         m.tests = len(select)
         if not select:
