@@ -139,7 +139,7 @@ import os, sys, warnings
 from pathlib import Path
 import mini_mlflow as mm
 from mini_mlflow._config import resolve
-run = mm.Run(runs_dir=os.environ["MINI_MLFLOW_TRACKING_DIR"], settings=resolve(flush_interval=3600))
+run = mm.Run(runs_dir=os.environ["MINI_MLFLOW_TRACKING_DIR"], settings=resolve(flush_interval=3600, heartbeat_interval=3600))
 metrics = Path(run.run_dir) / "metrics"
 metrics.rmdir()
 metrics.write_text("blocked")  # every append fails: the drain keeps the formatted lines as held bytes

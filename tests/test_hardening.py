@@ -81,8 +81,13 @@ def test_writer_never_follows_a_symlink_out_of_the_run(store: Path, tmp_path: Pa
     assert len(relevant) == 1 and "symbolic link" in relevant[0], relevant
     with pytest.raises(mm.StorageError, match="20 points not yet written.*symbolic link"):
         run.flush()
-    planted.unlink()
-    shutil.move(str(saved), planted)  # the owner removes the link: everything held is written
+    # The owner removes the link and puts the real folder back: everything held is written. Two steps,
+    # so the writer thread (which retries held bytes at every pass) is kept out while they happen: a
+    # retry in between creates a fresh folder where the link was, and the real one then moved inside it
+    # (seen once in CI under load).
+    with run._buffer.lock:
+        planted.unlink()
+        shutil.move(str(saved), planted)
     run._buffer.files.checked = 0.0
     run.end()
     steps = [r["step"] for r in read_jsonl(Path(run.run_dir) / "metrics" / f"{key}.jsonl")]
@@ -114,7 +119,7 @@ def test_params_tags_and_artifacts_refuse_symlinked_folders(store: Path, tmp_pat
     assert list(outside.iterdir()) == []
     for sub in ("params", "tags", "artifacts"):
         (rdir / sub).unlink()
-        (rdir / sub).mkdir()
+        (rdir / sub).mkdir(exist_ok=True)
     run.log_text("hello", "notes/a.txt")
     run.end()
     got = mm.Store(store).get_run(run.run_id)
