@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import mini_mlflow as mm
 from mini_mlflow._config import resolve
 from mini_mlflow.read._search import search_runs
 from mini_mlflow.write._writer import WRITER
+
+from conftest import wait_until
 
 SLOW = resolve(flush_interval=3600, heartbeat_interval=3600)
 
@@ -65,4 +70,40 @@ def test_a_reader_of_another_store_does_not_drain_this_one(tmp_path: Path) -> No
         run.log_metric("acc", 0.5)
         assert len(search_runs(root=tmp_path / "b")) == 1
         assert not (Path(run.run_dir) / "metrics" / "acc.jsonl").exists()  # store a was left alone
+    run.end()
+
+
+def _frames_of(thread: threading.Thread) -> list[str]:
+    frame = sys._current_frames().get(thread.ident) if thread.ident else None
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return names
+
+
+def test_a_reader_waits_for_a_drain_that_has_taken_the_points_and_not_yet_written_them(
+    tmp_path: Path,
+) -> None:
+    # The writer thread's drain takes the queued points, then formats and writes them: a reader in that
+    # moment found the queue empty and read the file without them (a Kedro dataset loaded {} right after
+    # saving, in CI under load). Here a drain is held half-way, exactly there.
+    root = tmp_path / "runs"
+    run = mm.Run(runs_dir=root, settings=SLOW)
+    with writer_stopped(run):
+        run.log_metric("m", 1.0, step=0)
+        buffer = run._buffer
+        got: dict[str, Any] = {}
+        with buffer.lock:
+            taken = buffer._group(len(buffer.queue))  # off the queue, not yet on disk
+            assert not buffer.queue and not buffer._held
+            reader = threading.Thread(
+                target=lambda: got.update(points=mm.Store(root).get_metric_history(run.run_id, "m").points())
+            )
+            reader.start()
+            # Either the reader finished (it did not wait: the bug) or it waits for the drain's lock.
+            wait_until(lambda: not reader.is_alive() or "drain" in _frames_of(reader), timeout=60)
+            buffer._write(taken)
+        reader.join(60)
+        assert [(p.step, p.value) for p in got["points"]] == [(0, 1.0)]
     run.end()

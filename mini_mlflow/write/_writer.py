@@ -83,7 +83,10 @@ class Writer:
         real = os.path.realpath(root)
         for buffer in self.buffers():
             mine = buffer.store_root == real and (run_id is None or buffer.run_id == run_id)
-            if mine and (buffer.queue or buffer._held):
+            # A drain in progress (its lock held) has taken points off the queue and not yet written
+            # them: the reader waits for it (drain() takes the lock), or it read a file without them
+            # (seen in CI under load: a Kedro dataset loaded {} right after saving).
+            if mine and (buffer.queue or buffer._held or buffer.lock.locked()):
                 buffer.drain()
 
     def _take_snapshot(self) -> tuple[list[PointBuffer], list[Any], list[Any], float]:
