@@ -655,7 +655,8 @@ def run_all(
         with lock:
             confirmed.add(m.id)
         if state != "timeout" and not record.get("failed") and record.get("rc") == 0:
-            m.status, m.detail = "flaky", f"{nodeid} failed once on the mutant, then passed alone"
+            # The first failure's output is kept (in --json): a test failing at random is a defect to trace.
+            m.status, m.detail = "flaky", f"{nodeid} failed once on the mutant, then passed alone; {m.detail}"
             with lock:
                 flaky_tests.add(nodeid)
 
