@@ -69,6 +69,7 @@ def test_writer_never_follows_a_symlink_out_of_the_run(store: Path, tmp_path: Pa
         (outside / target).write_text("precious\n")
         planted.symlink_to(outside, target_is_directory=True)
     before = _files_under(outside)
+    fds_before = set(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else set()
     run._buffer.files.checked = 0.0  # let the once-a-second check of open files run now
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -77,6 +78,8 @@ def test_writer_never_follows_a_symlink_out_of_the_run(store: Path, tmp_path: Pa
         _log(run, 20, 10, key)
         run._buffer.drain()
     assert _files_under(outside) == before, "the writer wrote through a planted symlink"
+    if fds_before:  # a file opened through the link and refused is closed, not leaked
+        assert set(os.listdir("/proc/self/fd")) - fds_before == set()
     relevant = [str(w.message) for w in caught if "kept in memory" in str(w.message)]
     assert len(relevant) == 1 and "symbolic link" in relevant[0], relevant
     with pytest.raises(mm.StorageError, match="20 points not yet written.*symbolic link"):

@@ -87,10 +87,11 @@ def test_a_metric_file_moved_away_by_hand_is_not_written_through(store: Path) ->
     metrics = Path(run.run_dir) / "metrics"
     moved = metrics / "moved-away.jsonl"
     (metrics / "loss.jsonl").rename(moved)
-    before_count = FDS.open
+    before_count, before_fds = FDS.open, _fds()
     run._buffer.files.checked = 0.0  # as if the once-a-second check were due
     run.log_metric("loss", 1.0, step=1)
     run.flush()
+    assert len(_fds() - before_fds) == len(before_fds - _fds())  # the moved file's descriptor was closed
     assert [r["step"] for r in read_jsonl(moved)] == [0]  # the old descriptor was dropped
     assert [r["step"] for r in read_jsonl(metrics / "loss.jsonl")] == [1]
     assert FDS.open == before_count  # one closed, one opened
@@ -111,8 +112,9 @@ def test_a_deleted_run_folder_is_named_in_the_failure(store: Path) -> None:
         warnings.simplefilter("ignore")
         with pytest.raises(mm.StorageError) as caught:
             run.flush()
-    assert "write metric failed for" in str(caught.value) and "the run folder was deleted" in str(
-        caught.value
+    assert caught.value.strerror == (
+        f"run {run.run_id}: 1 points not yet written: write metric failed for "
+        f"{Path(run.run_dir) / 'metrics' / 'loss.jsonl'}: the run folder was deleted"
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
