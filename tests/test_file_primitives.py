@@ -245,7 +245,7 @@ def test_a_run_folder_without_its_meta_yaml_is_never_filled_piecemeal(tmp_path: 
 
 def test_stale_temporaries_go_and_fresh_ones_stay(tmp_path: Path) -> None:
     now = time.time()
-    ages = {"#tmp.1.old": 601, "#tmp.2.fresh": 599, "#tmp.3.new": 0, "plain": 5000}
+    ages = {"#tmp.1.old": 600.5, "#tmp.2.fresh": 599, "#tmp.3.new": 0, "plain": 5000}
     for name, age in ages.items():
         (tmp_path / name).write_text("")
         os.utime(tmp_path / name, (now - age, now - age))

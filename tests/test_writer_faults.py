@@ -167,8 +167,13 @@ def test_points_beyond_the_bound_are_dropped_loudly_while_the_disk_fails(
                 run._buffer.due = 0.0  # as if a flush interval had passed
     assert any("dropped" in str(w.message) for w in caught)
     assert len(run._buffer.queue) <= 1000 + 5000
-    with pytest.raises(mm.StorageError, match="dropped"):
+    with pytest.raises(mm.StorageError) as failed:
         run.flush()
+    assert re.fullmatch(
+        rf"run {run.run_id}: \d+ points not yet written, \d+ points dropped: "
+        rf"write metric failed for {re.escape(str(metrics / 'loss.jsonl'))}: Not a directory",
+        str(failed.value.strerror),
+    ), failed.value.strerror
     metrics.unlink()
     metrics.mkdir(exist_ok=True)  # the writer thread's retry may have made it first
     with pytest.raises(mm.StorageError, match="dropped") as ended:
