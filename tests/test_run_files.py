@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import stat
+import time
 import warnings
 from pathlib import Path
 
@@ -162,3 +163,18 @@ def test_a_heartbeat_file_name_keeps_only_safe_characters_of_the_host(
     # The host name of this machine cannot be changed here: the function that reads it is replaced.
     monkeypatch.setattr(_run_files, "hostname", lambda: host)
     assert heartbeat_path("/s/0/abc") == f"/s/0/abc/.heartbeat-{os.getpid()}@{in_name}"
+
+
+def test_a_metrics_folder_replaced_by_hand_gets_the_next_points_at_once(store: Path) -> None:
+    run = mm.Run(runs_dir=store)
+    run.log_metric("loss", 0.0, step=0)
+    run.flush()
+    metrics = Path(run.run_dir) / "metrics"
+    metrics.rename(metrics.with_name("metrics-old"))
+    metrics.mkdir()  # a new folder in its place: one stat per drain tells, before any write
+    run._buffer.files.checked = time.time()  # the once-a-second check of each file just ran: not it
+    run.log_metric("loss", 1.0, step=1)
+    run.flush()
+    assert [r["step"] for r in read_jsonl(metrics / "loss.jsonl")] == [1]
+    assert [r["step"] for r in read_jsonl(metrics.with_name("metrics-old") / "loss.jsonl")] == [0]
+    run.end()
