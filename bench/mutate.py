@@ -27,7 +27,11 @@ Operators: comparison swaps (``<``/``<=``, ``==``/``!=``, ``is``/``is not``, ``i
 → ``return None``, a call statement removed (``pass``), a plain ``if``/``while`` condition negated.
 Docstrings and annotations are not mutated.
 
-Usage: ``python bench/mutate.py [--workers N] [--module PATH] [--only ID ...] [--markdown FILE]``.
+Usage: ``python bench/mutate.py [--workers N] [--module PATH] [--only ID ...] [--json F] [--markdown F]``.
+Runs made in batches (``--module``, or ``--only`` to run survivors again after a test was added) are
+joined into one report by ``--merge A.json B.json ... --markdown FILE``: a later file's verdict on a
+mutant replaces an earlier one's; the mutants are those of today's code (a mutant no file judged is
+reported as "pending" and counted as surviving).
 """
 
 from __future__ import annotations
@@ -802,6 +806,39 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("`", "'")
 
 
+def merge(reports: list[str], modules: list[str], out: str | None) -> int:
+    """One report from several runs' JSON files, over the mutants of today's code."""
+    mutants = [m for path in modules for m in mutants_of(path)]
+    by_id = {m.id: m for m in mutants}
+    runs, stale = [], 0
+    for report in reports:
+        data = json.loads(Path(report).read_text())
+        runs.append(data["meta"])
+        for old in data["mutants"]:
+            m = by_id.get(old["id"])
+            if m is None or (m.before, m.after) != (old["before"], old["after"]):
+                stale += 1  # the code moved since that run: its verdict is not today's
+                continue
+            for name in ("status", "killer", "tests", "seconds", "rechecked", "detail"):
+                setattr(m, name, old[name])
+    if stale:
+        print(f"{stale} verdicts left out: their mutants are not in today's code", file=sys.stderr)
+    meta = {
+        "command": "bench/mutate.py --merge " + " ".join(Path(r).name for r in reports),
+        "date": max(r["date"] for r in runs),
+        "machine": runs[-1]["machine"],
+        "runtime": " + ".join(r["runtime"] for r in runs)
+        + f" in {len(runs)} runs: "
+        + "; ".join(f"`{r['command']}`" for r in runs),
+    }
+    for path, total, killed, timeout, survived, uncovered in summary(mutants, modules):
+        print(f"{path:40} {total:5} killed {killed:4} timeout {timeout:3} survived {survived:4} "
+              f"(not covered {uncovered})")  # fmt: skip
+    if out:
+        Path(out).write_text(markdown(mutants, modules, meta))
+    return 0
+
+
 def main() -> int:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mini_mlflow"]["mutate"]
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -813,7 +850,10 @@ def main() -> int:
     parser.add_argument("--json", default=str(ROOT / "bench" / "mutation.json"))
     parser.add_argument("--markdown", default=None)
     parser.add_argument("--keep", action="store_true", help="keep the working folder")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="join earlier runs' reports, run nothing")
     args = parser.parse_args()
+    if args.merge:
+        return merge(args.merge, args.module or config["modules"], args.markdown)
 
     modules: list[str] = args.module or config["modules"]
     files: list[str] = config["tests"]
