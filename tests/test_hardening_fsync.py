@@ -22,6 +22,8 @@ for k in range(5):
     for i in range(100):
         run.log_metric("a", float(i), step=k * 100 + i)
         run.log_metric("b/c", float(i), step=k * 100 + i)
+    for j in range(18):  # 20 keys: more files than a run keeps open, so some are closed between drains
+        run.log_metric(f"many/{j}", float(k), step=k)
     run.flush()
 run.end()
 """
@@ -57,9 +59,12 @@ def test_fsync_policy_never_end_flush(tmp_path: Path) -> None:
     flush = _fsyncs(tmp_path, "flush")
     assert never == []
     ends_with = lambda paths, suffix: sum(p.endswith(suffix) for p in paths)  # noqa: E731
-    # end: each metric file once, and meta.yaml (then its folder) when the run ends
+    # end: each metric file once, and meta.yaml (then its folder) when the run ends; the files closed
+    # by then (a run keeps 16 open) are opened again to be synced
     assert ends_with(end, "/metrics/a.jsonl") == 1 and ends_with(end, "/metrics/b/c.jsonl") == 1
+    assert [ends_with(end, f"/metrics/many/{j}.jsonl") for j in range(18)] == [1] * 18
     assert ends_with(end, "meta.yaml") == 1  # the temporary file, before it replaces meta.yaml
     # flush: each metric file on every one of the 5 flushes (drains may add more), meta.yaml too
     assert ends_with(flush, "/metrics/a.jsonl") >= 5 and ends_with(flush, "/metrics/b/c.jsonl") >= 5
+    assert all(ends_with(flush, f"/metrics/many/{j}.jsonl") >= 5 for j in range(18))
     assert ends_with(flush, "meta.yaml") == 1

@@ -178,3 +178,25 @@ def test_a_metrics_folder_replaced_by_hand_gets_the_next_points_at_once(store: P
     assert [r["step"] for r in read_jsonl(metrics / "loss.jsonl")] == [1]
     assert [r["step"] for r in read_jsonl(metrics.with_name("metrics-old") / "loss.jsonl")] == [0]
     run.end()
+
+
+def test_each_open_file_is_checked_again_once_a_second_of_the_clock(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The clock is the module's own (a fake one here): the check's schedule, not the machine's speed.
+    clock = [1_000_000.0]
+    monkeypatch.setattr(_run_files, "_time", lambda: clock[0])
+    run = mm.Run(runs_dir=store)
+    run.log_metric("loss", 0.0, step=0)
+    run.flush()
+    files = run._buffer.files
+    files.checked = clock[0]
+    metrics = Path(run.run_dir) / "metrics"
+    (metrics / "loss.jsonl").rename(metrics / "moved-away.jsonl")
+    clock[0] += 1.0  # one second after the last check: due
+    run.log_metric("loss", 1.0, step=1)
+    run.flush()
+    assert files.checked == clock[0]
+    assert [r["step"] for r in read_jsonl(metrics / "loss.jsonl")] == [1]
+    assert [r["step"] for r in read_jsonl(metrics / "moved-away.jsonl")] == [0]
+    run.end()

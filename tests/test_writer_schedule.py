@@ -12,6 +12,8 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -74,6 +76,33 @@ def test_a_run_with_a_shorter_interval_wakes_a_sleeping_writer_and_no_other_does
         assert writer._thread is thread  # the same thread, woken
         wait_until(lambda: path.exists() and path.read_bytes().endswith(b"\n"), timeout=30)
         assert [r["value"] for r in read_jsonl(path)] == [1.0]
+    finally:
+        writer.stop()
+
+
+def test_a_woken_writer_goes_back_to_its_pauses(store: Path) -> None:
+    # After a wake-up the thread must wait again: a wake left set would make it pass without a pause,
+    # spinning on a core for the rest of the process.
+    writer = Writer()
+    try:
+        writer.register(_buffer(store, "slow", 3600.0, heartbeat=3600.0))
+        wait_until(lambda: writer._sleep > 1000, timeout=30)
+        writer.register(_buffer(store, "fast", 0.25))  # woken: its pause is 0.2 s
+        wait_until(lambda: writer._sleep == pytest.approx(0.25 * PASS_SHARE), timeout=30)
+        passes = itertools.count()
+        take = writer._take_snapshot
+
+        def counted() -> tuple[object, ...]:
+            next(passes)
+            return take()
+
+        writer._take_snapshot = counted  # type: ignore[method-assign]  # two calls per pass
+        began = time.monotonic()
+        time.sleep(1.0)
+        calls, elapsed = next(passes), time.monotonic() - began
+        # At most one pass per pause (plus the one in progress): a bound on what the thread did,
+        # whatever the load; a spinning thread makes thousands of passes in that time.
+        assert calls <= 2 * (elapsed / (0.25 * PASS_SHARE) + 2), (calls, elapsed)
     finally:
         writer.stop()
 
@@ -156,6 +185,39 @@ def test_an_idle_run_is_beaten_on_its_own_interval(store: Path) -> None:
         assert all(b - a >= 0.3 - 0.01 for a, b in itertools.pairwise(beats))
     finally:
         writer.stop()
+
+
+FORK_AND_LIST_DESCRIPTORS = """
+import os, sys
+import mini_mlflow as mm
+run = mm.Run(runs_dir=sys.argv[1])
+run.log_metric("m", 1.0, step=0)
+run.flush()  # the metric file stays open between drains
+path = os.path.join(os.path.realpath(run.run_dir), "metrics", "m.jsonl")
+def held():
+    return [fd for fd in os.listdir("/proc/self/fd") if os.path.realpath(f"/proc/self/fd/{fd}") == path]
+assert held(), "the parent keeps its metric file open: the premise"
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if not held() else 3)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status), len(held()))
+run.end()
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or not os.path.isdir("/proc/self/fd"), reason="fork and /proc")
+def test_a_forked_child_holds_none_of_the_parents_metric_files(tmp_path: Path) -> None:
+    # The child's copies of the parent's descriptors are closed at the fork: a long-lived child (a
+    # data-loader worker) must not keep files open that the parent writes, moves or deletes.
+    proc = subprocess.run(
+        [sys.executable, "-c", FORK_AND_LIST_DESCRIPTORS, str(tmp_path / "mlruns")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0", "1"]  # none in the child; the parent's own still open
 
 
 def test_after_a_fork_the_child_writer_holds_nothing(store: Path) -> None:
