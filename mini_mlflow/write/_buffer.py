@@ -244,7 +244,7 @@ class PointBuffer:
             parts.append(f"{pending} points not yet written")
         if self.dropped:
             parts.append(f"{self.dropped} points dropped")
-        summary = ", ".join(parts) or "a write failed"  # nothing pending: an fsync failed
+        summary = ", ".join(parts) or "a write failed"  # nothing pending: an fsync failed (end policy)
         raise StorageError(cause.errno, f"run {self.run_id}: {summary}: {cause.strerror}") from cause
 
     def sync_files(self) -> None:

@@ -364,10 +364,18 @@ class Run:
             # point is held: the error is resolved. (Only metric writes cleared it before, so a
             # symlinked tags/ folder, once fixed, still made every flush()/end() raise.)
             buffer.error = None
+        cause = buffer.error
+        if cause is not None and self._pending_values and not (buffer.pending_points or buffer.dropped):
+            # Only params/tags wait: name them and why, not the points' summary (there are none).
+            raise StorageError(
+                cause.errno, f"run {self.run_id}: not yet written: {self._pending_kinds()}: {cause.strerror}"
+            ) from cause
         buffer.raise_error()
         if self._pending_values:
-            kinds = sorted({f"{kind} {key!r}" for kind, key in self._pending_values})
-            raise StorageError(0, f"run {self.run_id}: not yet written: {', '.join(kinds)}")
+            raise StorageError(0, f"run {self.run_id}: not yet written: {self._pending_kinds()}")
+
+    def _pending_kinds(self) -> str:
+        return ", ".join(sorted({f"{kind} {key!r}" for kind, key in self._pending_values}))
 
     def end(self, status: str = "FINISHED", *, _lock_timeout: float = -1) -> None:
         """End the run: write what is buffered, then record ``status`` and the end time.
