@@ -8,6 +8,7 @@ to hold, but not to be the bounds, and the descriptor count could drift without 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -117,6 +118,7 @@ def test_a_deleted_run_folder_is_named_in_the_failure(store: Path) -> None:
         f"run {run.run_id}: 1 points not yet written: write metric failed for "
         f"{Path(run.run_dir) / 'metrics' / 'loss.jsonl'}: the run folder was deleted"
     )
+    assert caught.value.errno == errno.ENOENT
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(mm.StorageError):
