@@ -544,13 +544,15 @@ def test_idle_runs_cost_the_writer_nothing_and_hold_no_descriptors(
     assert [r.status for r in idle] == ["FINISHED"] * 300
 
 
-def _swap_in_a_link(folder: Path, outside: Path, stop: threading.Event, started: threading.Event) -> None:
-    """Each time a write starts, swap ``folder`` for a symlink to ``outside`` and back at once.
+def _swap_in_a_link(
+    folder: Path, outside: Path, stop: threading.Event, started: threading.Event, done: threading.Event
+) -> None:
+    """Each time ``started`` is set (a write starts), swap ``folder`` for a symlink to ``outside`` and
+    back at once, then set ``done``.
 
     The swap lands somewhere inside the write that just started (before, during or after its walk to
-    the folder), and every write starts with the real folder in place. A swapper running free instead
-    left the folder real for a few microseconds per cycle: whole runs of 3,000 writes then had no
-    write succeed, and the test's check that both outcomes happened failed at random.
+    the folder). The writer waits for ``done`` before its next write, so every write starts with the
+    real folder in place.
     """
     aside = folder.with_name(folder.name + ".aside")
     while not stop.is_set():
@@ -560,6 +562,7 @@ def _swap_in_a_link(folder: Path, outside: Path, stop: threading.Event, started:
         try:
             os.rename(folder, aside)
         except OSError:
+            done.set()
             continue
         try:
             os.symlink(outside, folder)
@@ -575,6 +578,7 @@ def _swap_in_a_link(folder: Path, outside: Path, stop: threading.Event, started:
                 break
             except OSError:
                 pass
+        done.set()
 
 
 @pytest.mark.parametrize(
@@ -616,22 +620,31 @@ def test_a_folder_swapped_for_a_symlink_mid_write_is_never_written_through(
         "run folder": lambda i: _operations.update_run_meta(str(rdir), run_name=f"n{i}"),
         ".index": save_index,
     }
-    stop, started = threading.Event(), threading.Event()
-    swapper = threading.Thread(target=_swap_in_a_link, args=(target, outside, stop, started))
+    stop, started, done = threading.Event(), threading.Event(), threading.Event()
+    swapper = threading.Thread(target=_swap_in_a_link, args=(target, outside, stop, started, done))
     swapper.start()
     outcomes = {"written": 0, "refused": 0}
     try:
-        # At least 3,000 writes, and on until each outcome was seen 20 times: the swaps did meet the
-        # writes (refused), and writes racing them still work (written).
+        # Every other write races a swap; the others run with the folder in place, and must work
+        # (a swap meeting nearly every write, as it does on a quiet machine, once left too few
+        # writes to tell a broken write from a refused one). At least 3,000 writes, and on until the
+        # swaps were seen to meet 20 writes (refused) and 20 writes worked.
         i = 0
         while i < 3000 or min(outcomes.values()) < 20:
             assert i < 30_000, outcomes
-            started.set()
+            swap = i % 2 == 0
+            if swap:
+                done.clear()
+                started.set()
             try:
                 writes[sub](i)
                 outcomes["written"] += 1
             except (OSError, mm.MiniMlflowError):
-                outcomes["refused"] += 1  # a link or no folder at that instant: where did the bytes go?
+                # A link or no folder at that instant: where did the bytes go? (checked below)
+                assert swap, f"write {i} failed with the folder in place"
+                outcomes["refused"] += 1
+            if swap:
+                assert done.wait(60), "the swapper did not put the folder back"
             i += 1
     finally:
         stop.set()
