@@ -438,6 +438,18 @@ def _env(worker: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+#: Address space of a test run and its children: a mutant that allocates without end (a walk that
+#: never stops) fails with MemoryError in seconds, instead of calling the kernel's OOM killer on the
+#: whole machine. No test here needs a tenth of it.
+MEMORY_CAP = 8 << 30
+
+
+def _cap_memory() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+
+
 def _pytest(
     worker: Path, files: list[str], select: list[str] | None, limit: float, first: bool = True, **env: str
 ) -> tuple[str, dict[str, object], float]:
@@ -462,6 +474,7 @@ def _pytest(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=_cap_memory,
     )
     _LIVE.add(proc.pid)
     try:
@@ -598,7 +611,10 @@ def _classify(m: Mutant, state: str, record: dict[str, object], selected: int) -
         m.killer = str(failed)
         m.detail = str(record.get("output"))[-1500:]
     elif rc in (2, 3, 4):
-        m.status, m.killer = "killed", f"pytest exit {rc}: the mutant breaks collection or import"
+        m.status, m.killer = "killed", f"pytest exit {rc}: the mutant breaks collection, import or pytest"
+        m.detail = str(record.get("output"))[-600:]
+    elif isinstance(rc, int) and rc < 0:  # the test process itself died (a crash, or killed for memory)
+        m.status, m.killer = "killed", f"the test process died of signal {-rc}"
         m.detail = str(record.get("output"))[-600:]
     elif rc == 0 and record.get("passed") == selected:
         m.status = "survived"
