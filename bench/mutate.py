@@ -822,6 +822,23 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("`", "'")
 
 
+def _short(command: str) -> str:
+    """A run's command for the report: an ``--only`` list by its length, files by their names."""
+    words, out = command.split(), []
+    while words:
+        word = words.pop(0)
+        if word == "--only":
+            ids = []
+            while words and not words[0].startswith("--"):
+                ids.append(words.pop(0))
+            out.append(f"--only <{len(ids)} mutants>")
+        elif word in ("--json", "--markdown") and words:
+            out.append(f"{word} {Path(words.pop(0)).name}")
+        else:
+            out.append(word.replace("mini_mlflow/", ""))
+    return " ".join(out)
+
+
 def merge(reports: list[str], modules: list[str], out: str | None) -> int:
     """One report from several runs' JSON files, over the mutants of today's code."""
     mutants = [m for path in modules for m in mutants_of(path)]
@@ -845,7 +862,7 @@ def merge(reports: list[str], modules: list[str], out: str | None) -> int:
         "machine": runs[-1]["machine"],
         "runtime": " + ".join(r["runtime"] for r in runs)
         + f" in {len(runs)} runs: "
-        + "; ".join(f"`{r['command']}`" for r in runs),
+        + "; ".join(f"`{_short(r['command'])}`" for r in runs),
     }
     for path, total, killed, timeout, survived, uncovered in summary(mutants, modules):
         print(f"{path:40} {total:5} killed {killed:4} timeout {timeout:3} survived {survived:4} "
