@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mutate import PYTHON, _copy_checkout, _env  # bench/ is not a package
+from mutate import PYTHON, _cell, _copy_checkout, _env  # bench/ is not a package
 
 
 @dataclass(frozen=True)
@@ -219,11 +219,8 @@ def _how(output: str) -> str:
     return (text[:117] + "...") if len(text) > 120 else text
 
 
-def check(p: Promise, base: Path) -> dict[str, object]:
-    copy = base / "copy"
-    if copy.exists():
-        shutil.rmtree(copy)
-    _copy_checkout(copy)
+def check(p: Promise, copy: Path) -> dict[str, object]:
+    """Break ``p`` in ``copy``, run its tests, put the file back and run them again."""
     target = copy / p.path
     original = target.read_text()
     if original.count(p.old) != 1:
@@ -239,17 +236,11 @@ def check(p: Promise, base: Path) -> dict[str, object]:
     return {
         "holds": holds,
         "broken": broken,
-        "rc_broken": rc_broken,
-        "rc_real": rc_real,
         "how": _how(out_broken),
         "real": out_real.strip().splitlines()[-1] if out_real.strip() else "",
         "seconds": s_broken + s_real,
         "why": "" if holds else out_broken[-1500:] + "\n---\n" + out_real[-1500:],
     }
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("`", "'")
 
 
 def main() -> int:
@@ -259,6 +250,7 @@ def main() -> int:
     args = parser.parse_args()
     rows = [(i, p) for i, p in enumerate(PROMISES, 1) if not args.only or i in args.only]
     base = Path(tempfile.mkdtemp(prefix="mini-mlflow-promises-"))
+    copy = base / "copy"  # one copy for every row: each row puts its file back
     lines = [
         "# Promises broken on purpose",
         "",
@@ -272,8 +264,9 @@ def main() -> int:
     ]
     failures = 0
     try:
+        _copy_checkout(copy)
         for i, p in rows:
-            r = check(p, base)
+            r = check(p, copy)
             failures += not r["holds"]
             broken = r["broken"]
             assert isinstance(broken, dict)

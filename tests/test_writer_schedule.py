@@ -12,8 +12,6 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -25,7 +23,7 @@ from mini_mlflow._config import resolve
 from mini_mlflow.write._buffer import PointBuffer
 from mini_mlflow.write._writer import PASS_SHARE, WRITER, Writer
 
-from conftest import read_jsonl, wait_until
+from conftest import python_child, read_jsonl, wait_until
 
 
 def _buffer(store: Path, name: str, interval: float, heartbeat: float = 10.0) -> PointBuffer:
@@ -188,9 +186,9 @@ def test_an_idle_run_is_beaten_on_its_own_interval(store: Path) -> None:
 
 
 FORK_AND_LIST_DESCRIPTORS = """
-import os, sys
+import os
 import mini_mlflow as mm
-run = mm.Run(runs_dir=sys.argv[1])
+run = mm.Run(runs_dir=os.environ["MINI_MLFLOW_TRACKING_DIR"])
 run.log_metric("m", 1.0, step=0)
 run.flush()  # the metric file stays open between drains
 path = os.path.join(os.path.realpath(run.run_dir), "metrics", "m.jsonl")
@@ -210,14 +208,12 @@ run.end()
 def test_a_forked_child_holds_none_of_the_parents_metric_files(tmp_path: Path) -> None:
     # The child's copies of the parent's descriptors are closed at the fork: a long-lived child (a
     # data-loader worker) must not keep files open that the parent writes, moves or deletes.
-    proc = subprocess.run(
-        [sys.executable, "-c", FORK_AND_LIST_DESCRIPTORS, str(tmp_path / "mlruns")],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    proc = python_child(
+        FORK_AND_LIST_DESCRIPTORS, tmp_path, env={"MINI_MLFLOW_TRACKING_DIR": str(tmp_path / "mlruns")}
     )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["0", "1"]  # none in the child; the parent's own still open
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert out.split() == ["0", "1"]  # none in the child; the parent's own still open
 
 
 def test_after_a_fork_the_child_writer_holds_nothing(store: Path) -> None:
