@@ -10,7 +10,8 @@ one ``pread`` the first time a search needs it and checks its CRC, so a search r
 * per param and tag key, the rows that have it (u32, ascending) with value codes and distinct values;
   per metric key, the rows and last values (float64);
 * ``detail``: per row, what re-checking the run compares (file signatures, metric aggregates), JSON
-  with int64 offsets; ``warnings``: ``{row: [...]}``.
+  at an int64 start and end (the JSON texts lie in the order the runs were read, not in row order);
+  ``warnings``: ``{row: [...]}``.
 
 Rows are kept in ``search_runs``' default order (newest start first, then run id), so a search without
 ``order_by`` sorts nothing. The file is written whole (temporary file + rename) and never changed.
@@ -29,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 MAGIC = b"MMCOLS1\n"
-VERSION = 1
+VERSION = 2  # 2: details at a start and an end per row (1: ascending offsets)
 _PREFIX = struct.Struct("<8sII")
 #: The record fields stored as columns, in RunRecord's order (run_id is the row's name).
 FIELDS = (
@@ -104,18 +105,33 @@ def code_type(distinct: int) -> str:
 def encode_values(values: list[Any]) -> tuple[array[int], list[Any]]:
     """Dictionary encoding: codes (as small as the number of distinct values allows) and the distinct
     values in first-seen order."""
-    seen: dict[Any, int] = {}
+    if _keys_are_values(values):  # the usual column: values are their own keys, encoded in C loops
+        seen = {value: code for code, value in enumerate(dict.fromkeys(values))}
+        return array(code_type(len(seen)), [seen[value] for value in values]), list(seen)
+    keyed: dict[Any, int] = {}
     distinct: list[Any] = []
     codes: list[int] = []
     append = codes.append
     for value in values:
         key = _value_key(value)
-        code = seen.get(key)
+        code = keyed.get(key)
         if code is None:
-            code = seen[key] = len(distinct)
+            code = keyed[key] = len(distinct)
             distinct.append(value)
         append(code)
     return array(code_type(len(distinct)), codes), distinct
+
+
+def _keys_are_values(values: list[Any]) -> bool:
+    """Whether the values tell themselves apart as ``_value_key`` does: all strings, all integers
+    (not bools), or all floats with neither a zero (0.0 == -0.0) nor a NaN (NaN != NaN)."""
+    classes = set(map(type, values))
+    if len(classes) != 1:
+        return not classes
+    cls = classes.pop()
+    if cls is str or cls is int:
+        return True
+    return cls is float and 0.0 not in values and all(v == v for v in values)
 
 
 class Builder:
@@ -196,9 +212,12 @@ class Builder:
             cols["f." + field] = _encode_field(field in INT_FIELDS, [column[i] for i in order], blob)
         for kind, columns in self.keys.items():
             for key, (rows, values) in columns.items():
-                pairs = sorted(zip([new_row[r] for r in rows], values, strict=True), key=lambda p: p[0])
-                moved_rows = array("I", [r for r, _ in pairs])
-                moved = [v for _, v in pairs]
+                if len(rows) == n:  # every run has this key (rows are then 0..n-1): no sort needed
+                    moved_rows, moved = array("I", range(n)), [values[i] for i in order]
+                else:
+                    pairs = sorted(zip([new_row[r] for r in rows], values, strict=True), key=lambda p: p[0])
+                    moved_rows = array("I", [r for r, _ in pairs])
+                    moved = [v for _, v in pairs]
                 entry: dict[str, Any] = {"rows": blob(moved_rows)}
                 if kind == "x":
                     entry["vals"] = blob(array("d", moved))
@@ -206,12 +225,15 @@ class Builder:
                     codes, distinct = encode_values(moved)
                     entry["codes"], entry["values"] = blob(codes), blob(dumps(distinct))
                 cols[f"{kind}.{key}"] = entry
-        ends, data = self.detail_ends, self.details
-        offsets, details = array("q", [0]), bytearray()
-        for i in order:
-            details += data[ends[i - 1] if i else 0 : ends[i]]
-            offsets.append(len(details))
-        cols["detail"] = {"offs": blob(offsets), "data": blob(bytes(details))}
+        # Details stay in the order they were added (no copy of each): each row says where its text is.
+        ends = self.detail_ends
+        begins = array("q", [0])
+        begins.extend(ends[:-1])
+        cols["detail"] = {
+            "starts": blob(array("q", [begins[i] for i in order])),
+            "ends": blob(array("q", [ends[i] for i in order])),
+            "data": blob(bytes(self.details)),
+        }
         cols["warnings"] = blob(dumps({str(new_row[r]): w for r, w in self.warnings.items()}))
         return _pack(blobs, {"v": VERSION, "id": build_id, "n": n, "cols": cols, "extra": extra})
 

@@ -172,7 +172,7 @@ class Main:
         self._fields: dict[str, FieldColumn] = {}
         self._keys: dict[str, KeyColumn | None] = {}
         self._key_names: dict[str, list[str]] = {}
-        self._offsets: array[int] | None = None
+        self._offsets: tuple[array[int], array[int]] | None = None
         self._warnings: dict[int, list[str]] | None = None
         self._by_row: list[list[tuple[str, str, int]]] | None = None
         #: Search masks that depend on these columns only (the run views), kept while they live.
@@ -252,10 +252,11 @@ class Main:
     def raw_detail(self, row: int) -> bytes:
         if self._offsets is None:
             spec = self.file.cols["detail"]  # type: ignore[union-attr]
-            self._offsets = self.file.array(spec["offs"], "q")  # type: ignore[union-attr]
-            if len(self._offsets) != self.n + 1:
+            starts, ends = self.file.array(spec["starts"], "q"), self.file.array(spec["ends"], "q")  # type: ignore[union-attr]
+            if len(starts) != self.n or len(ends) != self.n:
                 raise IndexFormatError("detail offsets do not match the row count")
-        start, end = self._offsets[row], self._offsets[row + 1]
+            self._offsets = (starts, ends)
+        start, end = self._offsets[0][row], self._offsets[1][row]
         return self.file.blob_part(self.file.cols["detail"]["data"], start, end - start)  # type: ignore[union-attr]
 
     @decoding
