@@ -27,7 +27,7 @@ import gc
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from ..store import _pending
@@ -39,7 +39,8 @@ from ._index_files import add_entry, add_scanned, builder_of
 from ._index_state import INDEX_DIR, ExperimentIndex
 from ._reader import heartbeat_state
 from ._records import RunRecord
-from ._scan import RACY_NS, Scanned, scan_run, sig_of
+from ._scan import RACY_NS, Old, Scanned, scan_run, sig_of
+from ._scan_workers import Failed, looks
 
 __all__ = ["INDEX_DIR", "ExperimentIndex"]
 
@@ -229,7 +230,7 @@ def _exists(name: str, exp_fd: int) -> bool:
 def _sweep(
     index: ExperimentIndex, exp_fd: int | None, exp_dir: str, now_ns: int, trust: _Trust
 ) -> tuple[list[str], list[str], dict[str, str]]:
-    """A ``stat`` of every run folder: ``(runs to check, runs gone, stray entries)``."""
+    """A ``stat`` of every run folder the index knows: ``(runs to check, runs gone, stray entries)``."""
     if exp_fd is None:
         index.swept = None
         return [], [*index.names(), *index.broken], {}
@@ -237,7 +238,11 @@ def _sweep(
         mtime = os.fstat(exp_fd).st_mtime_ns
         unchanged = index.swept is not None and index.swept[0] == mtime and mtime < index.swept[1] - RACY_NS
         # The folder's entries are what the index knows unless its mtime moved (an entry added or removed)
-        listed = [*index.names(), *index.broken, *index.stray] if unchanged else os.listdir(exp_fd)
+        listed = (
+            dict.fromkeys([*index.names(), *index.broken, *index.stray], False)
+            if unchanged
+            else _entry_types(exp_fd)
+        )
         index.swept = [mtime, now_ns]  # read before the names: a change after this moves the mtime past it
     except OSError:
         index.swept = None
@@ -248,6 +253,11 @@ def _sweep(
     lstat = os.stat
     for name in listed:
         if name == META_FILE or name[0] == "." or TMP_MARK in name:
+            continue
+        known = index.state(name)
+        if known is None and listed[name]:
+            seen.add(name)  # a folder the index does not know, as the listing says: looked at anyway
+            check.append(name)
             continue
         try:
             st = lstat(name, dir_fd=exp_fd, follow_symlinks=False)
@@ -262,12 +272,18 @@ def _sweep(
                 stray[name] = f"{path}: a stray file in the experiment folder (not a run)"
             continue
         seen.add(name)
-        known = index.state(name)
         if known is not None and known[1] and known[0] == st.st_mtime_ns and trust.settled(name, known[0]):
             continue  # finished, settled and untouched: trusted without opening anything
         check.append(name)
     gone = [n for n in [*index.names(), *index.broken] if n not in seen]
     return check, gone, stray
+
+
+def _entry_types(exp_fd: int) -> dict[str, bool]:
+    """The experiment folder's entries, each with whether the listing says it is a folder (not a
+    link): a run folder the index does not know then costs no ``stat`` of its own (a look follows)."""
+    with os.scandir(exp_fd) as entries:
+        return {entry.name: entry.is_dir(follow_symlinks=False) for entry in entries}
 
 
 def _check(
@@ -308,17 +324,14 @@ def _check_each(
     builder: Builder | None,
 ) -> bool:
     dirty = False
-    for name in names:
-        old = index.old(name)
-        try:
-            scanned = scan_run(exp_fd, index.exp_dir, name, now_ns, old, root, listing=only is None)
-        except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+    for name, old, scanned in _looks(root, index, exp_fd, names, now_ns, only, builder):
+        if isinstance(scanned, Failed):
+            if scanned.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                 index.swept = None  # gone or replaced while we looked: the next read sweeps
                 if builder is not None and old is not None and name in index.delta:
                     add_entry(builder, name, index.delta[name])  # type: ignore[arg-type]
                 continue
-            scanned = Scanned(None, f"{index.exp_dir}/{name}: {exc}", {}, {}, {}, [], {"at": now_ns}, -1)
+            scanned = Scanned(None, f"{index.exp_dir}/{name}: {scanned}", {}, {}, {}, [], {"at": now_ns}, -1)
         ok = trust.ok(name, scanned)
         if builder is not None and scanned.fields is not None:
             add_scanned(builder, name, scanned, ok)
@@ -329,6 +342,31 @@ def _check_each(
             index.delta.pop(name, None)
         dirty = index.put(name, scanned, ok) or dirty
     return dirty
+
+
+def _looks(
+    root: str,
+    index: ExperimentIndex,
+    exp_fd: int,
+    names: list[str],
+    now_ns: int,
+    only: str | None,
+    builder: Builder | None,
+) -> Iterator[tuple[str, Old | None, Scanned | Failed]]:
+    """``(name, how the index saw it, what a look found now)`` for each of ``names``. A new columnar
+    file's runs the index does not know are looked at by ``_scan_workers`` (in parallel when many)."""
+    unknown: list[str] = []
+    for name in names:
+        old = index.old(name)
+        if builder is not None and old is None:
+            unknown.append(name)
+            continue
+        try:
+            yield name, old, scan_run(exp_fd, index.exp_dir, name, now_ns, old, root, listing=only is None)
+        except OSError as exc:
+            yield name, old, Failed((exc.errno or 0, str(exc)))
+    for name, scanned in looks(exp_fd, index.exp_dir, unknown, now_ns, root):
+        yield name, None, scanned
 
 
 # -- experiments and runs -----------------------------------------------------------------------------

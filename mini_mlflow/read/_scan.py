@@ -102,31 +102,19 @@ def _is_link(name: str, dir_fd: int) -> bool:
         return False
 
 
-def _names(fd: int, path: str) -> list[str]:
-    """The entries of the open folder ``fd`` at ``path``. Listed by path: ``os.listdir`` of a
-    descriptor duplicates it first (three more system calls per folder, thousands of folders). Every
-    name is then opened relative to ``fd``, so a folder swapped at ``path`` meanwhile cannot lead a
-    read elsewhere: its names are just not found in ``fd``."""
-    try:
-        return os.listdir(path)
-    except OSError:
-        return os.listdir(fd)
-
-
 def _walk(
     fd: int,
-    path: str,
     rel: str,
     suffix: str,
     visit: Callable[[int, str, str], bool],
     sigs: list[list[Any]],
 ) -> None:
-    """Visit every ``<key><suffix>`` file under the open folder ``fd`` at ``path`` (keys with ``/``
+    """Visit every ``<key><suffix>`` file under the open folder ``fd`` (keys with ``/``
     are sub-folders); ``visit(folder_fd, file name, key)`` returns False for a name that is a folder.
     Records ``[rel, mtime_ns]`` of each folder walked. Links and temporary files are passed over."""
     sigs.append([rel, os.fstat(fd).st_mtime_ns])
     prefix = "" if rel == "." else rel + "/"
-    for entry in _names(fd, path):
+    for entry in os.listdir(fd):  # through the descriptor: a folder swapped meanwhile leads nowhere
         if TMP_MARK in entry:
             continue
         if entry.endswith(suffix) and visit(fd, entry, _intern(prefix + entry[: -len(suffix)])):
@@ -134,7 +122,7 @@ def _walk(
         sub = _open_folder(entry, fd)
         if sub is not None:
             try:
-                _walk(sub, f"{path}/{entry}", prefix + entry, suffix, visit, sigs)
+                _walk(sub, prefix + entry, suffix, visit, sigs)
             finally:
                 os.close(sub)
 
@@ -189,7 +177,7 @@ def _read_values(
     try:
         sigs.append([".", os.fstat(top).st_mtime_ns])
         nested = []
-        for entry in _names(top, folder):  # the usual flat folder, read in this loop
+        for entry in os.listdir(top):  # the usual flat folder, read in this loop
             if TMP_MARK in entry:
                 continue
             text = _read_text(entry, top) if entry.endswith(VALUE_SUFFIX) else None
@@ -202,7 +190,7 @@ def _read_values(
             if sub is not None:
                 try:
                     visit = lambda fd, n, k: _keep(texts, k, _read_text(n, fd))  # noqa: E731
-                    _walk(sub, f"{folder}/{entry}", entry, VALUE_SUFFIX, visit, sigs)
+                    _walk(sub, entry, VALUE_SUFFIX, visit, sigs)
                 finally:
                     os.close(sub)
     finally:
@@ -276,7 +264,7 @@ def _look_metrics(
     if top is None:
         return aggs, [[".", -1]]
     try:
-        _walk(top, folder, ".", METRIC_SUFFIX, visit, sigs)
+        _walk(top, ".", METRIC_SUFFIX, visit, sigs)
     finally:
         os.close(top)
     for key in sorted({*aggs, *errors}):
