@@ -251,7 +251,22 @@ def _sweep(
     seen: set[str] = set()
     stray: dict[str, str] = {}
     lstat = os.stat
+    # The usual run, inline (100,000 of them cost little more than their ``lstat``): stored in the
+    # columnar file, finished, settled by age, its folder untouched.
+    main, delta = index.main, index.delta
+    rows, d_col, ok_col = main.positions(), main.d, main.ok
+    settled_before = trust.settled_before
     for name in listed:
+        row = rows.get(name, -1)
+        if row >= 0 and ok_col[row] and name not in delta:
+            try:
+                st = lstat(name, dir_fd=exp_fd, follow_symlinks=False)
+            except OSError:
+                continue
+            d = d_col[row]
+            if st.st_mtime_ns == d and d < settled_before and st.st_mode & 0o170000 == stat.S_IFDIR:
+                seen.add(name)
+                continue
         if name == META_FILE or name[0] == "." or TMP_MARK in name:
             continue
         known = index.state(name)

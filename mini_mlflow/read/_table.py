@@ -192,9 +192,14 @@ class Main:
     @decoding
     def row_of(self, name: str) -> int:
         """The row of run folder ``name``, -1 if it is not stored."""
+        return self.positions().get(name, -1)
+
+    @decoding
+    def positions(self) -> dict[str, int]:
+        """Run folder name → row, for every stored run."""
         if self._pos is None:
             self._pos = {n: i for i, n in enumerate(self.names)}
-        return self._pos.get(name, -1)
+        return self._pos
 
     @property
     @decoding
