@@ -295,7 +295,7 @@ def test_the_table_of_a_search_is_its_records_as_columns(tmp_path: Path) -> None
     (root / "0").mkdir(parents=True)
     (root / "0" / "meta.yaml").write_text("experiment_id: '0'\nname: Default\nlifecycle_stage: active\n")
     runs = [
-        {"id": f"{i:032x}", "name": NAMES[i % len(NAMES)], "status": "FINISHED", "start": 1_700_000_000_000 + i % 7,
+        {"id": f"{i:032x}", "name": NAMES[i % len(NAMES)], "status": "RUNNING" if i == 7 else "FINISHED", "start": 1_700_000_000_000 + i % 7,
          "end": None, "user": "ann", "stage": "active", "params": {"p": PARAM_VALUES[i % len(PARAM_VALUES)]},
          "tags": {"mlflow.runName": "x"} if i % 3 else {}, "metrics": {"m": [METRIC_VALUES[i % 11]]} if i % 4 else {}}
         for i in range(30)
@@ -325,3 +325,53 @@ def test_the_table_of_a_search_is_its_records_as_columns(tmp_path: Path) -> None
         for key in got:
             assert got[key][0] == rebuilt[key][0]
             assert json.dumps(got[key][1]) == json.dumps(rebuilt[key][1])  # NaN equal to NaN
+    # every run in the columnar file (the path that reads whole columns), filtered, ordered, with the
+    # values given as a page shows them: params and tags as text, non-finite metrics spelled out
+    hour_ago = time.time() - 3600  # finished long ago: trusted on their folders' mtimes, none re-read
+    for path in [*root.glob("0/*/**/*"), *root.glob("0/*/")]:
+        os.utime(path, (hour_ago, hour_ago))
+    _index.forget(str(root), "0")  # built again: every run settled, into the columnar file
+    index = _index.load_experiment(str(root), "0")
+    _index_files.save(str(root), index, _index_files.builder_of(index, set()))
+    _index._MEMORY.clear()
+
+    def text(v: Any) -> str:
+        return f"<{v!r}>"
+
+    def spelled(v: float) -> str:
+        return "NaN" if v != v else "inf" if v > 0 else "-inf"
+
+    for flt, order in (
+        ("", []),
+        ("params.p != 'sgd'", ["metrics.m DESC"]),
+        ("attributes.run_name = 'beta'", []),
+    ):
+        found = find(None, flt, order, "active", str(root))
+        assert found._rows_only  # every match read from the columns
+        table = found.table(text, spelled)
+        records = found.records(0, found.total)
+        assert table["count"] == len(records) > 0
+        for field, attribute in (
+            ("id", "run_id"),
+            ("name", "run_name"),
+            ("status", "status"),
+            ("end", "end_time"),
+        ):
+            assert table["runs"][field] == [getattr(r, attribute) for r in records]
+        for entity in ("params", "tags", "metrics"):
+            rebuilt = {}
+            for i, r in enumerate(records):
+                for key, value in getattr(r, entity).items():
+                    shown = (
+                        text(value)
+                        if entity != "metrics"
+                        else value
+                        if value - value == 0
+                        else spelled(value)
+                    )
+                    rebuilt.setdefault(key, [[], []])
+                    rebuilt[key][0].append(i)
+                    rebuilt[key][1].append(shown)
+            assert {k: v for k, v in table[entity].items() if v[0]} == rebuilt
+    statuses = find(None, "", [], "active", str(root)).table()["runs"]["status"]
+    assert "RUNNING" not in statuses and "CRASHED" in statuses  # its writer long gone (no heartbeat)

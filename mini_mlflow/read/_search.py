@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -99,6 +100,7 @@ class Found:
         self.items = items
         self.sources = sources
         self.total = len(items)
+        self._rows_only = single and not matched[0][1]  # every match a stored row of one experiment
 
     @staticmethod
     def _getter(sources: list[Source]) -> Callable[[Field], Callable[[Any], Any]]:
@@ -132,22 +134,36 @@ class Found:
         get = self._getter(self.sources)(f)
         return [get(item) for item in self.items]
 
-    def table(self) -> dict[str, Any]:
+    def table(
+        self,
+        text: Callable[[Any], Any] | None = None,
+        non_finite: Callable[[float], Any] | None = None,
+    ) -> dict[str, Any]:
         """Every match as columns, without building records: what a runs table needs (the web UI's).
 
         ``runs`` holds the record fields (``status`` as shown: CRASHED for a dead RUNNING run); ``params``,
         ``tags`` and ``metrics`` map each key to ``[positions, values]`` of the matches that have it.
+        ``text`` gives each param and tag value as shown (called once per distinct stored value), and
+        ``non_finite`` each NaN or ±inf metric value; values are given as they are without them.
         """
-        runs = {
-            name: self.column(Field("attributes", attribute))
-            for name, attribute in (
-                ("id", "run_id"), ("name", "run_name"), ("exp", "experiment_id"), ("status", "status"),
-                ("start", "start_time"), ("end", "end_time"), ("user", "user"),
-                ("parent", "parent_run_id"), ("stage", "lifecycle_stage"),
-            )
-        }  # fmt: skip
+        groups, changed = self._groups()
+        whole = len(groups) == 1 and not changed and len(groups[0][1]) == self.total  # rows in item order
+        runs: dict[str, list[Any]] = {}
+        for name, attribute in TABLE_FIELDS:
+            if whole:
+                runs[name] = _field_of_rows(groups[0][0], attribute, groups[0][2])
+                continue
+            column: list[Any] = [None] * self.total
+            for source, at, rows in groups:
+                for i, value in zip(at, _field_of_rows(source, attribute, rows), strict=True):
+                    column[i] = value
+            get = record_getter(Field("attributes", attribute))
+            for i, record in changed:
+                column[i] = get(record)
+            runs[name] = column
         out: dict[str, Any] = {"count": self.total, "runs": runs}
         for entity, kind in (("params", "p"), ("tags", "t"), ("metrics", "x")):
+            metric = kind == "x"
             keys: dict[str, None] = {}
             for source in self.sources:
                 keys.update(dict.fromkeys(source.index.main.key_names(kind)))
@@ -155,25 +171,91 @@ class Found:
                     keys.update(dict.fromkeys(getattr(record, entity)))
             columns = {}
             for key in sorted(keys):
-                values = self._values(entity, kind, key)
-                positions = [i for i, v in enumerate(values) if v is not MISSING]
-                columns[key] = [positions, [values[i] for i in positions]]
+                if whole:
+                    positions, values = _key_of_rows(groups[0][0], kind, key, groups[0][2], text)
+                else:
+                    every: list[Any] = [MISSING] * self.total
+                    for source, at, rows in groups:
+                        where, got = _key_of_rows(source, kind, key, rows, text)
+                        for j, value in zip(where, got, strict=True):
+                            every[at[j]] = value
+                    for i, record in changed:
+                        value = getattr(record, entity).get(key, MISSING)
+                        if value is not MISSING and text is not None and not metric:
+                            value = text(value)
+                        every[i] = value
+                    positions = [i for i, v in enumerate(every) if v is not MISSING]
+                    values = [every[i] for i in positions]
+                if metric and non_finite is not None and values and not math.isfinite(sum(values)):
+                    values = [v if v - v == 0 else non_finite(v) for v in values]
+                columns[key] = [positions, values]
             out[entity] = columns
         return out
 
-    def _values(self, entity: str, kind: str, key: str) -> list[Any]:
-        """A key's own values for every match, MISSING where a run lacks it (a param may be null, and
-        a system tag's fall-back to a run field is a filter's, not a table's)."""
-        values = []
-        columns = {id(s): s.index.main.key(kind, key) for s in self.sources}
-        for item in self.items:
-            source, ref = (self.sources[0], item) if len(self.sources) == 1 else item
+    def _groups(self) -> tuple[list[tuple[Source, list[int], list[int]]], list[tuple[int, RunRecord]]]:
+        """The matches split by where they come from: per experiment ``(source, places, stored rows)``,
+        and ``(place, record)`` of the runs changed since their experiment's columnar file was written."""
+        if len(self.sources) == 1 and self._rows_only:
+            return [(self.sources[0], range(self.total), self.items)], []  # type: ignore[list-item]
+        single = len(self.sources) == 1
+        by_source: dict[int, tuple[Source, list[int], list[int]]] = {}
+        changed = []
+        for i, item in enumerate(self.items):
+            source, ref = (self.sources[0], item) if single else item
             if ref.__class__ is int:
-                column = columns[id(source)]
-                values.append(MISSING if column is None else column.get(ref))
+                group = by_source.get(id(source))
+                if group is None:
+                    group = by_source[id(source)] = (source, [], [])
+                group[1].append(i)
+                group[2].append(ref)
             else:
-                values.append(getattr(ref, entity).get(key, MISSING))
-        return values
+                changed.append((i, ref))
+        return list(by_source.values()), changed
+
+
+#: The record fields of a runs table: its names for them, and the records'.
+TABLE_FIELDS = (
+    ("id", "run_id"), ("name", "run_name"), ("exp", "experiment_id"), ("status", "status"),
+    ("start", "start_time"), ("end", "end_time"), ("user", "user"), ("parent", "parent_run_id"),
+    ("stage", "lifecycle_stage"),
+)  # fmt: skip
+
+
+def _field_of_rows(source: Source, attribute: str, rows: list[int]) -> list[Any]:
+    """A record field of stored rows, read a column at a time."""
+    if not rows:
+        return []
+    main = source.index.main
+    if attribute == "run_id":
+        return list(map(main.names.__getitem__, rows))
+    if attribute == "experiment_id":
+        return [source.index.exp_id] * len(rows)
+    every = main.field(attribute).column()
+    got = list(map(every.__getitem__, rows))
+    if attribute == "status" and "RUNNING" in got:
+        got = [source.status(row) if v == "RUNNING" else v for v, row in zip(got, rows, strict=True)]
+    return got
+
+
+def _key_of_rows(
+    source: Source, kind: str, key: str, rows: list[int], text: Callable[[Any], Any] | None
+) -> tuple[list[int], list[Any]]:
+    """``(positions in rows, values)`` of the stored rows that have a key (a param, tag or metric)."""
+    column = source.index.main.key(kind, key) if rows else None
+    if column is None:
+        return [], []
+    if column.vals is not None:
+        every: Any = column.vals
+    elif text is None:
+        every = column.decoded()
+    else:  # each distinct value converted once
+        shown = [text(v) for v in column.values]
+        every = list(map(shown.__getitem__, column.codes))  # type: ignore[arg-type]
+    where = column.positions_of(rows)
+    if column.full:
+        return list(range(len(rows))), list(map(every.__getitem__, where))
+    positions = [i for i, p in enumerate(where) if p >= 0]
+    return positions, [every[where[i]] for i in positions]
 
 
 def find(

@@ -12,6 +12,7 @@ import functools
 import sys
 from array import array
 from collections.abc import Callable
+from itertools import repeat
 from typing import Any, TypeVar
 
 from ._columns import FIELDS, ColumnFile, IndexFormatError, code_type, loads
@@ -134,9 +135,19 @@ class KeyColumn:
         """Where ``row`` sits in this column, -1 if it lacks the key."""
         if self.full:
             return row
+        return self._where().get(row, -1)
+
+    def positions_of(self, rows: list[int]) -> list[int]:
+        """Where each of ``rows`` sits in this column, -1 for a row that lacks the key."""
+        if self.full:
+            return list(rows)
+        return list(map(self._where().get, rows, repeat(-1, len(rows))))
+
+    def _where(self) -> dict[int, int]:
+        """Row → position (built once, for a column some rows lack)."""
         if self._pos is None:
             self._pos = dict(zip(self.rows, range(len(self.rows)), strict=True))
-        return self._pos.get(row, -1)
+        return self._pos
 
     def at(self, position: int) -> Any:
         if self.vals is not None:
