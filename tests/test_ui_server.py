@@ -50,10 +50,14 @@ def test_runs_table_is_columnar_with_differing_params_and_mlflow_filters(server:
     assert doc["differs"] == ["epochs", "lr", "optimizer", "payload"]  # epochs: missing in one run
     rows, values = doc["params"]["optimizer"]
     assert sorted(values) == ["adam", "adam", "sgd"] and len(rows) == 3
+    for entity in ("params", "metrics", "tags"):
+        for key, (positions, values) in doc[entity].items():  # positions None: every run has the key
+            assert (positions is None) == (len(values) == 4), (entity, key)
     exp = doc["runs"]["exp"][doc["runs"]["id"].index(ids["spiky"])]
     one = get_json(server, f"/api/runs?e={exp}&filter=params.optimizer%20%3D%20%27adam%27")
     assert sorted(one["runs"]["name"]) == ["calm-a", "calm-b"]
     assert one["differs"] == ["lr"]
+    assert one["params"]["lr"][0] is None and len(one["params"]["lr"][1]) == 2  # both runs have it
     last = get_json(server, f"/api/runs?e={exp}&filter=" + "metrics.%60train/loss%60%20%3E%200")
     assert sorted(last["runs"]["name"]) == ["calm-a", "calm-b", "spiky"]
     status, _, body = request(server, "/api/runs?filter=metrics.acc%20%3E%3E%201")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -16,7 +15,7 @@ from .._errors import InvalidInputError, NotFoundError
 from ..read import _index
 from ..read._reader import resolve_run
 from ..read._records import RunRecord, as_text, lower_is_better
-from ..read._search import records_of, search_runs
+from ..read._search import find, records_of
 from ..store._files import read_bytes
 from ..store._layout import TMP_MARK, VALUE_SUFFIX, walk_keys
 from ._downsample import X_MODES, Downsampled, bucket_width, ema, m4
@@ -75,19 +74,6 @@ def text_of(value: Any) -> str:
     return as_text(value)
 
 
-def _sparse(records: Sequence[RunRecord], attr: str, text: bool) -> dict[str, list[list[Any]]]:
-    cols: dict[str, list[list[Any]]] = {}
-    convert = text_of if text else num
-    for i, r in enumerate(records):
-        for key, value in getattr(r, attr).items():
-            col = cols.get(key)
-            if col is None:
-                col = cols[key] = [[], []]
-            col[0].append(i)
-            col[1].append(convert(value))
-    return cols
-
-
 def _differing(cols: dict[str, list[list[Any]]], rows: int) -> list[str]:
     """Keys whose value is not the same in every row (missing counts as a value), as ``ls`` shows."""
     return sorted(k for k, (idx, vals) in cols.items() if len(idx) != rows or len(set(vals)) > 1)
@@ -116,33 +102,26 @@ def runs_table(
 ) -> dict[str, Any]:
     """The runs table, column by column (compact for 10,000 runs); the filter is MLflow's grammar.
 
+    Read from the index's columns without building a record per run: params and tags as text, NaN and
+    ±inf metrics spelled as the store spells them. Each key maps to ``[positions, values]``, positions
+    None when every run has it.
+
     Raises:
         InvalidInputError: a malformed filter (the message points at the token).
     """
-    found = search_runs(
-        experiment_ids, filter_string, run_view=view_name, root=root, copy=False, max_results=1
-    )
-    records: list[RunRecord] = list(found)
-    params = _sparse(records, "params", text=True)
-    return {
-        "count": len(records),
-        "runs": {
-            "id": [r.run_id for r in records],
-            "name": [r.run_name for r in records],
-            "exp": [r.experiment_id for r in records],
-            "status": [r.status for r in records],
-            "start": [r.start_time for r in records],
-            "end": [r.end_time for r in records],
-            "user": [r.user for r in records],
-            "parent": [r.parent_run_id for r in records],
-            "stage": [r.lifecycle_stage for r in records],
-        },
-        "params": params,
-        "metrics": _sparse(records, "metrics", text=False),
-        "tags": _sparse(records, "tags", text=True),
-        "differs": _differing(params, len(records)),
-        "broken": [b.to_dict() for b in found.broken],
-    }
+
+    def read() -> tuple[dict[str, Any], list[Any]]:
+        found = find(experiment_ids, filter_string, None, view_name, root)
+        return found.table(text_of, num), found.broken
+
+    table, broken = _index.recovering(root, read)
+    table["differs"] = _differing(table["params"], table["count"])
+    for entity in ("params", "metrics", "tags"):
+        for column in table[entity].values():
+            if len(column[0]) == table["count"]:
+                column[0] = None  # every row has the key: no positions to send
+    table["broken"] = [b.to_dict() for b in broken]
+    return table
 
 
 def load_record(root: str, ref: str) -> tuple[RunRecord, dict[str, list[Any]]]:
