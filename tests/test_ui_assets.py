@@ -51,7 +51,6 @@ def test_our_scripts_never_parse_store_text_as_markup() -> None:
     assert re.findall(r'(?:src|href)="([^"]+)"', page) == [
         "/static/vendor/uPlot.min.css",
         "/static/style.css",
-        "/static/vendor/uPlot.iife.min.js",
         "/static/js/util.js",
         "/static/js/table.js",
         "/static/js/chart.js",

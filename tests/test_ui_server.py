@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -144,6 +145,37 @@ def _check_headers(headers: dict[str, str]) -> None:
     assert "frame-ancestors 'none'" in csp and ("default-src 'self'" in csp or "default-src 'none'" in csp)
     assert headers["x-content-type-options"] == "nosniff"
     assert not [h for h in headers if h.startswith("access-control-")]  # never any CORS
+
+
+def test_the_page_names_its_files_in_a_versioned_folder_kept_for_good(server) -> None:
+    status, headers, page = request(server, "/")
+    assert status == 200 and headers["cache-control"] == "no-cache"  # the page itself is asked again
+    links = re.findall(r'(?:src|href)="(/static/[^"]+)"', page.decode())
+    assert links and all(link.startswith("/static/v-") for link in links)
+    version = links[0].split("/")[2]
+    assert all(link.split("/")[2] == version for link in links)
+    app = f"/static/{version}/js/app.js"
+    assert app in links
+    status, headers, body = request(server, app)
+    assert (
+        status == 200
+        and "immutable" in headers["cache-control"]
+        and "max-age=31536000" in headers["cache-control"]
+    )
+    plain_status, plain_headers, plain = request(server, "/static/js/app.js")
+    assert plain_status == 200 and plain == body and plain_headers["cache-control"] == "no-cache"
+    # a folder of another version (an older page still open): served, but asked again each time
+    status, headers, other = request(server, "/static/v-0123456789abcdef/js/app.js")
+    assert status == 200 and other == body and headers["cache-control"] == "no-cache"
+    for path in (
+        f"/static/{version}/../_server.py",
+        f"/static/{version}/",
+        "/static/v-",
+        "/static/v-x/nope.js",
+    ):
+        status, headers, _ = request(server, path)
+        assert status == 404, path
+        _check_headers(headers)
 
 
 def test_every_answer_carries_the_security_headers_and_no_cors(server, store) -> None:

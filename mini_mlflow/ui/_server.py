@@ -54,9 +54,19 @@ SNAPSHOT_S = 0.5
 SHARED_ANSWER_S = 0.25
 
 
+#: Where a page's files are served for good: ``/static/v-<hash of every file>/...`` never changes content,
+#: so a browser keeps them without asking again; the page itself (``/``) names that folder.
+VERSIONED = "/static/v-"
+IMMUTABLE = (("Cache-Control", "public, max-age=31536000, immutable"),)
+
+
 def load_static() -> dict[str, tuple[bytes, bytes, str, str]]:
-    """``{url path: (bytes, gzipped bytes, content type, etag)}`` of the page's files (package data)."""
-    out = {}
+    """``{url path: (bytes, gzipped bytes, content type, etag)}`` of the page's files (package data).
+
+    ``/`` is ``index.html`` with its links into the versioned folder; the modules it loads import each
+    other by relative paths, so they stay in that folder too.
+    """
+    files: dict[str, bytes] = {}
     base = resources.files("mini_mlflow.ui") / "static"
     pending = [("", base)]
     while pending:
@@ -64,18 +74,21 @@ def load_static() -> dict[str, tuple[bytes, bytes, str, str]]:
         for item in folder.iterdir():
             if item.is_dir():
                 pending.append((f"{prefix}{item.name}/", item))
-                continue
-            ext = os.path.splitext(item.name)[1]
-            if ext not in STATIC_TYPES:
-                continue
-            data = item.read_bytes()
-            tag = '"' + hashlib.blake2b(data, digest_size=8).hexdigest() + '"'
-            out["/static/" + prefix + item.name] = (
-                data,
-                gzip.compress(data, 6, mtime=0),
-                STATIC_TYPES[ext],
-                tag,
-            )
+            elif os.path.splitext(item.name)[1] in STATIC_TYPES:
+                files["/static/" + prefix + item.name] = item.read_bytes()
+    version = hashlib.blake2b(digest_size=8)
+    for path in sorted(files):
+        version.update(b"%d:%s\0" % (len(files[path]), path.encode()))
+        version.update(files[path])
+    files["/"] = files["/static/index.html"].replace(
+        b'="/static/', b'="%s%s/' % (VERSIONED.encode(), version.hexdigest().encode())
+    )
+    out = {}
+    for path, data in files.items():
+        tag = '"' + hashlib.blake2b(data, digest_size=8).hexdigest() + '"'
+        ext = os.path.splitext(path)[1] or ".html"
+        out[path] = (data, gzip.compress(data, 6, mtime=0), STATIC_TYPES[ext], tag)
+    out[VERSIONED] = (b"", b"", "", version.hexdigest())
     return out
 
 
@@ -209,7 +222,7 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/favicon.ico":
                 self.answer(204, b"", "image/x-icon")
             elif path in ("/", "/index.html"):
-                self._static("/static/index.html")
+                self._static("/")
             elif path.startswith("/static/"):
                 self._static(path)
             elif path.startswith("/api/artifact/"):
@@ -298,12 +311,19 @@ class Handler(BaseHTTPRequestHandler):
     # -- routes that stream or serve files -----------------------------------------------------
 
     def _static(self, path: str) -> None:
-        found = self.server.static.get(path)
-        if found is None:
+        files = self.server.static
+        cache: tuple[tuple[str, str], ...] = ()
+        if path.startswith(VERSIONED):
+            version, _, rest = path[len(VERSIONED) :].partition("/")
+            path = "/static/" + rest
+            if version == files[VERSIONED][3]:
+                cache = IMMUTABLE  # this server's files: the same bytes for as long as the URL names them
+        found = files.get(path)
+        if found is None or path == VERSIONED:
             self.error(404, f"no such file: {path[:200]}")
             return
         data, zipped, content_type, tag = found
-        cache = (("Cache-Control", "no-cache"), ("ETag", tag))
+        cache = cache or (("Cache-Control", "no-cache"), ("ETag", tag))
         if self.headers.get("If-None-Match") == tag:
             self.send_response(304)
             self.send_header("Content-Length", "0")

@@ -10,6 +10,22 @@ function css(name) {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || "#888";
 }
 
+// uPlot is loaded when the first chart is (a runs table never waits for it to be parsed); a page
+// that charts asks for it beside its first data.
+let uplotLoading = null;
+export function uplotReady() {
+  if (window.uPlot) return Promise.resolve();
+  if (!uplotLoading) {
+    uplotLoading = new Promise((ok, fail) => {
+      const tag = h("script", { src: new URL("../vendor/uPlot.iife.min.js", import.meta.url).pathname });
+      tag.addEventListener("load", ok);
+      tag.addEventListener("error", () => { uplotLoading = null; fail(new Error("the chart library did not load")); });
+      document.head.append(tag);
+    });
+  }
+  return uplotLoading;
+}
+
 // x as the chart shows it: uPlot's time scale counts seconds.
 function shownX(x, mode) {
   return mode === "wall" ? x / 1000 : x;

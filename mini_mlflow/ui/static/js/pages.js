@@ -1,7 +1,7 @@
 // A run's page and the compare view: both are a header, tables, and one chart per metric, loaded as
 // each chart scrolls into view (a page with 300 metrics does not fetch 300 series at once).
 import { h, clear, api, fmtNumber, fmtTime, fmtDuration, shortId, makeHash, PALETTE } from "./util.js";
-import { Chart } from "./chart.js";
+import { Chart, uplotReady } from "./chart.js";
 
 function controls(page) {
   const p = page.params;
@@ -78,6 +78,8 @@ class ChartsPage {
     if (!chart || (chart.loaded && !again)) return;
     chart.loaded = true;
     const t0 = performance.now();
+    const library = uplotReady(); // fetched beside the data
+    library.catch(() => {});
     const cols = Math.round((chart.plot.clientWidth || 800) * devicePixelRatio);
     const z = this.zoom;
     const ids = this.runIds();
@@ -91,6 +93,7 @@ class ChartsPage {
         x: s.x, y: s.y, nan: s.nan, pinf: s.pinf, ninf: s.ninf, counts: s.counts, points: s.points,
         smooth: s.smooth || null, startMs: s.start_ms, offset: s.offset,
       }));
+      await library;
       chart.setSeries(list, z);
       if (this.view === "compare" && this.params.band === "1") {
         chart.setBand(await api("/api/aggregate", { runs: ids.join(","), key, x: this.params.x || "step", cols }));

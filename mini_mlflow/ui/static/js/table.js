@@ -40,7 +40,8 @@ export function rowsOf(doc, expNames) {
   }));
   for (const kind of ["params", "metrics", "tags"]) {
     for (const [key, [idx, vals]] of Object.entries(doc[kind])) {
-      for (let j = 0; j < idx.length; j++) rows[idx[j]][kind][key] = vals[j];
+      if (idx === null) for (let j = 0; j < vals.length; j++) rows[j][kind][key] = vals[j]; // every row has it
+      else for (let j = 0; j < idx.length; j++) rows[idx[j]][kind][key] = vals[j];
     }
   }
   return rows;
@@ -126,11 +127,14 @@ export class RunsTable {
       this.doc = doc;
       this.rows = rowsOf(doc, this.app.expNames);
       this.differs = new Set(doc.differs);
+      // the columns any row has: the answer's keys (live rows add theirs)
+      this.keySets = { params: new Set(Object.keys(doc.params)), metrics: new Set(Object.keys(doc.metrics)), tags: new Set(Object.keys(doc.tags)) };
     } catch (err) {
       this.error.textContent = err.message;
       this.error.hidden = false;
       this.rows = [];
       this.differs = new Set();
+      this.keySets = { params: new Set(), metrics: new Set(), tags: new Set() };
     }
     this.setupColumns();
     this.sort();
@@ -144,13 +148,9 @@ export class RunsTable {
   setupColumns() {
     const multi = !this.params.e;
     let ids = (this.params.c || "").split(",").filter(Boolean);
-    const metricKeys = new Set(), paramKeys = new Set(), tagKeys = new Set();
-    for (const r of this.rows) {
-      for (const k in r.metrics) metricKeys.add(k);
-      for (const k in r.params) paramKeys.add(k);
-      for (const k in r.tags) tagKeys.add(k);
-    }
-    this.keys = { params: [...paramKeys].sort(), metrics: [...metricKeys].sort(), tags: [...tagKeys].sort() };
+    this.keys = {
+      params: [...this.keySets.params].sort(), metrics: [...this.keySets.metrics].sort(), tags: [...this.keySets.tags].sort(),
+    };
     if (!ids.length) {
       ids = ["a:name", "a:status", "a:start", "a:duration"];
       if (multi) ids.push("a:exp");
@@ -332,6 +332,7 @@ export class RunsTable {
     for (const c of event.changed) {
       if (this.params.e && c.exp !== this.params.e) continue;
       const row = { ...c, expName: this.app.expNames[c.exp] || c.exp };
+      for (const kind of ["params", "metrics", "tags"]) for (const k in c[kind]) this.keySets[kind].add(k);
       if (byId.has(c.id)) this.rows[byId.get(c.id)] = row;
       else { // a new run: newest first, as the server orders them
         this.rows.unshift(row);
