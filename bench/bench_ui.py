@@ -109,6 +109,7 @@ def table_rows(tmp: str, browser: Any, n: int, quick: bool) -> tuple[list[Row], 
     log(f"writing {n:,} runs ...")
     write_ours(root, make_runs(n, 20))
     backdate(root)
+    os.sync()  # the kernel's write-back of the new store is not the UI's time
     proc, base, _ = start_ui(root)
     rows: list[Row] = []
     try:
@@ -133,16 +134,29 @@ def table_rows(tmp: str, browser: Any, n: int, quick: bool) -> tuple[list[Row], 
                 f"driver's view, navigation to rows shown: {ms(statistics.median(loads))}",
             )
         )
-        refilter = []
+        refilter, refilter_page = [], []
+        # the page's own view: the Enter key's event time to the table's rendered mark
+        page.evaluate(
+            "document.addEventListener('keydown',"
+            " (e) => { if (e.key === 'Enter') window.benchEnterAt = e.timeStamp; }, true)"
+        )
         for i in range(5):
-            flt = f"params.optimizer = '{['adam', 'sgd', 'adamw'][i % 3]}'"
+            # a filter of its own each time: no answer computed for an earlier one can serve it
+            flt = f"params.optimizer = '{['adam', 'sgd', 'adamw'][i % 3]}' and params.layers > {i}"
             page.fill("#filter", flt)
             t = time.perf_counter()
             page.press("#filter", "Enter")
             wait_js(
-                page, f"location.hash.includes({flt[:10]!r}) && document.querySelector('#view[data-ready]')"
+                page, f"miniMlflow.page.params.f === {flt!r} && document.querySelector('#view[data-ready]')"
             )
             refilter.append(time.perf_counter() - t)
+            refilter_page.append(
+                page.evaluate(
+                    "performance.getEntriesByName('runs-table-rendered').pop().startTime"
+                    " - window.benchEnterAt"
+                )
+                / 1000
+            )
         sort = []
         for col in ("m:acc", "a:name", "p:lr", "m:loss", "a:start"):
             t = time.perf_counter()
@@ -151,10 +165,12 @@ def table_rows(tmp: str, browser: Any, n: int, quick: bool) -> tuple[list[Row], 
             sort.append(time.perf_counter() - t)
         rows.append(
             (
-                f"re-filter of that table (MLflow grammar, server-side), end to end, {n:,} runs",
-                ms(statistics.median(refilter)),
+                f"re-filter of that table (MLflow grammar, server-side), end to end, {n:,} runs,"
+                " page's own marks",
+                ms(statistics.median(refilter_page)),
                 "≤ 100 ms",
-                "keypress to rows shown, via the driver",
+                "Enter's event to rows rendered; driver's view, keypress to rows shown: "
+                + ms(statistics.median(refilter)),
             )
         )
         rows.append(
@@ -184,6 +200,7 @@ def chart_rows(tmp: str, browser: Any, big: int, many: int, many_points: int) ->
     big_id = write_long_run(root, "long", big)
     overlay = [write_long_run(root, f"r{i}", many_points) for i in range(many)]
     backdate(root)
+    os.sync()  # 180 MB just written: their write-back is not the first chart's time
     proc, base, _ = start_ui(root)
     rows: list[Row] = []
     try:
