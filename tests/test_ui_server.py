@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 import mini_mlflow as mm
+from mini_mlflow.ui import _answers
+from mini_mlflow.ui._series import SeriesCache
 from mini_mlflow.ui._server import UIServer
 
 from conftest import ROOT, wait_until
@@ -103,6 +105,21 @@ def test_series_keeps_the_planted_spike_nan_and_infs_and_zoom_is_full_resolution
         assert status == 400 and word in json.loads(body)["error"]
     status, _, body = request(server, f"/api/series?run={ids['spiky']}&key=..%2F..%2Fmeta")
     assert status == 400 and "metric key" in json.loads(body)["error"]
+
+
+def test_a_chart_asked_again_is_served_as_computed_until_its_file_grows(tmp_path: Path) -> None:
+    root = tmp_path / "mlruns"
+    ids = build_store(root, points=500)
+    cache = SeriesCache(str(root))
+    first = _answers.series(cache, str(root), ids["calm-a"], "val/acc", columns=50)
+    assert _answers.series(cache, str(root), ids["calm-a"], "val/acc", columns=50) is first
+    other = _answers.series(cache, str(root), ids["calm-a"], "val/acc", columns=50, lo=1.0, hi=3.0)
+    assert other is not first and other["points"] < first["points"]  # another query, its own answer
+    with open(run_dir(root, ids["calm-a"]) / "metrics" / "val" / "acc.jsonl", "a") as f:
+        f.write('{"step":1000000,"value":0.125,"timestamp":1700000000000}\n')
+    grown = _answers.series(cache, str(root), ids["calm-a"], "val/acc", columns=50)
+    assert grown["total"] == first["total"] + 1 and grown["range"][1] == 1_000_000
+    assert grown["offset"] > first["offset"]
 
 
 def test_compare_marks_differences_and_best_by_the_compare_commands_rule(server, store) -> None:

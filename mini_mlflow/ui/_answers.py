@@ -24,6 +24,8 @@ from ._series import SeriesCache, view
 MAX_COLUMNS = 8192
 MAX_COMPARE = 100
 MAX_ARTIFACTS = 2000
+#: Chart answers kept per metric history (each a few thousand points at most).
+MAX_ANSWERS = 16
 
 
 def num(value: Any) -> Any:
@@ -319,6 +321,10 @@ def series(
         record, _ = load_record(root, run_id)
         start_ms = record.start_time
     entry = cache.get(rdir, run_id, key)
+    query = (mode, start_ms, columns, lo, hi, weight)
+    known = entry.answers.get(query)
+    if known is not None:
+        return known
     x, y = view(entry, mode, start_ms)
     out = {"run": run_id, "key": key, "x_mode": mode, "offset": entry.consumed, "total": len(x)}
     out.update(_packed(m4(x, y, columns, lo, hi)))
@@ -329,6 +335,9 @@ def series(
         s = m4(x, smoothed, columns, lo, hi)
         out["smooth"] = {"x": s.x, "y": s.y, "state": state}
     out["start_ms"] = start_ms
+    if len(entry.answers) >= MAX_ANSWERS:
+        entry.answers.clear()  # zooming around: keep the memory of a few charts, not of every range
+    entry.answers[query] = out
     return out
 
 

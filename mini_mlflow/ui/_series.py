@@ -47,6 +47,9 @@ class Entry:
     #: What charts show: ``raw`` without the points a resume superseded.
     history: MetricHistory
     views: dict[tuple[str, int | None], tuple[Sequence[float], Sequence[float]]] = field(default_factory=dict)
+    #: Chart answers already computed from this history (the same chart asked again: a reload, another
+    #: tab, twenty clients), by their query; a grown history is a new entry, so none goes stale.
+    answers: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
 
 
 def metric_path(run_dir: str, key: str) -> str:
