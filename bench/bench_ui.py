@@ -206,13 +206,18 @@ def chart_rows(tmp: str, browser: Any, big: int, many: int, many_points: int) ->
     try:
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         first = chart_load(page, f"{base}/#/run/{big_id[:8]}")
+        # the page's own clock: from its navigation to the chart drawn with its data
+        first_page = float(
+            page.evaluate("document.querySelector(\".chart[data-key='loss']\").dataset.drawnAt")
+        )
         repeat = statistics.median(chart_load(page, f"{base}/#/run/{big_id[:8]}?r={i}") for i in range(5))
         rows.append(
             (
-                f"chart of one {big:,}-point metric: first (server just started) / repeat",
-                f"{ms(first)} / {ms(repeat)}",
+                f"chart of one {big:,}-point metric: first (server just started, page's own clock) / repeat",
+                f"{ms(first_page / 1000)} / {ms(repeat)}",
                 "≤ 1.5 s / ≤ 200 ms",
-                "navigation to drawn, M4 at the chart's width",
+                f"first: navigation to drawn, M4 at the chart's width; driver's view {ms(first)}; "
+                "repeat: driver's view",
             )
         )
         zooms = []
