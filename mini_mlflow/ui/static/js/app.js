@@ -14,8 +14,21 @@ function tableKey(p) {
   return JSON.stringify([p.e || "", p.f || "", p.v || ""]);
 }
 
+// Asked for as soon as this module runs (it loads async, before the page's first layout): the
+// experiments, and the table's rows when the table is the first view, side by side.
+const firstView = parseHash(location.hash);
+const early = {
+  experiments: api("/api/experiments"),
+  table: firstView.view === "runs" ? { key: tableKey(firstView.params), doc: tableQuery(firstView.params) } : null,
+};
+early.experiments.catch(() => {}); // reported by start() when it takes the answer
+early.table?.doc.catch(() => {}); // a bad filter is reported by the table when it takes the answer
+
 class App {
   async start() {
+    if (document.readyState === "loading") {
+      await new Promise((ready) => document.addEventListener("DOMContentLoaded", ready, { once: true }));
+    }
     this.view = document.getElementById("view");
     this.applyTheme(localStorage.getItem(THEME_KEY));
     document.getElementById("theme").addEventListener("click", () => this.toggleTheme());
@@ -23,14 +36,8 @@ class App {
     document.addEventListener("keydown", (e) => this.onKey(e));
     window.addEventListener("hashchange", () => this.route());
     window.addEventListener("resize", () => this.page?.resize?.());
-    // The table's rows are fetched beside the experiments, not after them (one round trip less).
-    const first = parseHash(location.hash);
-    if (first.view === "runs") {
-      const doc = tableQuery(first.params);
-      doc.catch(() => {}); // a bad filter is reported by the table when it takes the answer
-      this.prefetch = { key: tableKey(first.params), doc };
-    }
-    const doc = await api("/api/experiments");
+    this.prefetch = early.table;
+    const doc = await early.experiments;
     this.experiments = doc.experiments;
     this.expNames = Object.fromEntries(doc.experiments.map((e) => [e.id, e.name]));
     this.readOnly = doc.read_only;

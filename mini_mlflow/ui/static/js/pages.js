@@ -1,6 +1,6 @@
 // A run's page and the compare view: both are a header, tables, and one chart per metric, loaded as
 // each chart scrolls into view (a page with 300 metrics does not fetch 300 series at once).
-import { h, clear, api, fmtNumber, fmtTime, fmtDuration, shortId, makeHash, PALETTE } from "./util.js";
+import { h, clear, api, fmtCount, fmtNumber, fmtTime, fmtDuration, shortId, makeHash, PALETTE } from "./util.js";
 import { Chart, uplotReady } from "./chart.js";
 
 function controls(page) {
@@ -184,7 +184,7 @@ export class RunPage extends ChartsPage {
     const arts = r.artifacts.length ? h("section", { class: "kv", id: "artifacts" }, h("h2", { text: `Artifacts (${r.artifacts.length})` }),
       h("ul", {}, ...r.artifacts.map((a) => h("li", {},
         h("a", { href: `/api/artifact/${r.id}/${a.path.split("/").map(encodeURIComponent).join("/")}`, target: "_blank", rel: "noopener", text: a.path }),
-        h("span", { class: "muted", text: `  ${a.size.toLocaleString()} B` }))))) : null;
+        h("span", { class: "muted", text: `  ${fmtCount(a.size)} B` }))))) : null;
     const actions = this.app.readOnly ? null : h("button", {
       id: "lifecycle", type: "button", text: r.stage === "deleted" ? "restore" : "delete",
       onclick: async () => {

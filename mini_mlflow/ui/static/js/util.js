@@ -44,6 +44,11 @@ export function fmtNumber(v) {
   return String(Number(v.toPrecision(4)));
 }
 
+// 10,214 → "10,214" (toLocaleString's first call loads the locale data: ~15 ms before a table shows)
+export function fmtCount(n) {
+  return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+}
+
 export function fmtTime(ms) {
   if (ms === null || ms === undefined) return "";
   return new Date(ms).toISOString().slice(0, 16).replace("T", " ");
