@@ -230,8 +230,7 @@ def _field_of_rows(source: Source, attribute: str, rows: list[int]) -> list[Any]
         return list(map(main.names.__getitem__, rows))
     if attribute == "experiment_id":
         return [source.index.exp_id] * len(rows)
-    every = main.field(attribute).column()
-    got = list(map(every.__getitem__, rows))
+    got = main.field(attribute).take(rows)
     if attribute == "status" and "RUNNING" in got:
         got = [source.status(row) if v == "RUNNING" else v for v, row in zip(got, rows, strict=True)]
     return got

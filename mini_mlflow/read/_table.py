@@ -97,6 +97,16 @@ class FieldColumn:
     def small_codes(self) -> bytes | None:
         return _small(self)
 
+    def take(self, rows: list[int]) -> list[Any]:
+        """The values of ``rows``, in their order (C-level maps, no call per row)."""
+        if self.codes is not None:
+            return list(map(self.values.__getitem__, map(self.codes.__getitem__, rows)))
+        out: list[Any] = list(map(self.ints.__getitem__, rows))  # type: ignore[union-attr]
+        if self.none:
+            none = self.none
+            out = [None if row in none else value for row, value in zip(rows, out, strict=True)]
+        return out
+
     def column(self) -> list[Any]:
         """Every row's value."""
         if self.codes is not None:
@@ -364,7 +374,7 @@ class Main:
     def records(self, rows: list[int], experiment_id: str, exp_dir: str) -> list[RunRecord]:
         """Fresh records of many rows, read column by column."""
         name_of = self.names.__getitem__ if self._names is not None else self.file.name  # type: ignore[union-attr]
-        fields = [list(map(self.field(f).get, rows)) for f in FIELDS]
+        fields = [self.field(f).take(rows) for f in FIELDS]
         values = self._values_of_rows(rows)
         out = []
         for i, row in enumerate(rows):
