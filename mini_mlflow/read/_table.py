@@ -101,7 +101,9 @@ class FieldColumn:
         """The values of ``rows``, in their order (C-level maps, no call per row)."""
         if self.codes is not None:
             return list(map(self.values.__getitem__, map(self.codes.__getitem__, rows)))
-        out: list[Any] = list(map(self.ints.__getitem__, rows))  # type: ignore[union-attr]
+        ints = self.ints
+        assert ints is not None  # a column has codes or ints
+        out: list[Any] = list(map(ints.__getitem__, rows))
         if self.none:
             none = self.none
             out = [None if row in none else value for row, value in zip(rows, out, strict=True)]
