@@ -243,18 +243,17 @@ def _key_of_rows(
     column = source.index.main.key(kind, key) if rows else None
     if column is None:
         return [], []
-    if column.vals is not None:
-        every: Any = column.vals
-    elif text is None:
-        every = column.decoded()
-    else:  # each distinct value converted once
-        shown = [text(v) for v in column.values]
-        every = list(map(shown.__getitem__, column.codes))  # type: ignore[arg-type]
     where = column.positions_of(rows)
     if column.full:
-        return list(range(len(rows))), list(map(every.__getitem__, where))
-    positions = [i for i, p in enumerate(where) if p >= 0]
-    return positions, [every[where[i]] for i in positions]
+        positions = list(range(len(rows)))
+    else:
+        positions = [i for i, p in enumerate(where) if p >= 0]
+        where = [where[i] for i in positions]
+    if column.vals is not None:
+        return positions, list(map(column.vals.__getitem__, where))
+    codes: Any = column.codes  # a param or tag column: distinct values and a code per run
+    shown = column.values if text is None else [text(v) for v in column.values]  # once per distinct value
+    return positions, list(map(shown.__getitem__, map(codes.__getitem__, where)))
 
 
 def find(
