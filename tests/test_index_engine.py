@@ -262,6 +262,49 @@ def test_the_column_engine_answers_as_the_record_predicates_do(
         assert set(_index._MEMORY[(str(root), "0")].delta) == touched  # the mixed path was taken
 
 
+def test_a_metric_bound_tested_on_the_rows_other_clauses_left_answers_as_a_mask_does(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A metric compared with a number is tested on the rows a param clause left when it left fewer
+    than half (and as a mask otherwise): every operator, NaN, ±inf and -0.0 answer as the reference."""
+    from mini_mlflow.read import _query
+
+    root = tmp_path / "mlruns"
+    (root / "0").mkdir(parents=True)
+    (root / "0" / "meta.yaml").write_text("experiment_id: '0'\nname: Default\nlifecycle_stage: active\n")
+    for i in range(44):
+        run = {
+            "id": f"{i:032x}", "name": f"r{i}", "status": "FINISHED", "start": 1_700_000_000_000 + i, "end": None,
+            "user": "ann", "stage": "active", "tags": {},
+            "params": {"p": "rare" if i % 4 == 0 else "common" if i % 4 != 3 else "half"},
+            "metrics": {"m": [METRIC_VALUES[i % len(METRIC_VALUES)]], "n": [float(i)]},
+        }  # fmt: skip
+        write_run(root, run)
+    hour_ago = time.time() - 3600  # finished long ago: stored settled, never re-read into the delta
+    for path in [*root.glob("0/*/**/*"), *root.glob("0/*/")]:
+        os.utime(path, (hour_ago, hour_ago))
+    index = _index.load_experiment(str(root), "0")
+    _index_files.save(str(root), index, _index_files.builder_of(index, set()))
+    _index._MEMORY.clear()
+    tested = []
+    row_test = _query.Source._row_test
+
+    def spy(self: Any, clause: Any) -> Any:
+        found = row_test(self, clause)
+        tested.append(found is not None)
+        return found
+
+    monkeypatch.setattr(_query.Source, "_row_test", spy)
+    for op in ("=", "<", "<=", ">", ">=", "!="):
+        for bound in ("0.5", "0", "-0.0", "-2.5", "3", "1e308"):
+            for rest in ("params.p = 'rare'", "params.p != 'rare'", "metrics.n < 30"):
+                for flt in (f"{rest} AND metrics.m {op} {bound}", f"metrics.m {op} {bound} AND {rest}"):
+                    got = search_runs(filter_string=flt, root=root, max_results=1000)
+                    assert [r.run_id for r in got] == reference(root, flt, [], "active"), flt
+    assert any(tested) and not all(tested)  # both paths were taken ("!=" never is a row test)
+    assert not _index._MEMORY[(str(root), "0")].delta  # every search read the columns
+
+
 def test_a_search_reads_only_the_columns_it_needs(tmp_path: Path) -> None:
     root = tmp_path / "mlruns"
     (root / "0").mkdir(parents=True)
