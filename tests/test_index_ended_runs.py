@@ -15,6 +15,7 @@ import pytest
 
 import mini_mlflow as mm
 from mini_mlflow.read import _index
+from mini_mlflow.read._index_state import ExperimentIndex
 from mini_mlflow.read._search import search_runs
 from mini_mlflow.store import _operations, _pending
 
@@ -128,3 +129,28 @@ def test_a_run_ended_here_is_trusted_once_its_clock_tick_has_passed(tmp_path: Pa
             trust.ended = {"run": mtime}
             assert trust.ended_here("run", mtime) is trusted
             assert not trust.ended_here("run", mtime + 1)  # its folder changed since: read it again
+
+
+def test_a_sweep_is_skipped_once_the_folders_clock_tick_has_passed(tmp_path: Path) -> None:
+    # The process that just wrote its runs searches again a moment later: the experiment folder's mtime
+    # (its last run created) is trusted after a few ms of a fine clock, not after 2 s.
+    exp = tmp_path / "0"
+    exp.mkdir()
+    fine, coarse = 1_700_000_000_123_456_789, 1_700_000_000_000_000_000
+    for mtime, too_soon, late_enough in (
+        (fine, _index.FINE_RACY_NS // 2, _index.FINE_RACY_NS * 2),
+        (coarse, _index.FINE_RACY_NS * 2, _index.RACY_NS * 2),
+    ):
+        os.utime(exp, ns=(mtime, mtime))
+        fd = os.open(exp, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for after, skipped in ((too_soon, False), (late_enough, True)):
+                index = ExperimentIndex(str(tmp_path), "0")
+                index.swept = [mtime, mtime + after]
+                assert _index._can_skip_sweep(fd, index, mtime + after + 1) is skipped
+            index.swept = [mtime, mtime + late_enough]
+            assert not _index._can_skip_sweep(fd, index, mtime + late_enough + _index.SWEEP_S * 10**9 + 1)
+            os.utime(exp, ns=(mtime + 1, mtime + 1))  # a run created or removed since: sweep
+            assert not _index._can_skip_sweep(fd, index, mtime + late_enough + 1)
+        finally:
+            os.close(fd)

@@ -72,8 +72,8 @@ def _can_skip_sweep(exp_fd: int | None, index: ExperimentIndex, now_ns: int) -> 
     if exp_fd is None or index.swept is None or now_ns - index.swept[1] > SWEEP_S * _S:
         return False
     mtime, read_at = index.swept
-    if mtime >= read_at - RACY_NS:
-        return False  # changed just before that sweep: a later change may carry the same mtime
+    if mtime >= read_at - racy_ns(mtime):
+        return False  # changed in the clock tick of that sweep: a later change may carry the same mtime
     try:
         return os.fstat(exp_fd).st_mtime_ns == mtime
     except OSError:
@@ -236,7 +236,9 @@ def _sweep(
         return [], [*index.names(), *index.broken], {}
     try:
         mtime = os.fstat(exp_fd).st_mtime_ns
-        unchanged = index.swept is not None and index.swept[0] == mtime and mtime < index.swept[1] - RACY_NS
+        unchanged = (
+            index.swept is not None and index.swept[0] == mtime and mtime < index.swept[1] - racy_ns(mtime)
+        )
         # The folder's entries are what the index knows unless its mtime moved (an entry added or removed)
         listed = (
             dict.fromkeys([*index.names(), *index.broken, *index.stray], False)
