@@ -49,6 +49,7 @@ def test_our_scripts_never_parse_store_text_as_markup() -> None:
     page = (STATIC / "index.html").read_text()
     assert "<script>" not in page and " on" not in page.split("<body>")[1].split("<dialog")[0]
     assert re.findall(r'(?:src|href)="([^"]+)"', page) == [
+        "/static/js/boot.js",
         "/static/vendor/uPlot.min.css",
         "/static/style.css",
         "/static/js/util.js",

@@ -74,7 +74,7 @@ export function shortId(id) {
 
 export class ApiError extends Error {}
 
-export async function api(path, params) {
+export function apiUrl(path, params) {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(params || {})) {
     if (v === null || v === undefined || v === "") continue;
@@ -82,10 +82,22 @@ export async function api(path, params) {
     else q.append(k, v);
   }
   const qs = q.toString();
-  const resp = await fetch(path + (qs ? "?" + qs : ""), { headers: { Accept: "application/json" } });
+  return path + (qs ? "?" + qs : "");
+}
+
+// The JSON of an answer, or an ApiError with the server's message.
+export async function answer(pending) {
+  const resp = await pending;
   const doc = await resp.json().catch(() => ({ error: `${resp.status} ${resp.statusText}` }));
   if (!resp.ok) throw new ApiError(doc.error || `${resp.status}`);
   return doc;
+}
+
+export function api(path, params) {
+  const url = apiUrl(path, params);
+  const early = window.miniMlflowEarly?.[url]; // sent by boot.js while the modules loaded: taken once
+  if (early) delete window.miniMlflowEarly[url];
+  return answer(early || fetch(url, { headers: { Accept: "application/json" } }));
 }
 
 export function download(name, blob) {
