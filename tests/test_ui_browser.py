@@ -353,16 +353,27 @@ def test_a_new_run_and_a_status_change_appear_in_the_table_without_reload(page: 
     base, _, root = site
     exp = get_or_create_experiment(str(root), "fresh")
     first = mm.Run(experiment_id=int(exp), name="first", runs_dir=root)
+    first.log_metric("loss", 0.5)
     first.end()
     page.goto(f"{base}/#/runs?e={exp}")
     ready(page)
     assert table_names(page) == ["first"]
     page.wait_for_selector("#live.on")
     second = mm.Run(experiment_id=int(exp), name="second", runs_dir=root)
+    second.log_metric("loss", 0.25)
+    second.flush()
+    row = f"#runs tr[data-id='{second.run_id}']"
     try:
         wait_js(page, "document.querySelectorAll('#runs tbody tr[data-id]').length === 2")
         assert table_names(page) == ["second", "first"]  # newest first
-        assert page.text_content(f"#runs tr[data-id='{second.run_id}'] .status") == "running"
+        assert page.text_content(f"{row} .status") == "running"
+        # its values come with it, and follow it: the loss column shows each run's own
+        wait_js(page, f"document.querySelector(\"{row} td.num\").textContent === '0.25'")
+        assert page.text_content(f"#runs tr[data-id='{first.run_id}'] td.num") == "0.5"
+        second.log_metric("loss", 0.125)
+        second.flush()
+        wait_js(page, f"document.querySelector(\"{row} td.num\").textContent === '0.125'")
+        assert page.text_content(f"#runs tr[data-id='{first.run_id}'] td.num") == "0.5"
     finally:
         second.end("KILLED")
     wait_js(

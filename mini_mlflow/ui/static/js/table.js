@@ -22,9 +22,14 @@ const ATTRS = [
   { id: "a:user", label: "user", get: (r) => r.user },
 ];
 
+const KINDS = ["params", "metrics", "tags"];
+
+// One object per run with its own fields; its params, metrics and tags stay in columns (cellsOf),
+// found by the row's `i`: no object per run and kind, no property per run and key.
 export function rowsOf(doc, expNames) {
   const cols = doc.runs;
-  const rows = cols.id.map((id, i) => ({
+  return cols.id.map((id, i) => ({
+    i,
     id,
     name: cols.name[i],
     exp: cols.exp[i],
@@ -34,33 +39,47 @@ export function rowsOf(doc, expNames) {
     end: cols.end[i],
     user: cols.user[i],
     parent: cols.parent[i],
-    params: {},
-    metrics: {},
-    tags: {},
   }));
-  for (const kind of ["params", "metrics", "tags"]) {
-    for (const [key, [idx, vals]] of Object.entries(doc[kind])) {
-      if (idx === null) for (let j = 0; j < vals.length; j++) rows[j][kind][key] = vals[j]; // every row has it
-      else for (let j = 0; j < idx.length; j++) rows[idx[j]][kind][key] = vals[j];
-    }
-  }
-  return rows;
 }
 
-function column(id, differs) {
+// Per kind and key, an array of values by row `i` (a key every run has: the answer's own array).
+export function cellsOf(doc) {
+  const n = doc.runs.id.length;
+  const cells = { params: {}, metrics: {}, tags: {} };
+  for (const kind of KINDS) {
+    for (const [key, [idx, vals]] of Object.entries(doc[kind])) {
+      if (idx === null) { cells[kind][key] = vals; continue; }
+      const byRow = new Array(n);
+      for (let j = 0; j < idx.length; j++) byRow[idx[j]] = vals[j];
+      cells[kind][key] = byRow;
+    }
+  }
+  return cells;
+}
+
+// A live row's values (a run as the stream sends it) into the cells at `i`, replacing what was there.
+function setCells(cells, i, run) {
+  for (const kind of KINDS) {
+    for (const byRow of Object.values(cells[kind])) if (i < byRow.length) byRow[i] = undefined;
+    for (const [key, value] of Object.entries(run[kind] || {})) (cells[kind][key] ||= [])[i] = value;
+  }
+}
+
+function column(id, differs, cells) {
   const attr = ATTRS.find((a) => a.id === id);
   if (attr) return attr;
   const kind = id.slice(0, 2);
   const key = id.slice(2);
   const where = { "p:": "params", "m:": "metrics", "t:": "tags" }[kind];
   if (!where) return null;
+  const value = (r) => cells[where][key]?.[r.i];
   return {
     id,
     label: key,
     kind: where,
     differs: where === "params" && differs.has(key),
-    get: (r) => (where === "metrics" ? toNumber(r.metrics[key]) : r[where][key]),
-    show: (r) => (where === "metrics" ? fmtNumber(r.metrics[key]) : r[where][key] ?? ""),
+    get: (r) => (where === "metrics" ? toNumber(value(r)) : value(r)),
+    show: (r) => (where === "metrics" ? fmtNumber(value(r)) : value(r) ?? ""),
   };
 }
 
@@ -126,6 +145,8 @@ export class RunsTable {
       this.error.hidden = true;
       this.doc = doc;
       this.rows = rowsOf(doc, this.app.expNames);
+      this.cells = cellsOf(doc);
+      this.nextCell = this.rows.length;
       this.differs = new Set(doc.differs);
       // the columns any row has: the answer's keys (live rows add theirs)
       this.keySets = { params: new Set(Object.keys(doc.params)), metrics: new Set(Object.keys(doc.metrics)), tags: new Set(Object.keys(doc.tags)) };
@@ -133,6 +154,8 @@ export class RunsTable {
       this.error.textContent = err.message;
       this.error.hidden = false;
       this.rows = [];
+      this.cells = { params: {}, metrics: {}, tags: {} };
+      this.nextCell = 0;
       this.differs = new Set();
       this.keySets = { params: new Set(), metrics: new Set(), tags: new Set() };
     }
@@ -157,7 +180,7 @@ export class RunsTable {
       ids.push(...[...this.differs].slice(0, 6).map((k) => "p:" + k));
       ids.push(...this.keys.metrics.slice(0, 6).map((k) => "m:" + k));
     }
-    this.columns = [ATTRS[0], ...ids.filter((id) => id !== "a:id").map((id) => column(id, this.differs)).filter(Boolean)];
+    this.columns = [ATTRS[0], ...ids.filter((id) => id !== "a:id").map((id) => column(id, this.differs, this.cells)).filter(Boolean)];
     const body = clear(this.picker.querySelector(".picker-body"));
     const shown = new Set(this.columns.map((c) => c.id));
     const group = (title, list) => h("fieldset", {}, h("legend", { text: title }),
@@ -185,7 +208,7 @@ export class RunsTable {
     const cut = spec.lastIndexOf(":");
     const id = cut > 1 ? spec.slice(0, cut) : spec;
     const desc = spec.endsWith(":desc");
-    const col = id ? column(id, this.differs) : null;
+    const col = id ? column(id, this.differs, this.cells) : null;
     this.view = this.rows.map((_, i) => i);
     if (col) {
       const vals = this.rows.map((r) => col.get(r));
@@ -332,13 +355,19 @@ export class RunsTable {
     const byId = new Map(this.rows.map((r, i) => [r.id, i]));
     for (const c of event.changed) {
       if (this.params.e && c.exp !== this.params.e) continue;
-      const row = { ...c, expName: this.app.expNames[c.exp] || c.exp };
-      for (const kind of ["params", "metrics", "tags"]) for (const k in c[kind]) this.keySets[kind].add(k);
-      if (byId.has(c.id)) this.rows[byId.get(c.id)] = row;
-      else { // a new run: newest first, as the server orders them
+      const { params, metrics, tags, ...fields } = c;
+      const row = { ...fields, expName: this.app.expNames[c.exp] || c.exp };
+      for (const kind of KINDS) for (const k in c[kind]) this.keySets[kind].add(k);
+      if (byId.has(c.id)) { // its cells stay where they were
+        const at = byId.get(c.id);
+        row.i = this.rows[at].i;
+        this.rows[at] = row;
+      } else { // a new run: newest first, as the server orders them; its cells after every other
+        row.i = this.nextCell++;
         this.rows.unshift(row);
         this.rows.forEach((r, i) => byId.set(r.id, i));
       }
+      setCells(this.cells, row.i, c);
     }
     if (event.gone.length) {
       const gone = new Set(event.gone);
