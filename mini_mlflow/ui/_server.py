@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .._errors import InvalidInputError, MiniMlflowError, NotFoundError
@@ -60,12 +60,17 @@ VERSIONED = "/static/v-"
 IMMUTABLE = (("Cache-Control", "public, max-age=31536000, immutable"),)
 
 
-def load_static() -> dict[str, tuple[bytes, bytes, str, str]]:
-    """``{url path: (bytes, gzipped bytes, content type, etag)}`` of the page's files (package data).
+class Static(NamedTuple):
+    """The page's files (package data): ``{url path: (bytes, gzipped bytes, content type, etag)}``, and
+    the hash of them all that names their versioned folder."""
 
-    ``/`` is ``index.html`` with its links into the versioned folder; the modules it loads import each
-    other by relative paths, so they stay in that folder too.
-    """
+    files: dict[str, tuple[bytes, bytes, str, str]]
+    version: str
+
+
+def load_static() -> Static:
+    """The page's files. ``/`` is ``index.html`` with its links into the versioned folder; the modules
+    it loads import each other by relative paths, so they stay in that folder too."""
     files: dict[str, bytes] = {}
     base = resources.files("mini_mlflow.ui") / "static"
     pending = [("", base)]
@@ -88,8 +93,7 @@ def load_static() -> dict[str, tuple[bytes, bytes, str, str]]:
         tag = '"' + hashlib.blake2b(data, digest_size=8).hexdigest() + '"'
         ext = os.path.splitext(path)[1] or ".html"
         out[path] = (data, gzip.compress(data, 6, mtime=0), STATIC_TYPES[ext], tag)
-    out[VERSIONED] = (b"", b"", "", version.hexdigest())
-    return out
+    return Static(out, version.hexdigest())
 
 
 class UIServer(ThreadingHTTPServer):
@@ -107,7 +111,7 @@ class UIServer(ThreadingHTTPServer):
         self.cache = SeriesCache(self.root)
         #: The read side's in-memory index is one per process and not made for concurrent updates.
         self.index_lock = threading.RLock()
-        self._static: dict[str, tuple[bytes, bytes, str, str]] | None = None
+        self._static: Static | None = None
         self._snapshots: dict[tuple[str, ...], tuple[float, list[Any]]] = {}
         self._shared: dict[str, tuple[float, bytes]] = {}
         if ":" in host:
@@ -117,7 +121,7 @@ class UIServer(ThreadingHTTPServer):
         self.hosts = allowed_hosts(host, self.port)
 
     @property
-    def static(self) -> dict[str, tuple[bytes, bytes, str, str]]:
+    def static(self) -> Static:
         if self._static is None:
             self._static = load_static()
         return self._static
@@ -311,15 +315,15 @@ class Handler(BaseHTTPRequestHandler):
     # -- routes that stream or serve files -----------------------------------------------------
 
     def _static(self, path: str) -> None:
-        files = self.server.static
+        static = self.server.static
         cache: tuple[tuple[str, str], ...] = ()
         if path.startswith(VERSIONED):
             version, _, rest = path[len(VERSIONED) :].partition("/")
             path = "/static/" + rest
-            if version == files[VERSIONED][3]:
+            if version == static.version:
                 cache = IMMUTABLE  # this server's files: the same bytes for as long as the URL names them
-        found = files.get(path)
-        if found is None or path == VERSIONED:
+        found = static.files.get(path)
+        if found is None:
             self.error(404, f"no such file: {path[:200]}")
             return
         data, zipped, content_type, tag = found
