@@ -14,8 +14,9 @@ function tableKey(p) {
   return JSON.stringify([p.e || "", p.f || "", p.v || ""]);
 }
 
-// Asked for as soon as this module runs (it loads async, before the page's first layout): the
-// experiments, and the table's rows when the table is the first view, side by side.
+// Asked for as soon as this module runs (async: before the page's first layout), side by side: the
+// experiments, and the table's rows when the table is the first view. boot.js has usually sent both
+// already; api() then takes its answers.
 const firstView = parseHash(location.hash);
 const early = {
   experiments: api("/api/experiments"),
