@@ -376,34 +376,34 @@ class Main:
     def records(self, rows: list[int], experiment_id: str, exp_dir: str) -> list[RunRecord]:
         """Fresh records of many rows, read column by column."""
         name_of = self.names.__getitem__ if self._names is not None else self.file.name  # type: ignore[union-attr]
-        fields = [self.field(f).take(rows) for f in FIELDS]
+        fields = zip(*(self.field(f).take(rows) for f in FIELDS), strict=True)  # a tuple per row, in C
         values = self._values_of_rows(rows)
-        out = []
-        for i, row in enumerate(rows):
-            name = name_of(row)
-            run_name, status, start, end, stage, user, parent, newer = (column[i] for column in fields)
-            params, tags, metrics = values[i]
-            out.append(
-                RunRecord(
-                    name,
-                    run_name,
-                    experiment_id,
-                    status,
-                    start,
-                    end,
-                    stage,
-                    user,
-                    parent,
-                    params,
-                    tags,
-                    metrics,
-                    f"{exp_dir}/{name}",
-                    status,
-                    newer,
-                    self.warnings(row),
-                )
+        warnings = self.warnings
+        return [
+            RunRecord(
+                name,
+                run_name,
+                experiment_id,
+                status,
+                start,
+                end,
+                stage,
+                user,
+                parent,
+                params,
+                tags,
+                metrics,
+                f"{exp_dir}/{name}",
+                status,
+                newer,
+                warnings(row),
             )
-        return out
+            for row, name, (run_name, status, start, end, stage, user, parent, newer), (
+                params,
+                tags,
+                metrics,
+            ) in zip(rows, map(name_of, rows), fields, values, strict=True)
+        ]
 
     @decoding
     def record(self, row: int, experiment_id: str, exp_dir: str) -> RunRecord:
