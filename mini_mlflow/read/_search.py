@@ -129,11 +129,6 @@ class Found:
             for source, ref in refs
         ]
 
-    def column(self, f: Field) -> list[Any]:
-        """One field of every match, in order, without building records (None where a run lacks it)."""
-        get = self._getter(self.sources)(f)
-        return [get(item) for item in self.items]
-
     def table(
         self,
         text: Callable[[Any], Any] | None = None,
@@ -146,12 +141,13 @@ class Found:
         ``text`` gives each param and tag value as shown (called once per distinct stored value), and
         ``non_finite`` each NaN or ±inf metric value; values are given as they are without them.
         """
-        groups, changed = self._groups()
-        whole = len(groups) == 1 and not changed and len(groups[0][1]) == self.total  # rows in item order
+        # Every match a stored row of one experiment: its columns are read for the rows, in item order.
+        whole = len(self.sources) == 1 and self._rows_only
+        groups, changed = ([], []) if whole else self._groups()
         runs: dict[str, list[Any]] = {}
         for name, attribute in TABLE_FIELDS:
             if whole:
-                runs[name] = _field_of_rows(groups[0][0], attribute, groups[0][2])
+                runs[name] = _field_of_rows(self.sources[0], attribute, self.items)
                 continue
             column: list[Any] = [None] * self.total
             for source, at, rows in groups:
@@ -172,7 +168,7 @@ class Found:
             columns = {}
             for key in sorted(keys):
                 if whole:
-                    positions, values = _key_of_rows(groups[0][0], kind, key, groups[0][2], text)
+                    positions, values = _key_of_rows(self.sources[0], kind, key, self.items, text)
                 else:
                     every: list[Any] = [MISSING] * self.total
                     for source, at, rows in groups:
@@ -195,8 +191,6 @@ class Found:
     def _groups(self) -> tuple[list[tuple[Source, list[int], list[int]]], list[tuple[int, RunRecord]]]:
         """The matches split by where they come from: per experiment ``(source, places, stored rows)``,
         and ``(place, record)`` of the runs changed since their experiment's columnar file was written."""
-        if len(self.sources) == 1 and self._rows_only:
-            return [(self.sources[0], range(self.total), self.items)], []  # type: ignore[list-item]
         single = len(self.sources) == 1
         by_source: dict[int, tuple[Source, list[int], list[int]]] = {}
         changed = []
