@@ -59,6 +59,19 @@ def _line(step: int, value: float) -> str:
     return f'{{"step":{step},"value":{value!r},"timestamp":1}}\n'
 
 
+def settled_in_columns(root: Path) -> None:
+    """Date every run an hour back (finished long ago: trusted on its folder's mtime, never re-read into
+    the delta), build the index from nothing with every run in the columnar file, and drop it from
+    memory: the next search starts from the files."""
+    hour_ago = time.time() - 3600
+    for path in [*root.glob("0/*/**/*"), *root.glob("0/*/")]:
+        os.utime(path, (hour_ago, hour_ago))
+    _index.forget(str(root), "0")
+    index = _index.load_experiment(str(root), "0")
+    _index_files.save(str(root), index, _index_files.builder_of(index, set()))
+    _index._MEMORY.clear()
+
+
 def write_run(root: Path, run: dict[str, Any]) -> None:
     """One run folder in the store's format, written directly (fast, any value the format allows)."""
     rdir = root / "0" / run["id"]
@@ -280,12 +293,7 @@ def test_a_metric_bound_tested_on_the_rows_other_clauses_left_answers_as_a_mask_
             "metrics": {"m": [METRIC_VALUES[i % len(METRIC_VALUES)]], "n": [float(i)]},
         }  # fmt: skip
         write_run(root, run)
-    hour_ago = time.time() - 3600  # finished long ago: stored settled, never re-read into the delta
-    for path in [*root.glob("0/*/**/*"), *root.glob("0/*/")]:
-        os.utime(path, (hour_ago, hour_ago))
-    index = _index.load_experiment(str(root), "0")
-    _index_files.save(str(root), index, _index_files.builder_of(index, set()))
-    _index._MEMORY.clear()
+    settled_in_columns(root)
     tested = []
     row_test = _query.Source._row_test
 
@@ -316,13 +324,7 @@ def test_a_search_reads_only_the_columns_it_needs(tmp_path: Path) -> None:
             "tags": {"t": "x"}, "metrics": {"acc": [i / 50], "loss": [1 - i / 50]},
         }  # fmt: skip
         write_run(root, run)
-        hour_ago = time.time() - 3600  # finished long ago: trusted on their folder's mtime
-        for path in (root / "0" / run["id"]).rglob("*"):
-            os.utime(path, (hour_ago, hour_ago))
-        os.utime(root / "0" / run["id"], (hour_ago, hour_ago))
-    index = _index.load_experiment(str(root), "0")
-    _index_files.save(str(root), index, _index_files.builder_of(index, set()))
-    _index._MEMORY.clear()
+    settled_in_columns(root)
     found = find(None, "metrics.acc > 0.5", ["metrics.acc DESC"], "active", str(root))
     main = _index._MEMORY[(str(root), "0")].main
     decoded = {name for name, column in chain(main._keys.items(), main._fields.items()) if column is not None}
@@ -370,13 +372,7 @@ def test_the_table_of_a_search_is_its_records_as_columns(tmp_path: Path) -> None
             assert json.dumps(got[key][1]) == json.dumps(rebuilt[key][1])  # NaN equal to NaN
     # every run in the columnar file (the path that reads whole columns), filtered, ordered, with the
     # values given as a page shows them: params and tags as text, non-finite metrics spelled out
-    hour_ago = time.time() - 3600  # finished long ago: trusted on their folders' mtimes, none re-read
-    for path in [*root.glob("0/*/**/*"), *root.glob("0/*/")]:
-        os.utime(path, (hour_ago, hour_ago))
-    _index.forget(str(root), "0")  # built again: every run settled, into the columnar file
-    index = _index.load_experiment(str(root), "0")
-    _index_files.save(str(root), index, _index_files.builder_of(index, set()))
-    _index._MEMORY.clear()
+    settled_in_columns(root)
 
     def text(v: Any) -> str:
         return f"<{v!r}>"
