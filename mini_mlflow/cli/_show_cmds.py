@@ -21,6 +21,7 @@ def _load(root: str, ref: str) -> tuple[str, str, RunRecord | None, str | None, 
     """``(experiment_id, run_dir, record or None, broken reason, metric aggregates)`` of a run."""
     from ..read import _index
     from ..read._reader import resolve_run
+    from ..read._resumes import summarize_without_superseded
 
     exp_id, rdir = resolve_run(root, ref)
     name = os.path.basename(rdir)
@@ -29,7 +30,8 @@ def _load(root: str, ref: str) -> tuple[str, str, RunRecord | None, str | None, 
     if record is not None and record.stored_status == "RUNNING":
         record.status = _index.current_status(record)
     detail = index.details.get(name) or {}
-    return exp_id, rdir, record, index.broken.get(name), dict(detail.get("x", {}))
+    aggs = summarize_without_superseded(rdir, dict(detail.get("x", {})))
+    return exp_id, rdir, record, index.broken.get(name), aggs
 
 
 def _artifacts(rdir: str) -> list[tuple[str, int]]:

@@ -247,7 +247,9 @@ def export_cmd(
             f"exported {report.runs} runs of {report.experiments} experiments "
             f"({report.points:,} points, {report.results} results, {report.artifacts} artifacts; "
             f"{report.duplicates} repeated "
-            f"identical points written once) to {clean(report.dest)}"
+            f"identical points written once"
+            + (f", {report.superseded} points superseded by a resume left out" if report.superseded else "")
+            + f") to {clean(report.dest)}"
         )
         for line in report.skipped:
             click.echo(f"  skipped: {clean(line)}", err=True)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import InvalidInputError
 from ..read._reader import parse_metric_lines
+from ..read._resumes import load_resumes
 from ..store import _files, _yaml
 from ..store._files import open_binary
 from ..store._layout import METRIC_SUFFIX, TMP_MARK, now_ms
@@ -52,6 +53,8 @@ class ExportReport:
     results: int = 0
     #: Identical points (same step, timestamp and value) written once instead of repeatedly.
     duplicates: int = 0
+    #: Points a resume from a checkpoint superseded (``resumes.json``), left out.
+    superseded: int = 0
     #: Things not exported and why (symlinks, unreadable runs).
     skipped: list[str] = field(default_factory=list)
 
@@ -135,9 +138,10 @@ def _write_run(base: str, view: Any, report: ExportReport) -> None:
     for key, text in tags.items():
         _write_text(base, os.path.join(rdir, "tags"), key, text.encode())
     for key in view.metric_keys:
-        points, duplicates = _write_metric(base, view.run_dir, rdir, key)
+        points, duplicates, superseded = _write_metric(base, view.run_dir, rdir, key)
         report.points += points
         report.duplicates += duplicates
+        report.superseded += superseded
     for item in load_results(view.run_dir, view.metric_keys):
         if item.kind == "skipped":
             report.skipped.append(f"run {view.run_id}: result {item.key!r} not exported: {item.value}")
@@ -184,12 +188,20 @@ def _write_text(base: str, folder: str, key: str, data: bytes) -> None:
     _files.write_atomic(path, data)
 
 
-def _write_metric(base: str, run_dir: str, rdir: str, key: str) -> tuple[int, int]:
+def _write_metric(base: str, run_dir: str, rdir: str, key: str) -> tuple[int, int, int]:
+    """Write one metric file in MLflow's format: ``(points written, repeats of an identical point left
+    out, points left out that a resume from a checkpoint superseded)``."""
     src = os.path.join(run_dir, "metrics", key + METRIC_SUFFIX)
+    # (step, number of points it covers) per resume: MLflow has no notion of superseded points, so
+    # they are left out, as get_metric_history leaves them out.
+    covers = [
+        (r["step"], n) for r in load_resumes(run_dir) if isinstance(n := r["points"].get(key), int) and n > 0
+    ]
+    index = 0  # the readable point's number in the file
     dest = safe_join(base, os.path.relpath(os.path.join(rdir, "metrics"), base), key)
     make_dirs(base, os.path.dirname(dest))
     tmp = f"{dest}.{TMP_MARK}.{os.getpid()}"
-    count = duplicates = 0
+    count = duplicates = superseded = 0
     # An identical point logged twice is written once: MLflow's SQL stores keep one (their primary key
     # is key, timestamp, step, value), and `mlflow migrate-filestore` fails on a repeated one.
     seen: set[tuple[int, int, float | str]] = set()
@@ -205,6 +217,10 @@ def _write_metric(base: str, run_dir: str, rdir: str, key: str) -> tuple[int, in
             history = parse_metric_lines(data[: end + 1], key)
             lines = []
             for s, v, t in zip(history.steps, history.values, history.timestamps, strict=True):
+                index += 1
+                if covers and any(index <= n and s > step for step, n in covers):
+                    superseded += 1
+                    continue
                 point = (t, s, v if v == v else "nan")
                 if point in seen:
                     duplicates += 1
@@ -214,7 +230,7 @@ def _write_metric(base: str, run_dir: str, rdir: str, key: str) -> tuple[int, in
             out.write("".join(lines))
             count += len(lines)
     os.replace(tmp, dest)  # a torn last line (rest) is left out: MLflow would fail on it
-    return count, duplicates
+    return count, duplicates, superseded
 
 
 def _note_links(run_dir: str, report: ExportReport) -> None:

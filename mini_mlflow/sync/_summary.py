@@ -28,6 +28,8 @@ class RunReport:
     #: True when the pass's time slice for this run ended with metric lines left (the next pass goes on).
     unfinished: bool = False
     skipped_lines: int = 0
+    #: Metric points passed over because a resume from a checkpoint superseded them (not errors).
+    superseded: int = 0
     errors: list[str] = field(default_factory=list)
     #: Dry runs: what would be sent (points as bytes of metric lines).
     pending: dict[str, int] = field(default_factory=dict)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..interop._convert import ResultItem, rest_value
+from ..read._resumes import is_superseded, load_resumes, superseding
 from . import _cursor
 from ._client import MlflowRestClient
 from ._cursor import Cursor, fingerprint
@@ -132,6 +133,9 @@ class Uploader:
         Reads each file only up to the size the plan saw, stops after the batch in flight once the
         client's stop event is set (raising :class:`SyncInterrupted`), and once ``deadline``
         (``time.monotonic()``) has passed. Returns False when stopped by the deadline with lines left.
+        Points that a resume from a checkpoint superseded (``resumes.json``) are passed over, never
+        sent; those a pass sent before the resume was recorded stay on the server (MLflow's REST API
+        has no call that deletes a metric point).
         """
         cursor, report = self.cursor, self.report
         batch: list[dict[str, Any]] = []
@@ -142,8 +146,9 @@ class Uploader:
 
         def send() -> None:
             nonlocal saved
-            self.log_batch(metrics=batch)
-            self.on_batch()
+            if batch:  # (none: only passed-over points, whose lines the cursor moves past all the same)
+                self.log_batch(metrics=batch)
+                self.on_batch()
             acked = 0
             for key, end in ends:
                 if end > cursor.metrics.get(key, 0):
@@ -160,14 +165,21 @@ class Uploader:
             if stop.is_set():  # the caller saves the cursor: everything acknowledged is kept
                 raise SyncInterrupted("sync interrupted")
 
+        resumes = load_resumes(self.run_dir)
         for key, path, offset, size in files:
             if size < offset:  # replaced or truncated: resend it all (the server stores replays once)
                 report.errors.append(f"metric {key!r}: file shrank below the synced offset; resending it")
                 cursor.metrics[key] = offset = 0
+            spans = superseding(resumes, key, path) if resumes else []
+            if spans and offset >= max(limit for limit, _ in spans):
+                spans = []  # every line a resume covers was read by an earlier pass
             for points in read_points(key, path, offset, report, coalesce, limit=size):
                 for point, end in points:
-                    batch.append(point)
                     ends.append((key, end))
+                    if spans and is_superseded(spans, end, point["step"]):
+                        report.superseded += 1
+                        continue
+                    batch.append(point)
                     if len(batch) == MAX_METRICS:
                         # Past the deadline a full batch waits for the next pass (after at least one
                         # batch, so every pass moves on); a last, partial batch is always sent.
@@ -175,7 +187,7 @@ class Uploader:
                             return False
                         send()
                         sent += 1
-        if batch:
+        if batch or ends:
             send()
         return True
 

@@ -15,6 +15,7 @@ from .._errors import InvalidInputError, NotFoundError
 from ..read import _index
 from ..read._reader import resolve_run
 from ..read._records import RunRecord, as_text, lower_is_better
+from ..read._resumes import summarize_without_superseded
 from ..read._search import find, records_of
 from ..store._files import read_bytes
 from ..store._layout import TMP_MARK, VALUE_SUFFIX, walk_keys
@@ -137,7 +138,7 @@ def load_record(root: str, ref: str) -> tuple[RunRecord, dict[str, list[Any]]]:
     if record.stored_status == "RUNNING":
         record.status = _index.current_status(record)
     detail = index.details.get(name) or {}
-    return record, dict(detail.get("x", {}))
+    return record, summarize_without_superseded(rdir, dict(detail.get("x", {})))
 
 
 def _metric_summary(aggs: dict[str, list[Any]]) -> dict[str, dict[str, Any]]:
