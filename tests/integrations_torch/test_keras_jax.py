@@ -1,0 +1,61 @@
+"""Keras 3 on the JAX backend: the same callback, the same runs, and TensorFlow never imported (the
+W&B and DVCLive Keras callbacks import it and fail on other backends). Keras picks its backend once
+per process, so the training runs in a child with ``KERAS_BACKEND=jax``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from integrations.helpers import history, need, runs_of
+
+need("jax", tier="torch")
+need("keras", tier="torch")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CHILD = """
+import json, sys
+import keras
+import numpy as np
+from mini_mlflow.integrations.keras import MiniMlflowCallback
+
+keras.utils.set_random_seed(0)
+rng = np.random.default_rng(0)
+x = rng.normal(size=(64, 4)).astype("float32")
+y = x.sum(axis=1, keepdims=True)
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse", metrics=["mae"])
+callback = MiniMlflowCallback(experiment="keras", runs_dir=sys.argv[1])
+fit = model.fit(x, y, epochs=2, batch_size=16, validation_split=0.25, callbacks=[callback], verbose=0)
+print(json.dumps({
+    "backend": keras.backend.backend(),
+    "tensorflow": "tensorflow" in sys.modules,
+    "async_safe": callback.async_safe,
+    "history": {k: [float(v) for v in values] for k, values in fit.history.items()},
+}))
+"""
+
+
+def test_two_epochs_on_jax_log_as_on_torch_without_tensorflow(tmp_path: Path) -> None:
+    store = tmp_path / "mlruns"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINI_MLFLOW_")}
+    env.update(KERAS_BACKEND="jax", PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(store)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    child = json.loads(done.stdout.strip().splitlines()[-1])
+    assert child["backend"] == "jax" and child["tensorflow"] is False and child["async_safe"] is True
+    (run,) = runs_of(store, "1")
+    run_id = run["metadata"]["run_id"]
+    assert run["metadata"]["status"] == "FINISHED" and run["tags"]["mini_mlflow.framework"] == "keras (jax)"
+    # 48 training rows in batches of 16: 3 optimizer steps per epoch, numbered 1 to 6.
+    assert sorted(s for s, _ in history(store, run_id, "batch/loss")) == [1, 2, 3, 4, 5, 6]
+    for key in ("loss", "mae", "val_loss", "val_mae"):
+        assert history(store, run_id, key) == list(enumerate(child["history"][key]))
+    assert run["params"]["num_parameters"] == 4 * 8 + 8 + 8 + 1
+    assert abs(run["params"]["optimizer/learning_rate"] - 0.01) < 1e-8
