@@ -154,3 +154,66 @@ def test_a_sweep_is_skipped_once_the_folders_clock_tick_has_passed(tmp_path: Pat
             assert not _index._can_skip_sweep(fd, index, mtime + late_enough + 1)
         finally:
             os.close(fd)
+
+
+# -- the look taken at a run's end, handed to this process's first search ----------------------------
+
+
+@pytest.fixture
+def fresh_looks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Runs ended by earlier tests of this process fill the bounded store of looks: start from none.
+    monkeypatch.setattr(_pending, "_looked", {})
+    monkeypatch.setattr(_pending, "_looked_count", 0)
+
+
+def test_the_first_search_takes_the_look_taken_when_the_run_ended(
+    store: Path, no_racy_wait: None, fresh_looks: None
+) -> None:
+    # The probe's point is appended after the end: a first search that reads the run sees it; one that
+    # takes the look of the run's end does not.
+    with mm.start_run() as run:
+        mm.log_metric("acc", 0.5)
+    assert run.run_id in _pending._looked[(os.path.realpath(store), "0")]
+    append_point(run.run_dir, 0.75)
+    assert acc_of(store, run.run_id) == 0.5
+    assert not _pending._looked.get((os.path.realpath(store), "0"))  # handed over once
+    _operations.update_run_meta(run.run_dir, run_name="renamed")
+    assert acc_of(store, run.run_id) == 0.75  # its folder changed: read as usual
+
+
+def test_a_run_whose_folder_changed_after_its_end_is_read(
+    store: Path, no_racy_wait: None, fresh_looks: None
+) -> None:
+    with mm.start_run() as run:
+        mm.log_metric("acc", 0.5)
+    append_point(run.run_dir, 0.75)
+    _operations.update_run_meta(run.run_dir, run_name="renamed")  # moves the folder's mtime
+    (found,) = search_runs(root=store)
+    assert found.metrics["acc"] == 0.75 and found.info.run_name == "renamed"
+
+
+def test_a_run_written_again_after_its_end_is_read(
+    store: Path, no_racy_wait: None, fresh_looks: None
+) -> None:
+    # MLflow lets a client log to a finished run; a tag file written into tags/ moves the tags folder's
+    # mtime, not the run folder's, so the look of the run's end must not be taken after it.
+    with mm.start_run() as run:
+        mm.log_metric("acc", 0.5)
+    mm.MlflowClient().set_tag(run.run_id, "note", "after the end")
+    assert run.run_id not in _pending.ended_runs(str(store), "0")
+    (found,) = search_runs(root=store)
+    assert found.data.tags["note"] == "after the end"
+
+
+def test_looks_kept_are_bounded(
+    store: Path, no_racy_wait: None, fresh_looks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_pending, "MAX_LOOKED", 1)
+    runs = []
+    for value in (0.5, 0.25):
+        with mm.start_run() as run:
+            mm.log_metric("acc", value)
+        runs.append(run)
+    assert list(_pending._looked[(os.path.realpath(store), "0")]) == [os.path.basename(runs[0].run_dir)]
+    assert all(run.run_id in _pending.ended_runs(str(store), "0") for run in runs)  # both still trusted
+    assert sorted(r.metrics["acc"] for r in search_runs(root=store)) == [0.25, 0.5]

@@ -11,7 +11,9 @@ only from where the last read stopped (metric files are append-only; a fingerpri
 read tells a rewritten file), and a listing reads just the last point of a file it has not read or of a
 big backlog. An mtime within ``RACY_NS`` of the moment it was read is not trusted (file-system clocks are
 coarse), so that part is re-read. Runs this process ended itself, with no other writer, are settled at
-once (``store._pending``): the writing process does not wait ``SETTLED_S`` to trust its own runs.
+once (``store._pending``): the writing process does not wait ``SETTLED_S`` to trust its own runs, and
+its first read takes the look at each such run taken at its end (while its folder is unchanged) instead
+of opening the run again.
 
 Between full sweeps (at most ``SWEEP_S`` apart) a read skips the runs that were finished and settled at
 the last sweep, as long as the experiment folder's mtime has not moved: adding, removing or renaming a
@@ -95,16 +97,30 @@ def racy_ns(mtime_ns: int) -> int:
 class _Trust:
     """Which known runs a read may take as they are: finished, and unchanged since long enough."""
 
-    def __init__(self, root: str, exp_id: str, now_ns: int) -> None:
+    def __init__(self, root: str, exp_id: str, now_ns: int, take_looks: bool = True) -> None:
         self.now_ns = now_ns
         self.settled_before = now_ns - SETTLED_S * _S
         #: Runs this process ended (no other writer): folder name → the folder's mtime after the end.
         self.ended = _pending.ended_runs(root, exp_id)
+        #: Looks at runs ended here taken at their end (``_pending``): used for runs the index does not
+        #: know yet, while their folder is as it was then.
+        self.looked = _pending.take_looked(root, exp_id) if take_looks else {}
 
     def ended_here(self, name: str, d: int) -> bool:
         """Ended by this process and untouched since (past the clock tick of that end)."""
         ended = self.ended.get(name)
         return ended == d and ended < self.now_ns - min(racy_ns(ended), RACY_NS)
+
+    def looked_at_end(self, name: str, exp_fd: int) -> Scanned | None:
+        """The look taken when this process ended run ``name``, if its folder has not changed since."""
+        looked = self.looked.pop(name, None)
+        if looked is None or not self.ended_here(name, looked.d):
+            return None
+        try:
+            st = os.stat(name, dir_fd=exp_fd, follow_symlinks=False)
+        except OSError:
+            return None
+        return looked if st.st_mtime_ns == looked.d and stat.S_ISDIR(st.st_mode) else None
 
     def settled(self, name: str, d: int) -> bool:
         """A finished run whose folder mtime is ``d``: settled by age, or ended here and not touched."""
@@ -191,7 +207,7 @@ def _load_experiment(root: str, exp_id: str, save: bool, only: str | None) -> Ex
     except OSError:
         exp_fd = None
     try:
-        trust = _Trust(root, exp_id, now_ns)
+        trust = _Trust(root, exp_id, now_ns, take_looks=only is None)
         sweep = only is None and not _can_skip_sweep(exp_fd, index, now_ns)
         removed: list[str] = []
         if sweep:
@@ -341,7 +357,7 @@ def _check_each(
     builder: Builder | None,
 ) -> bool:
     dirty = False
-    for name, old, scanned in _looks(root, index, exp_fd, names, now_ns, only, builder):
+    for name, old, scanned in _looks(root, index, exp_fd, names, now_ns, only, builder, trust):
         if isinstance(scanned, Failed):
             if scanned.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                 index.swept = None  # gone or replaced while we looked: the next read sweeps
@@ -369,12 +385,19 @@ def _looks(
     now_ns: int,
     only: str | None,
     builder: Builder | None,
+    trust: _Trust,
 ) -> Iterator[tuple[str, Old | None, Scanned | Failed]]:
-    """``(name, how the index saw it, what a look found now)`` for each of ``names``. A new columnar
-    file's runs the index does not know are looked at by ``_scan_workers`` (in parallel when many)."""
+    """``(name, how the index saw it, what a look found now)`` for each of ``names``. A run this process
+    ended is taken as it was looked at then, if its folder has not changed since; a new columnar
+    file's other runs the index does not know are looked at by ``_scan_workers`` (in parallel when many)."""
     unknown: list[str] = []
     for name in names:
         old = index.old(name)
+        if old is None and trust.looked:
+            looked = trust.looked_at_end(name, exp_fd)
+            if looked is not None:
+                yield name, None, looked
+                continue
         if builder is not None and old is None:
             unknown.append(name)
             continue

@@ -4,14 +4,19 @@ The write path registers its drain when it loads (``write/_writer``); every read
 before it reads, so a process always reads its own writes, whichever face wrote them. When this process
 ends a run that no other writer holds, the write path also reports it (:func:`note_ended`): the run's
 files are final, so this process's index trusts the run at once instead of treating it as a stranger's
-run that may still be flushing. The read side never imports the write path: where no run was ever
-started in this process there is nothing pending, and each call is one check of a global.
+run that may still be flushing. The read side's look at the run folder is taken right then, while its
+files are hot (one listing look: the index's ``_scan``), and kept for this process's first read of the
+experiment, which takes it instead of opening the run again if the folder has not changed since
+(:func:`take_looked`): a sweep script that writes 10,000 runs and then searches them does not re-read
+them. The read side never imports the write path: where no run was ever started in this process there
+is nothing pending, and each call is one check of a global.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 #: ``(store root, run id or None for every run of that store) -> None``, set by the write path.
 _drain: Callable[[str, str | None], None] | None = None
@@ -20,6 +25,12 @@ _ended: dict[tuple[str, str], dict[str, int]] = {}
 _ended_count = 0
 #: Ended runs remembered at most (the oldest are forgotten: their runs are then trusted by age).
 MAX_ENDED = 1 << 20
+#: ``(real store root, experiment id) -> {run folder: the read side's look at it, taken at its end}``.
+_looked: dict[tuple[str, str], dict[str, Any]] = {}
+_looked_count = 0
+#: Looks kept at most (~1.5 KB each): past that, runs ended here are read by the first search as
+#: anyone's (they are still trusted at once).
+MAX_LOOKED = 20_000
 
 
 def register(drain_runs: Callable[[str, str | None], None]) -> None:
@@ -34,19 +45,59 @@ def drain(root: str, run_id: str | None = None) -> None:
         _drain(root, run_id)
 
 
-def note_ended(run_dir: str, mtime_ns: int) -> None:
-    """Run folder ``run_dir`` was ended by this process, no other writer holding it; after the end its
-    mtime was ``mtime_ns`` (a later change to the folder moves it, and the run is checked again)."""
-    global _ended_count
+def note_ended(run_dir: str) -> None:
+    """Run folder ``run_dir`` was ended by this process, no other writer holding it: its mtime now is
+    remembered (a later change to the folder moves it, and the run is checked again), with the read
+    side's look at the folder while its files are hot."""
+    global _ended_count, _looked_count
     exp_dir, name = os.path.split(os.path.abspath(run_dir))
     root, exp_id = os.path.split(exp_dir)
-    runs = _ended.setdefault((os.path.realpath(root), exp_id), {})
+    where = (os.path.realpath(root), exp_id)
+    looked = _look(exp_dir, name) if _looked_count < MAX_LOOKED else None
+    if looked is not None:
+        kept = _looked.setdefault(where, {})
+        _looked_count += name not in kept
+        kept[name] = looked
+        mtime_ns = looked.d
+    else:
+        mtime_ns = os.stat(run_dir).st_mtime_ns
+    runs = _ended.setdefault(where, {})
     if name not in runs:
         _ended_count += 1
     runs[name] = mtime_ns
     if _ended_count > MAX_ENDED:
         _ended.clear()
         _ended_count = 0
+
+
+def _look(exp_dir: str, name: str) -> Any:
+    """The index's listing look at run folder ``name`` (a ``read._scan.Scanned``), or None."""
+    import time
+
+    from ..read._scan import scan_run  # the read side's look: imported by the first run's end only
+
+    try:
+        exp_fd = os.open(exp_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        looked = scan_run(exp_fd, exp_dir, name, time.time_ns())
+    except Exception:  # only a head start for readers: a look that fails is left to them
+        return None
+    finally:
+        os.close(exp_fd)
+    return looked if looked.fields is not None else None
+
+
+def take_looked(root: str, experiment_id: str) -> dict[str, Any]:
+    """The looks taken at the end of runs of an experiment (run folder → ``Scanned``), handed over once:
+    the caller (the index) keeps what it uses."""
+    global _looked_count
+    if not _looked:
+        return {}
+    taken = _looked.pop((os.path.realpath(root), experiment_id), {})
+    _looked_count -= len(taken)
+    return taken
 
 
 def ended_runs(root: str, experiment_id: str) -> dict[str, int]:
@@ -56,8 +107,25 @@ def ended_runs(root: str, experiment_id: str) -> dict[str, int]:
     return _ended.get((os.path.realpath(root), experiment_id), {})
 
 
+def forget_run(run_dir: str) -> None:
+    """Run folder ``run_dir`` is being written again by this process after its end (MLflow lets a
+    client log to a finished run): it is no longer one whose files are final, nor is its look current.
+    (Writes into params/, tags/ or a metric file do not move the run folder's mtime.)"""
+    global _looked_count
+    if not _ended:
+        return
+    exp_dir, name = os.path.split(os.path.abspath(run_dir))
+    root, exp_id = os.path.split(exp_dir)
+    where = (os.path.realpath(root), exp_id)
+    _ended.get(where, {}).pop(name, None)
+    if _looked.get(where, {}).pop(name, None) is not None:
+        _looked_count -= 1
+
+
 def forget_ended() -> None:
     """Forget every ended run (a forked child: its parent ended them, and may resume them)."""
-    global _ended_count
+    global _ended_count, _looked_count
     _ended.clear()
     _ended_count = 0
+    _looked.clear()
+    _looked_count = 0

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._errors import InvalidInputError, NotFoundError
-from ..store import _files, _operations
+from ..store import _files, _operations, _pending
 from ..store._layout import META_FILE, METRIC_SUFFIX, validate_key, validate_run_id
 from ..store._meta import read_meta
 from ..store._metric_lines import Point, format_lines
@@ -43,6 +43,8 @@ class DirectRun:
         self.run_dir = found[1]
         if read_meta(os.path.join(self.run_dir, META_FILE)).get("lifecycle_stage") == "deleted":
             raise InvalidInputError(f"run {run_id} is deleted: restore it before logging to it")
+        # Written again after its end: this process's readers no longer take the run as final.
+        _pending.forget_run(self.run_dir)
 
     def log_metrics(
         self, metrics: Mapping[str, Any], step: int | None = None, timestamp: int | None = None

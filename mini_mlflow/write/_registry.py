@@ -91,7 +91,7 @@ def _tell_readers(run_dir: str) -> None:
     try:
         if any(name.startswith(HEARTBEAT_FILE + "-") for name in os.listdir(run_dir)):
             return
-        _pending.note_ended(run_dir, os.stat(run_dir).st_mtime_ns)
+        _pending.note_ended(run_dir)
     except OSError:
         pass  # the folder is gone or unreadable: readers check the run as anyone's
 
