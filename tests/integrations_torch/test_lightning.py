@@ -1,4 +1,5 @@
-"""Lightning: BoringModel steps, checkpoints following top-k, resume into the same run, ddp_spawn -> one run."""
+"""Lightning: BoringModel steps, checkpoints following top-k, resume into the same run, ddp_spawn and ddp
+-> one run."""
 
 from __future__ import annotations
 
@@ -221,3 +222,60 @@ def test_the_pytorch_lightning_namespace_has_its_own_logger(store: Path, tmp_pat
 
 def test_torch_is_the_cpu_build() -> None:
     assert torch.__version__.startswith("2.13.0")
+
+
+DDP_SCRIPT = """
+import sys
+import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.demos.boring_classes import BoringModel
+from mini_mlflow.integrations.lightning import MiniMlflowLogger
+
+class Model(BoringModel):
+    def training_step(self, batch, batch_idx):
+        out = super().training_step(batch, batch_idx)
+        self.log("seen_step", float(self.global_step))
+        return out
+
+    def teardown(self, stage):  # leave the gloo group cleanly (see SpawnedModel)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+
+logger = MiniMlflowLogger(experiment="ddp", runs_dir=sys.argv[1])
+trainer = Trainer(
+    logger=logger, callbacks=[logger.callback], strategy="ddp", devices=2, accelerator="cpu",
+    max_steps=4, log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False,
+    enable_checkpointing=False, default_root_dir=sys.argv[2],
+)
+trainer.fit(Model())
+print("rank", trainer.global_rank, "run", logger.run_id if trainer.global_rank == 0 else "-")
+"""
+
+
+def test_ddp_with_the_script_launched_again_per_rank_is_one_run(tmp_path: Path) -> None:
+    """``strategy="ddp"`` outside a notebook: Lightning starts the script again for rank 1 (a new
+    process that builds its own logger). Rank 1 reads the logger's name and version and logs every
+    step, yet opens no run and writes nothing."""
+    import subprocess
+    import sys
+
+    store, script = tmp_path / "mlruns", tmp_path / "train_ddp.py"
+    script.write_text(DDP_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINI_MLFLOW_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    done = subprocess.run(
+        [sys.executable, str(script), str(store), str(tmp_path / "fit")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert "rank 1 run -" in done.stdout  # the script really ran twice, as two ranks
+    run_id = next(line.split()[-1] for line in done.stdout.splitlines() if line.startswith("rank 0 run"))
+    assert set(experiment_ids(store)) == {"ddp"}  # no run anywhere else either
+    (run,) = runs_of(store, experiment_ids(store)["ddp"])
+    assert run["metadata"]["run_id"] == run_id and run["metadata"]["status"] == "FINISHED"
+    assert history(store, run_id, "seen_step") == [(s, float(s)) for s in range(4)]
