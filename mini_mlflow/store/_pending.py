@@ -50,10 +50,8 @@ def note_ended(run_dir: str) -> None:
     remembered (a later change to the folder moves it, and the run is checked again), with the read
     side's look at the folder while its files are hot."""
     global _ended_count, _looked_count
-    exp_dir, name = os.path.split(os.path.abspath(run_dir))
-    root, exp_id = os.path.split(exp_dir)
-    where = (os.path.realpath(root), exp_id)
-    looked = _look(exp_dir, name) if _looked_count < MAX_LOOKED else None
+    where, name = _where(run_dir)
+    looked = _look(os.path.dirname(os.path.abspath(run_dir)), name) if _looked_count < MAX_LOOKED else None
     if looked is not None:
         kept = _looked.setdefault(where, {})
         _looked_count += name not in kept
@@ -68,6 +66,13 @@ def note_ended(run_dir: str) -> None:
     if _ended_count > MAX_ENDED:
         _ended.clear()
         _ended_count = 0
+
+
+def _where(run_dir: str) -> tuple[tuple[str, str], str]:
+    """``((real store root, experiment id), run folder name)`` of a run folder."""
+    exp_dir, name = os.path.split(os.path.abspath(run_dir))
+    root, exp_id = os.path.split(exp_dir)
+    return (os.path.realpath(root), exp_id), name
 
 
 def _look(exp_dir: str, name: str) -> Any:
@@ -114,9 +119,7 @@ def forget_run(run_dir: str) -> None:
     global _looked_count
     if not _ended:
         return
-    exp_dir, name = os.path.split(os.path.abspath(run_dir))
-    root, exp_id = os.path.split(exp_dir)
-    where = (os.path.realpath(root), exp_id)
+    where, name = _where(run_dir)
     _ended.get(where, {}).pop(name, None)
     if _looked.get(where, {}).pop(name, None) is not None:
         _looked_count -= 1
