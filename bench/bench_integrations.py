@@ -19,7 +19,9 @@ import importlib
 import io
 import logging
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -188,6 +190,7 @@ def writer_cpu_s() -> float:
 
 
 IN_TRAINING: list[str] = []
+INSTRUCTIONS: list[str] = []
 
 
 # -- Lightning -------------------------------------------------------------------------------------
@@ -349,6 +352,99 @@ def bench_lightning(quick: bool, tmp: str) -> None:
             f"| {share:.2f}% | {once_ms:.1f} |"
         )
     lightning_call._call_callback_hooks = dispatch
+    lightning_instructions(quick, tmp, medians["no logger"])
+
+
+# The same BoringModel training for the instruction counts, in a child run under callgrind.
+FIT_CHILD = """
+import logging, os, sys, tempfile, time, warnings
+warnings.filterwarnings("ignore")
+logging.disable(logging.WARNING)
+from lightning.pytorch import Trainer
+from lightning.pytorch.demos.boring_classes import BoringModel
+from lightning.pytorch.loggers.logger import Logger
+
+class Model(BoringModel):
+    def training_step(self, batch, batch_idx):
+        out = super().training_step(batch, batch_idx)
+        self.log("train_loss", out["loss"])
+        return out
+
+class NullLogger(Logger):
+    name, version = "null", 0
+    def log_metrics(self, metrics, step=None): pass
+    def log_hyperparams(self, params, *args, **kwargs): pass
+
+which, steps, tmp = sys.argv[1], int(sys.argv[2]), tempfile.mkdtemp()
+logger, callbacks = False, []
+if which == "null":
+    logger = NullLogger()
+elif which == "ours":
+    from mini_mlflow.integrations.lightning import MiniMlflowLogger
+    logger = MiniMlflowLogger(runs_dir=os.path.join(tmp, "mm"))
+    callbacks = [logger.callback]
+trainer = Trainer(max_steps=steps, logger=logger, callbacks=callbacks, log_every_n_steps=1,
+    enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    accelerator="cpu", default_root_dir=tmp)
+t0 = time.perf_counter()
+trainer.fit(Model())
+print("fit_s", time.perf_counter() - t0)
+"""
+
+
+def lightning_instructions(quick: bool, tmp: str, native_step_s: float) -> None:
+    """Instructions per step (callgrind: every thread, deterministic, whatever the machine's noise) of
+    the training with no logger, a logger that does nothing, and ours: two trainings each (50 and 250
+    steps), the difference over 200 steps. Under callgrind a step takes ~45x longer, so our flush
+    interval is stretched by the same factor: the writer then passes once per as many steps as at
+    full speed. Counts are work, not time: they leave out cache misses and waits for the GIL."""
+    if quick or shutil.which("valgrind") is None:
+        NOT_MEASURED.append("Lightning instruction counts (" + ("--quick" if quick else "no valgrind") + ")")
+        return
+    script = os.path.join(tmp, "fit_child.py")
+    with open(script, "w") as f:
+        f.write(FIT_CHILD)
+
+    def counts(which: str, env: dict[str, str]) -> tuple[float, float]:
+        """``(instructions per step, seconds per step under callgrind)``."""
+        procs = {}
+        for steps in (50, 250):
+            out = os.path.join(tmp, f"callgrind-{which}-{steps}.out")
+            cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, script]
+            procs[steps] = (out, subprocess.Popen(
+                [*cmd, which, str(steps)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                # One thread for torch: its OpenMP workers spin while they wait, and how long depends on
+                # timing, so their counts would differ from run to run.
+                env={**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", **env},
+            ))  # fmt: skip
+        got = {}
+        for steps, (out, proc) in procs.items():
+            stdout, _ = proc.communicate()
+            fit_s = float(stdout.split("fit_s")[1].split()[0])
+            with open(out) as f:
+                total = next(int(line.split()[1]) for line in f if line.startswith("summary:"))
+            got[steps] = (total, fit_s)
+        return (got[250][0] - got[50][0]) / 200, (got[250][1] - got[50][1]) / 200
+
+    log("lightning: instruction counts under callgrind (about 15 minutes) ...")
+    none, slow_step_s = counts("none", {})
+    stretch = slow_step_s / native_step_s
+    null, _ = counts("null", {})
+    ours, _ = counts("ours", {"MINI_MLFLOW_FLUSH_INTERVAL": f"{0.1 * stretch:.2f}"})
+    for name, value, against in (
+        ("no logger", none, None),
+        ("a logger that does nothing", null, None),
+        ("mini_mlflow", ours, null),
+    ):
+        added = value - none
+        mine = "–" if against is None else f"{value - against:+,.0f} ({100 * (value - against) / none:+.2f}%)"
+        share = f"{100 * added / none:+.2f}%"
+        INSTRUCTIONS.append(
+            f"| Lightning (BoringModel) | {name} | {value:,.0f} | {added:+,.0f} | {share} | {mine} |"
+        )
+    INSTRUCTIONS.append(
+        f"\n(callgrind ran a step {stretch:.0f}x slower; our flush interval was stretched as much.)"
+    )
 
 
 # -- Transformers, Keras, Optuna: the hook as the framework calls it ---------------------------------
@@ -637,6 +733,19 @@ def main() -> int:
     for line in IN_TRAINING:
         print(line)
     print()
+    if INSTRUCTIONS:
+        print(
+            "Instructions per step (Lightning), counted by callgrind over every thread of the process: "
+            "the work each setup adds to a step against no logger, free of the machine's noise (but not "
+            "of cache misses or waits for the GIL, which counts leave out). Lightning's own cost of having "
+            'a logger at all is the row "a logger that does nothing"; the last column is what ours adds '
+            "beyond it.\n"
+        )
+        print("| framework | logger | instructions per step | added | added | beyond a do-nothing logger |")
+        print("|---|---|---|---|---|---|")
+        for line in INSTRUCTIONS:
+            print(line)
+        print()
     print(system)
     if NOT_MEASURED:
         print("\nNot measured here: " + "; ".join(sorted(set(NOT_MEASURED))) + ".")

@@ -4,12 +4,12 @@ The write path registers its drain when it loads (``write/_writer``); every read
 before it reads, so a process always reads its own writes, whichever face wrote them. When this process
 ends a run that no other writer holds, the write path also reports it (:func:`note_ended`): the run's
 files are final, so this process's index trusts the run at once instead of treating it as a stranger's
-run that may still be flushing. The read side's look at the run folder is taken right then, while its
-files are hot (one listing look: the index's ``_scan``), and kept for this process's first read of the
-experiment, which takes it instead of opening the run again if the folder has not changed since
-(:func:`take_looked`): a sweep script that writes 10,000 runs and then searches them does not re-read
-them. The read side never imports the write path: where no run was ever started in this process there
-is nothing pending, and each call is one check of a global.
+run that may still be flushing. The write path also hands over the read side's look at the run folder,
+taken right then while its files are hot (one listing look: the index's ``_scan``), kept for this
+process's first read of the experiment, which takes it instead of opening the run again if the folder
+has not changed since (:func:`take_looked`): a sweep script that writes 10,000 runs and then searches
+them does not read them again. The read side never imports the write path: where no run was ever
+started in this process there is nothing pending, and each call is one check of a global.
 """
 
 from __future__ import annotations
@@ -45,20 +45,16 @@ def drain(root: str, run_id: str | None = None) -> None:
         _drain(root, run_id)
 
 
-def note_ended(run_dir: str) -> None:
-    """Run folder ``run_dir`` was ended by this process, no other writer holding it: its mtime now is
-    remembered (a later change to the folder moves it, and the run is checked again), with the read
-    side's look at the folder while its files are hot."""
+def note_ended(run_dir: str, mtime_ns: int, looked: Any = None) -> None:
+    """Run folder ``run_dir`` was ended by this process, no other writer holding it; after the end its
+    mtime was ``mtime_ns`` (a later change to the folder moves it, and the run is checked again).
+    ``looked``: the read side's look at the folder taken then (a ``read._scan.Scanned``), if any."""
     global _ended_count, _looked_count
     where, name = _where(run_dir)
-    looked = _look(os.path.dirname(os.path.abspath(run_dir)), name) if _looked_count < MAX_LOOKED else None
-    if looked is not None:
+    if looked is not None and _looked_count < MAX_LOOKED:
         kept = _looked.setdefault(where, {})
         _looked_count += name not in kept
         kept[name] = looked
-        mtime_ns = looked.d
-    else:
-        mtime_ns = os.stat(run_dir).st_mtime_ns
     runs = _ended.setdefault(where, {})
     if name not in runs:
         _ended_count += 1
@@ -68,30 +64,16 @@ def note_ended(run_dir: str) -> None:
         _ended_count = 0
 
 
+def wants_looks() -> bool:
+    """Whether a look at an ended run would be kept (fewer than ``MAX_LOOKED`` are)."""
+    return _looked_count < MAX_LOOKED
+
+
 def _where(run_dir: str) -> tuple[tuple[str, str], str]:
     """``((real store root, experiment id), run folder name)`` of a run folder."""
     exp_dir, name = os.path.split(os.path.abspath(run_dir))
     root, exp_id = os.path.split(exp_dir)
     return (os.path.realpath(root), exp_id), name
-
-
-def _look(exp_dir: str, name: str) -> Any:
-    """The index's listing look at run folder ``name`` (a ``read._scan.Scanned``), or None."""
-    import time
-
-    from ..read._scan import scan_run  # the read side's look: imported by the first run's end only
-
-    try:
-        exp_fd = os.open(exp_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return None
-    try:
-        looked = scan_run(exp_fd, exp_dir, name, time.time_ns())
-    except Exception:  # only a head start for readers: a look that fails is left to them
-        return None
-    finally:
-        os.close(exp_fd)
-    return looked if looked.fields is not None else None
 
 
 def take_looked(root: str, experiment_id: str) -> dict[str, Any]:

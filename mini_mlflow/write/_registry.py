@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -56,6 +57,8 @@ _previous_exit: Any = sys.exit
 #: The status last passed to ``sys.exit`` (``_NOT_CALLED`` if it was not called).
 _NOT_CALLED = object()
 _exit_code: Any = _NOT_CALLED
+#: Set by the exit hook: runs ended from then on are not looked at for readers (none will come).
+_exiting = False
 #: The outermost frame of the main thread when the first run started (the ``__main__`` module, or
 #: runpy's for ``python -m``): whether it returned tells a normal end from one by ``sys.exit``.
 _outermost: FrameType | None = None
@@ -87,13 +90,34 @@ def on_end(run: Run) -> None:
 
 def _tell_readers(run_dir: str) -> None:
     """Tell this process's readers the run is final (``store._pending``), unless another process's
-    writer may still add to it: its heartbeat file is in the folder (ours was removed at the end)."""
+    writer may still add to it: its heartbeat file is in the folder (ours was removed at the end).
+    The read side's look at the folder goes with it, taken now while its files are hot, so that this
+    process's first search does not open the run again (not when the process is exiting: no search
+    follows)."""
     try:
         if any(name.startswith(HEARTBEAT_FILE + "-") for name in os.listdir(run_dir)):
             return
-        _pending.note_ended(run_dir)
+        looked = _look(run_dir) if not _exiting and _pending.wants_looks() else None
+        mtime_ns = looked.d if looked is not None else os.stat(run_dir).st_mtime_ns
+        _pending.note_ended(run_dir, mtime_ns, looked)
     except OSError:
         pass  # the folder is gone or unreadable: readers check the run as anyone's
+
+
+def _look(run_dir: str) -> Any:
+    """The index's listing look at a run folder (a ``read._scan.Scanned``), or None."""
+    exp_dir, name = os.path.split(os.path.abspath(run_dir))
+    try:
+        from ..read._scan import DIR_FLAGS, scan_run
+
+        exp_fd = os.open(exp_dir, DIR_FLAGS)
+        try:
+            looked = scan_run(exp_fd, exp_dir, name, time.time_ns())
+        finally:
+            os.close(exp_fd)
+    except Exception:  # only a head start for readers: a look that fails is left to them
+        return None
+    return looked if looked.fields is not None else None
 
 
 def open_runs() -> list[Run]:
@@ -187,6 +211,8 @@ def _failed_by_exit_code() -> bool:
 
 
 def _at_exit() -> None:
+    global _exiting
+    _exiting = True
     status = _exit_status
     if status == "FINISHED" and _failed_by_exit_code():
         status = "FAILED"
