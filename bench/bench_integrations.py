@@ -352,7 +352,7 @@ def bench_lightning(quick: bool, tmp: str) -> None:
             f"| {share:.2f}% | {once_ms:.1f} |"
         )
     lightning_call._call_callback_hooks = dispatch
-    lightning_instructions(quick, tmp, medians["no logger"])
+    lightning_instructions(quick, tmp)
 
 
 # The same BoringModel training for the instruction counts, in a child run under callgrind.
@@ -392,7 +392,7 @@ print("fit_s", time.perf_counter() - t0)
 """
 
 
-def lightning_instructions(quick: bool, tmp: str, native_step_s: float) -> None:
+def lightning_instructions(quick: bool, tmp: str) -> None:
     """Instructions per step (callgrind: every thread, deterministic, whatever the machine's noise) of
     the training with no logger, a logger that does nothing, and ours: two trainings each (50 and 250
     steps), the difference over 200 steps. Under callgrind a step takes ~45x longer, so our flush
@@ -404,6 +404,19 @@ def lightning_instructions(quick: bool, tmp: str, native_step_s: float) -> None:
     script = os.path.join(tmp, "fit_child.py")
     with open(script, "w") as f:
         f.write(FIT_CHILD)
+    # One thread for torch: its OpenMP workers spin while they wait, and how long depends on timing, so
+    # their counts would differ from run to run.
+    child_env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
+
+    def native_step_s() -> float:
+        """Seconds per step of the child with no logger at full speed (1,050 - 50 steps, median of 3)."""
+
+        def fit_s(steps: int) -> float:
+            cmd = [sys.executable, script, "none", str(steps)]
+            out = subprocess.run(cmd, capture_output=True, text=True, env=child_env, check=True).stdout
+            return float(out.split("fit_s")[1].split()[0])
+
+        return statistics.median((fit_s(1050) - fit_s(50)) / 1000 for _ in range(3))
 
     def counts(which: str, env: dict[str, str]) -> tuple[float, float]:
         """``(instructions per step, seconds per step under callgrind)``."""
@@ -413,9 +426,7 @@ def lightning_instructions(quick: bool, tmp: str, native_step_s: float) -> None:
             cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, script]
             procs[steps] = (out, subprocess.Popen(
                 [*cmd, which, str(steps)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                # One thread for torch: its OpenMP workers spin while they wait, and how long depends on
-                # timing, so their counts would differ from run to run.
-                env={**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", **env},
+                env={**child_env, **env},
             ))  # fmt: skip
         got = {}
         for steps, (out, proc) in procs.items():
@@ -427,8 +438,9 @@ def lightning_instructions(quick: bool, tmp: str, native_step_s: float) -> None:
         return (got[250][0] - got[50][0]) / 200, (got[250][1] - got[50][1]) / 200
 
     log("lightning: instruction counts under callgrind (about 15 minutes) ...")
+    native = native_step_s()
     none, slow_step_s = counts("none", {})
-    stretch = slow_step_s / native_step_s
+    stretch = slow_step_s / native
     null, _ = counts("null", {})
     ours, _ = counts("ours", {"MINI_MLFLOW_FLUSH_INTERVAL": f"{0.1 * stretch:.2f}"})
     for name, value, against in (
