@@ -28,9 +28,9 @@ MAX_ENDED = 1 << 20
 #: ``(real store root, experiment id) -> {run folder: the read side's look at it, taken at its end}``.
 _looked: dict[tuple[str, str], dict[str, Any]] = {}
 _looked_count = 0
-#: Looks kept at most (~1.5 KB each): past that, runs ended here are read by the first search as
-#: anyone's (they are still trusted at once).
-MAX_LOOKED = 20_000
+#: Looks kept at most (~3 KB each for a run of 5 params and 3 metrics: ~30 MB): past that, runs ended
+#: here are read by the first search as anyone's (they are still trusted at once).
+MAX_LOOKED = 10_000
 
 
 def register(drain_runs: Callable[[str, str | None], None]) -> None:
