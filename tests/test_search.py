@@ -6,9 +6,12 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import mini_mlflow as mm
 from mini_mlflow import InvalidInputError
+from mini_mlflow.read._query import _first_in_order
 from mini_mlflow.read._search import search_runs
 
 
@@ -205,3 +208,35 @@ def test_unknown_experiment_is_not_found(store: Path, runs: dict[str, str]) -> N
 
 def test_empty_or_missing_store(tmp_path: Path) -> None:
     assert list(search_runs(root=tmp_path / "nothing")) == []
+
+
+# -- a page of a big match: only its runs are put in order ---------------------------------------------
+
+_VALUES = st.one_of(
+    st.lists(st.sampled_from([0, 1, 2, 2.5, -0.0, 0.0, 1.0, 1e300]), min_size=1, max_size=60),
+    st.lists(st.sampled_from(["", "a", "B", "b", "aa"]), min_size=1, max_size=60),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=_VALUES, data=st.data(), descending=st.booleans())
+def test_the_first_runs_of_a_page_are_those_a_full_sort_puts_first(
+    values: list[object], data: st.DataObject, descending: bool
+) -> None:
+    # Ties (1 and 1.0, -0.0 and 0.0, repeated values) keep their order, as in the full stable sort.
+    need = data.draw(st.integers(1, len(values)))
+    items = list(range(len(values)))
+    full = sorted(items, key=values.__getitem__, reverse=descending)
+    got = _first_in_order(items, values, need, descending)
+    assert got[:need] == full[:need]
+    assert sorted(got) == items  # every item still there, once
+
+
+def test_a_search_for_a_page_returns_what_a_full_sort_returns(store: Path) -> None:
+    for i in range(40):
+        with mm.start_run(run_name=f"r{i}"):
+            mm.log_metric("acc", float(i % 7))  # many ties
+    everything = search_runs(order_by=["metrics.acc DESC"], root=store, copy=False)
+    for max_results in (1, 5, 6, 39, 40):
+        page = search_runs(order_by=["metrics.acc DESC"], max_results=max_results, root=store)
+        assert [r.run_id for r in page] == [r.run_id for r in everything][:max_results]

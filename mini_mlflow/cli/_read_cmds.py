@@ -118,7 +118,7 @@ def ls_cmd(
     view = "deleted" if deleted else "active"
 
     def page() -> tuple[int, SearchResult]:  # every match is counted; the page shown is built
-        found = find(exp_ids, filter_string, list(order_by) or None, view, root)
+        found = find(exp_ids, filter_string, list(order_by) or None, view, root, need=limit)
         return found.total, SearchResult(found.records(0, limit, copy=False), found.broken)
 
     try:

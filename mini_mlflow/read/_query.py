@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from itertools import compress
-from operator import itemgetter
+from itertools import compress, repeat
+from operator import ge, itemgetter, le
 from typing import Any
 
 from .._errors import InvalidInputError
@@ -268,15 +268,25 @@ def _key_mask(column: KeyColumn, clause: Clause, n: int) -> bytes:
 
 
 def sort(
-    items: list[Any], keys: list[OrderKey], getter: Callable[[Field], Callable[[Any], Any]]
+    items: list[Any],
+    keys: list[OrderKey],
+    getter: Callable[[Field], Callable[[Any], Any]],
+    need: int | None = None,
 ) -> list[Any]:
-    """Stable multi-key sort; missing values go last and NaN just before them, in either direction."""
+    """Stable multi-key sort; missing values go last and NaN just before them, in either direction.
+
+    ``need``: only the first ``need`` items must come out in order (a search returning 1,000 runs of
+    20,000 matches); the others follow them, all there, in no particular order."""
     for order in reversed(keys):
         get = getter(order.field)
         values = list(map(get, items))
         kinds = set(map(type, values))
         if kinds == {str} or (kinds <= {float, int} and _no_nan(values, kinds)):
             # numbers only (no NaN) or text only, none missing: one stable sort of positions, in C
+            last = order is keys[0]
+            if last and need is not None and need < len(items):
+                items = _first_in_order(items, values, need, order.descending)
+                continue
             ranked = sorted(range(len(items)), key=values.__getitem__, reverse=order.descending)
             items = list(map(items.__getitem__, ranked))
             continue
@@ -293,6 +303,21 @@ def sort(
         present.sort(key=itemgetter(0), reverse=order.descending)
         items = [item for _, item in present] + nan + missing
     return items
+
+
+def _first_in_order(items: list[Any], values: list[Any], need: int, descending: bool) -> list[Any]:
+    """``items`` with their first ``need`` as a stable sort by ``values`` puts them, then the rest.
+
+    The value the ``need``-th item has (one sort of the bare values, no key function) picks every item
+    at or before it, ties included; only those are sorted by position, which keeps the tied ones in
+    their order, as the full stable sort would."""
+    cut = sorted(values, reverse=descending)[need - 1]
+    inside = map(le if descending else ge, repeat(cut), values)  # cut <= value: at or before it
+    first = sorted(compress(range(len(items)), inside), key=values.__getitem__, reverse=descending)[:need]
+    rest = bytearray(b"\x01") * len(items)
+    for i in first:
+        rest[i] = 0
+    return [*map(items.__getitem__, first), *compress(items, rest)]
 
 
 def _no_nan(values: list[Any], kinds: set[type]) -> bool:

@@ -78,7 +78,11 @@ def resolve_experiments(root: str, experiment_ids: Iterable[int | str] | int | s
 class Found:
     """The runs a search matched, in order, as references: records are built for the ones read."""
 
-    def __init__(self, sources: list[Source], clauses: list[Clause], keys: list[OrderKey]) -> None:
+    def __init__(
+        self, sources: list[Source], clauses: list[Clause], keys: list[OrderKey], need: int | None = None
+    ) -> None:
+        """``need``: only the first ``need`` matches will be read (their records): the others are
+        counted, and not put in order."""
         self.broken: list[BrokenRun] = [b for s in sources for b in broken_runs(s.index)]
         matched = [s.match(clauses) for s in sources]
         single = len(sources) == 1
@@ -96,7 +100,7 @@ class Found:
             getter = self._getter(sources)
             items = sort(items, default_keys(), getter)  # stored rows are in the default order; others not
         if keys:
-            items = sort(items, keys, getter)
+            items = sort(items, keys, getter, need)
         self.items = items
         self.sources = sources
         self.total = len(items)
@@ -256,8 +260,10 @@ def find(
     order_by: list[str] | None,
     run_view: str,
     root: str,
+    need: int | None = None,
 ) -> Found:
-    """Every run of the experiments that matches, in order (the engine of :func:`search_runs`).
+    """Every run of the experiments that matches, in order (the engine of :func:`search_runs`);
+    ``need``: only the first ``need`` are put in order (see :class:`Found`).
 
     Raises:
         InvalidInputError: a malformed filter, order or run view.
@@ -282,7 +288,7 @@ def find(
                 raise NotFoundError(f"no experiment {experiment_id} in {root}")
             continue
         sources.append(Source(_index.load_experiment(root, experiment_id), view))
-    return Found(sources, clauses, keys)
+    return Found(sources, clauses, keys, need)
 
 
 def search_runs(
@@ -330,7 +336,9 @@ def search_runs(
         )
 
     def read() -> SearchResult:
-        found = find(experiment_ids, filter_string, order_by, run_view, root)
+        found = find(
+            experiment_ids, filter_string, order_by, run_view, root, None if not copy else max_results
+        )
         if not copy:  # the CLI only reads them, and wants every match for its count
             return SearchResult(found.records(0, found.total, copy=False), found.broken)
         return SearchResult(found.records(0, max_results), found.broken)
