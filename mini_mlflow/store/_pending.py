@@ -15,6 +15,7 @@ started in this process there is nothing pending, and each call is one check of 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,8 @@ MAX_ENDED = 1 << 20
 #: ``(real store root, experiment id) -> {run folder: the read side's look at it, taken at its end}``.
 _looked: dict[tuple[str, str], dict[str, Any]] = {}
 _looked_count = 0
+#: Runs end on any thread (Optuna trials with ``n_jobs>1``): the bookkeeping above changes under it.
+_lock = threading.Lock()
 #: Looks kept at most (~3 KB each for a run of 5 params and 3 metrics: ~30 MB): past that, runs ended
 #: here are read by the first search as anyone's (they are still trusted at once).
 MAX_LOOKED = 10_000
@@ -51,17 +54,18 @@ def note_ended(run_dir: str, mtime_ns: int, looked: Any = None) -> None:
     ``looked``: the read side's look at the folder taken then (a ``read._scan.Scanned``), if any."""
     global _ended_count, _looked_count
     where, name = _where(run_dir)
-    if looked is not None and _looked_count < MAX_LOOKED:
-        kept = _looked.setdefault(where, {})
-        _looked_count += name not in kept
-        kept[name] = looked
-    runs = _ended.setdefault(where, {})
-    if name not in runs:
-        _ended_count += 1
-    runs[name] = mtime_ns
-    if _ended_count > MAX_ENDED:
-        _ended.clear()
-        _ended_count = 0
+    with _lock:
+        if looked is not None and _looked_count < MAX_LOOKED:
+            kept = _looked.setdefault(where, {})
+            _looked_count += name not in kept
+            kept[name] = looked
+        runs = _ended.setdefault(where, {})
+        if name not in runs:
+            _ended_count += 1
+        runs[name] = mtime_ns
+        if _ended_count > MAX_ENDED:
+            _ended.clear()
+            _ended_count = 0
 
 
 def wants_looks() -> bool:
@@ -82,8 +86,10 @@ def take_looked(root: str, experiment_id: str) -> dict[str, Any]:
     global _looked_count
     if not _looked:
         return {}
-    taken = _looked.pop((os.path.realpath(root), experiment_id), {})
-    _looked_count -= len(taken)
+    where = (os.path.realpath(root), experiment_id)
+    with _lock:
+        taken = _looked.pop(where, {})
+        _looked_count -= len(taken)
     return taken
 
 
@@ -102,14 +108,16 @@ def forget_run(run_dir: str) -> None:
     if not _ended:
         return
     where, name = _where(run_dir)
-    _ended.get(where, {}).pop(name, None)
-    if _looked.get(where, {}).pop(name, None) is not None:
-        _looked_count -= 1
+    with _lock:
+        _ended.get(where, {}).pop(name, None)
+        if _looked.get(where, {}).pop(name, None) is not None:
+            _looked_count -= 1
 
 
 def forget_ended() -> None:
     """Forget every ended run (a forked child: its parent ended them, and may resume them)."""
-    global _ended_count, _looked_count
+    global _ended_count, _looked_count, _lock
+    _lock = threading.Lock()  # (after a fork, another thread of the parent may have held it)
     _ended.clear()
     _ended_count = 0
     _looked.clear()
