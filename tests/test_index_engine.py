@@ -59,6 +59,14 @@ def _line(step: int, value: float) -> str:
     return f'{{"step":{step},"value":{value!r},"timestamp":1}}\n'
 
 
+def default_experiment(folder: Path) -> Path:
+    """A store root under ``folder`` holding the Default experiment (id 0) and no run yet."""
+    root = folder / "mlruns"
+    (root / "0").mkdir(parents=True)
+    (root / "0" / "meta.yaml").write_text("experiment_id: '0'\nname: Default\nlifecycle_stage: active\n")
+    return root
+
+
 def settled_in_columns(root: Path) -> None:
     """Date every run an hour back (finished long ago: trusted on its folder's mtime, never re-read into
     the delta), build the index from nothing with every run in the columnar file, and drop it from
@@ -243,9 +251,7 @@ def test_the_column_engine_answers_as_the_record_predicates_do(
     runs: list[dict[str, Any]], changed: list[int], filters: list[str], orders: list[list[str]], view: str
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "mlruns"
-        (root / "0").mkdir(parents=True)
-        (root / "0" / "meta.yaml").write_text("experiment_id: '0'\nname: Default\nlifecycle_stage: active\n")
+        root = default_experiment(Path(tmp))
         for i, run in enumerate(runs):
             run["id"] = f"{i:032x}"
             write_run(root, run)
@@ -282,9 +288,7 @@ def test_a_metric_bound_tested_on_the_rows_other_clauses_left_answers_as_a_mask_
     than half (and as a mask otherwise): every operator, NaN, ±inf and -0.0 answer as the reference."""
     from mini_mlflow.read import _query
 
-    root = tmp_path / "mlruns"
-    (root / "0").mkdir(parents=True)
-    (root / "0" / "meta.yaml").write_text("experiment_id: '0'\nname: Default\nlifecycle_stage: active\n")
+    root = default_experiment(tmp_path)
     for i in range(44):
         run = {
             "id": f"{i:032x}", "name": f"r{i}", "status": "FINISHED", "start": 1_700_000_000_000 + i, "end": None,
@@ -314,9 +318,7 @@ def test_a_metric_bound_tested_on_the_rows_other_clauses_left_answers_as_a_mask_
 
 
 def test_a_search_reads_only_the_columns_it_needs(tmp_path: Path) -> None:
-    root = tmp_path / "mlruns"
-    (root / "0").mkdir(parents=True)
-    (root / "0" / "meta.yaml").write_text("experiment_id: '0'\nname: Default\nlifecycle_stage: active\n")
+    root = default_experiment(tmp_path)
     for i in range(50):
         run = {
             "id": f"{i:032x}", "name": f"r{i}", "status": "FINISHED", "start": 1_700_000_000_000 + i, "end": None,
@@ -336,9 +338,7 @@ def test_a_search_reads_only_the_columns_it_needs(tmp_path: Path) -> None:
 
 
 def test_the_table_of_a_search_is_its_records_as_columns(tmp_path: Path) -> None:
-    root = tmp_path / "mlruns"
-    (root / "0").mkdir(parents=True)
-    (root / "0" / "meta.yaml").write_text("experiment_id: '0'\nname: Default\nlifecycle_stage: active\n")
+    root = default_experiment(tmp_path)
     runs = [
         {"id": f"{i:032x}", "name": NAMES[i % len(NAMES)], "status": "RUNNING" if i == 7 else "FINISHED", "start": 1_700_000_000_000 + i % 7,
          "end": None, "user": "ann", "stage": "active", "params": {"p": PARAM_VALUES[i % len(PARAM_VALUES)]},

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -12,6 +14,9 @@ from typing import Any
 import pytest
 
 import mini_mlflow as mm
+
+#: The checkout, put on a child's PYTHONPATH.
+ROOT = Path(__file__).resolve().parents[2]
 
 #: Set by `make test` and `.ci/run`: there a framework that is missing is a failure, never a skip.
 REQUIRED = os.environ.get("INTEGRATION_TESTS_REQUIRED", "")
@@ -44,3 +49,15 @@ def history(root: Path, run_id: str, key: str) -> list[tuple[int, float]]:
 def experiment_ids(root: Path) -> dict[str, str]:
     """Experiment name → id."""
     return {e["name"]: e["experiment_id"] for e in mm.Store(root).list_experiments()}
+
+
+def run_python(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python *args`` in ``cwd`` with this checkout importable, no ``MINI_MLFLOW_*`` setting of
+    this process, and ``env`` on top; fail the test (with the ends of its output) unless it exits 0."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("MINI_MLFLOW_")}
+    full.update(PYTHONPATH=str(ROOT), **env)
+    done = subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import mini_mlflow as mm
 
-from .helpers import need
+from .helpers import need, run_python
 from conftest import ROOT
 
 EXAMPLES = ROOT / "examples" / "integrations"
@@ -37,23 +34,14 @@ def run_example(name: str, tmp_path: Path) -> None:
     for framework in frameworks:
         need(framework, tier=tier)
     root = tmp_path / "mlruns"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MINI_MLFLOW_")}
-    env.update(
+    run_python(
+        [str(EXAMPLES / name), *args],
+        tmp_path,
         MINI_MLFLOW_TRACKING_DIR=str(root),
-        PYTHONPATH=str(ROOT),
         KEDRO_DISABLE_TELEMETRY="true",
         DO_NOT_TRACK="1",
         KERAS_BACKEND="torch",
     )
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     store = mm.Store(root)
     ids = {e["name"]: e["experiment_id"] for e in store.list_experiments()}
     runs = [store.get_run(r) for r in store.list_runs(ids[experiment])]

@@ -5,17 +5,12 @@ per process, so the training runs in a child with ``KERAS_BACKEND=jax``."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from integrations.helpers import history, need, runs_of
+from integrations.helpers import history, need, run_python, runs_of
 
 need("jax", tier="torch")
 need("keras", tier="torch")
-
-ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = """
 import json, sys
@@ -42,12 +37,7 @@ print(json.dumps({
 
 def test_two_epochs_on_jax_log_as_on_torch_without_tensorflow(tmp_path: Path) -> None:
     store = tmp_path / "mlruns"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MINI_MLFLOW_")}
-    env.update(KERAS_BACKEND="jax", PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(store)], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
+    done = run_python(["-c", CHILD, str(store)], tmp_path, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
     child = json.loads(done.stdout.strip().splitlines()[-1])
     assert child["backend"] == "jax" and child["tensorflow"] is False and child["async_safe"] is True
     (run,) = runs_of(store, "1")

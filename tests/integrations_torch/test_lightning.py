@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from integrations.helpers import experiment_ids, history, need, runs_of
+from integrations.helpers import experiment_ids, history, need, run_python, runs_of
 
 import mini_mlflow as mm
 
@@ -257,22 +257,9 @@ def test_ddp_with_the_script_launched_again_per_rank_is_one_run(tmp_path: Path) 
     """``strategy="ddp"`` outside a notebook: Lightning starts the script again for rank 1 (a new
     process that builds its own logger). Rank 1 reads the logger's name and version and logs every
     step, yet opens no run and writes nothing."""
-    import subprocess
-    import sys
-
     store, script = tmp_path / "mlruns", tmp_path / "train_ddp.py"
     script.write_text(DDP_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MINI_MLFLOW_")}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
-    done = subprocess.run(
-        [sys.executable, str(script), str(store), str(tmp_path / "fit")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    done = run_python([str(script), str(store), str(tmp_path / "fit")], tmp_path)
     assert "rank 1 run -" in done.stdout  # the script really ran twice, as two ranks
     run_id = next(line.split()[-1] for line in done.stdout.splitlines() if line.startswith("rank 0 run"))
     assert set(experiment_ids(store)) == {"ddp"}  # no run anywhere else either
