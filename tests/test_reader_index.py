@@ -129,6 +129,27 @@ def _age_everything(store: Path, seconds: float = 3600) -> None:
 
 
 @pytest.mark.parametrize("kept_in", ["delta", "columns"])
+def test_a_run_folder_moved_out_and_back_is_gone_then_back(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kept_in: str
+) -> None:
+    a, _ = make_run("a", acc=0.5), make_run("b", acc=0.6)
+    _age_everything(store)
+    with monkeypatch.context() as m:
+        if kept_in == "columns":  # the runs go to the columnar file; a removal is then a delta entry over it
+            m.setattr(_index, "COMPACT_AFTER", 1)
+        assert set(by_name(fresh_search(store))) == {"a", "b"}
+    assert _index._MEMORY[(str(store), "0")].main.n == (2 if kept_in == "columns" else 0)
+    away = tmp_path / "away"
+    os.rename(a.run_dir, away)
+    assert set(by_name(search_runs(root=store))) == {"b"}
+    assert (a.run_id in _index._MEMORY[(str(store), "0")].delta) == (kept_in == "columns")
+    assert set(by_name(fresh_search(store))) == {"b"}  # the removal is on disk too
+    os.rename(away, a.run_dir)
+    assert by_name(search_runs(root=store))["a"].metrics == {"acc": 0.5}
+    assert set(by_name(fresh_search(store))) == {"a", "b"}
+
+
+@pytest.mark.parametrize("kept_in", ["delta", "columns"])
 def test_between_sweeps_settled_runs_are_skipped_but_store_changes_are_seen(
     store: Path, monkeypatch: pytest.MonkeyPatch, kept_in: str
 ) -> None:

@@ -43,6 +43,7 @@ from ._reader import heartbeat_state
 from ._records import RunRecord
 from ._scan import RACY_NS, Old, Scanned, scan_run, sig_of
 from ._scan_workers import Failed, looks
+from ._table import Main
 
 __all__ = ["INDEX_DIR", "ExperimentIndex"]
 
@@ -256,39 +257,30 @@ def _sweep(
             index.swept is not None and index.swept[0] == mtime and mtime < index.swept[1] - racy_ns(mtime)
         )
         # The folder's entries are what the index knows unless its mtime moved (an entry added or removed)
-        listed = (
-            dict.fromkeys([*index.names(), *index.broken, *index.stray], False)
-            if unchanged
-            else _entry_types(exp_fd)
-        )
+        listed = None if unchanged else _entry_types(exp_fd)
         index.swept = [mtime, now_ns]  # read before the names: a change after this moves the mtime past it
     except OSError:
         index.swept = None
         return [], [*index.names(), *index.broken], {}
+    main, delta = index.main, index.delta
+    # The usual run, in one tight pass (100,000 of them cost little more than their ``lstat``): stored
+    # in the columnar file, finished, settled by age, its folder untouched. Any other goes on below.
+    rest = _unsettled_rows(main, delta, _folder_mtimes(main.names, exp_fd), trust.settled_before)
+    rest += [name for name, entry in delta.items() if entry is not None]
+    rest += [*index.broken, *index.stray]
+    if listed is not None:  # and what the listing holds that the columnar file does not
+        stored = main.positions()
+        rest += [name for name in listed if name not in stored or name in delta]
+    rest = list(dict.fromkeys(rest))
     check: list[str] = []
     seen: set[str] = set()
     stray: dict[str, str] = {}
     lstat = os.stat
-    # The usual run, inline (100,000 of them cost little more than their ``lstat``): stored in the
-    # columnar file, finished, settled by age, its folder untouched.
-    main, delta = index.main, index.delta
-    rows, d_col, ok_col = main.positions(), main.d, main.ok
-    settled_before = trust.settled_before
-    for name in listed:
-        row = rows.get(name, -1)
-        if row >= 0 and ok_col[row] and name not in delta:
-            try:
-                st = lstat(name, dir_fd=exp_fd, follow_symlinks=False)
-            except OSError:
-                continue
-            d = d_col[row]
-            if st.st_mtime_ns == d and d < settled_before and st.st_mode & 0o170000 == stat.S_IFDIR:
-                seen.add(name)
-                continue
+    for name in rest:
         if name == META_FILE or name[0] == "." or TMP_MARK in name:
             continue
         known = index.state(name)
-        if known is None and listed[name]:
+        if known is None and listed is not None and listed.get(name, False):
             seen.add(name)  # a folder the index does not know, as the listing says: looked at anyway
             check.append(name)
             continue
@@ -308,8 +300,38 @@ def _sweep(
         if known is not None and known[1] and known[0] == st.st_mtime_ns and trust.settled(name, known[0]):
             continue  # finished, settled and untouched: trusted without opening anything
         check.append(name)
-    gone = [n for n in [*index.names(), *index.broken] if n not in seen]
+    # Only a run that went on to ``rest`` can be gone: the others were just found in place.
+    known_runs = (name for name in [*rest, *index.broken] if name not in seen)
+    gone = list(dict.fromkeys(n for n in known_runs if n in index.broken or index.state(n) is not None))
     return check, gone, stray
+
+
+def _folder_mtimes(names: list[str], exp_fd: int) -> list[int]:
+    """Each run folder's mtime_ns, -1 where it is missing or not a folder (a link is not followed)."""
+    lstat, out = os.stat, list[int]()
+    append = out.append
+    for name in names:
+        try:
+            st = lstat(name, dir_fd=exp_fd, follow_symlinks=False)
+        except OSError:
+            append(-1)
+            continue
+        append(st.st_mtime_ns if st.st_mode & 0o170000 == stat.S_IFDIR else -1)
+    return out
+
+
+def _unsettled_rows(main: Main, delta: dict[str, Any], mtimes: list[int], settled_before: int) -> list[str]:
+    """Stored runs a sweep looks at further: not finished and settled by age at an unchanged mtime
+    (ended here, changed, gone, broken). Runs the delta holds are left to the delta's own pass."""
+    d_col, ok_col, names = main.d, main.ok, main.names
+    out = [
+        names[row]
+        for row, (now, was, ok) in enumerate(zip(mtimes, d_col, ok_col, strict=True))
+        if not (ok and now == was and was < settled_before)
+    ]
+    if delta:
+        out = [name for name in out if name not in delta]
+    return out
 
 
 def _entry_types(exp_fd: int) -> dict[str, bool]:
