@@ -32,12 +32,13 @@ test: $(VENV)/.installed-dev
 	INTEGRATION_TESTS_REQUIRED=default $(BIN)/python -m pytest -q
 
 # The torch tier of the integration tests (Lightning, Transformers, Keras on torch, and Keras on JAX
-# in a child process) in its own environment, so that the default one stays light: torch==2.13.0 is
-# the CPU build on these machines; jax 0.10.2 runs on the CPU (about 130 MB of wheels).
-$(TORCH_VENV)/.installed: pyproject.toml
+# and on TensorFlow, each in a child process) in its own environment, so that the default one stays
+# light: torch==2.13.0 is the CPU build on these machines; jax 0.10.2 runs on the CPU (about 130 MB of
+# wheels); tensorflow-cpu 2.21.0 is the CPU-only TensorFlow (a 274 MB wheel).
+$(TORCH_VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(TORCH_VENV)
 	$(TORCH_VENV)/bin/pip install --quiet -e '.[integrations-torch]' 'pytest>=8' 'pytest-timeout>=2.3' \
-		'jax[cpu]==0.10.2' 'jaxlib==0.10.2'
+		'jax[cpu]==0.10.2' 'jaxlib==0.10.2' 'tensorflow-cpu==2.21.0'
 	touch $@
 
 test-torch: $(TORCH_VENV)/.installed
