@@ -189,6 +189,25 @@ PROMISES = [
         "_NOFOLLOW = 0",
         "files opened without `O_NOFOLLOW`",
     ),
+    Promise(
+        "a run stored in the columnar file and changed by hand is seen at the next sweep",
+        (
+            "tests/test_reader_index.py::test_between_sweeps_settled_runs_are_skipped_but_store_changes_are_seen",
+            "tests/test_reader_index.py::test_a_run_folder_moved_out_and_back_is_gone_then_back",
+        ),
+        "mini_mlflow/read/_index.py",
+        "if not (ok and now == was and was < settled_before)",
+        "if not (ok and was < settled_before)",
+        "the sweep's tight pass trusts a stored run whatever its folder's mtime",
+    ),
+    Promise(
+        "a run folder moved out of the store and back is listed again",
+        ("tests/test_reader_index.py::test_a_run_folder_moved_out_and_back_is_gone_then_back",),
+        "mini_mlflow/read/_index.py",
+        "rest += [name for name in listed if name not in stored or name in delta]",
+        "rest += [name for name in listed if name not in stored]",
+        "a listed folder that the columnar file holds and the delta marks gone is not looked at again",
+    ),
 ]
 
 
