@@ -4,6 +4,7 @@ written by several processes at once, a search still answers from the runs, exac
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import threading
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 import mini_mlflow as mm
 from mini_mlflow.read import _columns, _index, _index_files
@@ -245,3 +248,40 @@ def test_readers_beside_a_writer_process_see_every_run_whole(store: Path, tmp_pa
     assert all(r.metrics == {"acc": r.params["i"] / 1000} for r in final)
     _index._MEMORY.clear()  # a new process, from the files the three processes left
     assert [r.to_dict() for r in search_runs(root=store, max_results=1000)] == [r.to_dict() for r in final]
+
+
+def _encoded_one_by_one(values: list[Any]) -> tuple[list[int], list[Any]]:
+    """The dictionary encoding's rule written out: one key per value, as its JSON tells it apart."""
+    keyed: dict[Any, int] = {}
+    distinct: list[Any] = []
+    codes = []
+    for value in values:
+        key = _columns._value_key(value)
+        if key not in keyed:
+            keyed[key] = len(distinct)
+            distinct.append(value)
+        codes.append(keyed[key])
+    return codes, distinct
+
+
+_FLOATS = st.one_of(st.floats(), st.sampled_from([0.0, -0.0, math.nan, -math.nan, math.inf, 1.0, 0.5]))
+_MIXED = st.one_of(_FLOATS, st.integers(-3, 3), st.booleans(), st.sampled_from(["1", "a", "0.0"]), st.none())
+
+
+@settings(max_examples=300, deadline=None)
+@example([1, 1.0])
+@example([0.0, -0.0, 0.0, 2.5])
+@example([math.nan, float("nan"), 1.5])
+@example([1, 1.0, True, "1", None])
+@given(
+    st.lists(_FLOATS, max_size=40)
+    | st.lists(_FLOATS | st.integers(-3, 3), max_size=40)
+    | st.lists(_MIXED, max_size=40)
+)
+def test_dictionary_encoding_tells_values_apart_as_their_json_does(values: list[Any]) -> None:
+    # Each path of encode_values (values their own keys, floats with a zero or a NaN, anything else)
+    # must give the codes and distinct values of the rule applied one value at a time.
+    codes, distinct = _columns.encode_values(values)
+    want_codes, want_distinct = _encoded_one_by_one(values)
+    assert list(codes) == want_codes
+    assert [_columns._value_key(v) for v in distinct] == [_columns._value_key(v) for v in want_distinct]

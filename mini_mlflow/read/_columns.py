@@ -107,7 +107,12 @@ def encode_values(values: list[Any]) -> tuple[array[int], list[Any]]:
     values in first-seen order."""
     if _keys_are_values(values):  # the usual column: values are their own keys, encoded in C loops
         seen = {value: code for code, value in enumerate(dict.fromkeys(values))}
-        return array(code_type(len(seen)), [seen[value] for value in values]), list(seen)
+        return array(code_type(len(seen)), list(map(seen.__getitem__, values))), list(seen)
+    if set(map(type, values)) == {float}:  # floats with a zero or a NaN: only those need a key apart
+        keys = [v if v == v and v else repr(v) for v in values]  # 0.0, -0.0 and NaN by their text
+        first = dict(zip(keys, values, strict=True))  # first-seen order; a key's values are all alike
+        code_of = {key: code for code, key in enumerate(first)}
+        return array(code_type(len(first)), list(map(code_of.__getitem__, keys))), list(first.values())
     keyed: dict[Any, int] = {}
     distinct: list[Any] = []
     codes: list[int] = []
@@ -191,7 +196,8 @@ class Builder:
             raise ValueError("a run's fields do not match FIELDS")
         starts = fields[FIELDS.index("start_time")]
         names = self.names
-        order = sorted(range(n), key=lambda i: (starts[i] is None, -(starts[i] or 0), names[i]))
+        keys = [(start is None, -(start or 0), name) for start, name in zip(starts, names, strict=True)]
+        order = sorted(range(n), key=keys.__getitem__)
         new_row = [0] * n
         for new, old in enumerate(order):
             new_row[old] = new
@@ -202,18 +208,20 @@ class Builder:
             return len(blobs) - 1
 
         cols: dict[str, Any] = {
-            "names": blob("\0".join(names[i] for i in order).encode(*_FS_CODEC)),
+            "names": blob("\0".join(map(names.__getitem__, order)).encode(*_FS_CODEC)),
             # Run ids all have one length (32 hex digits): then one row's name is a slice, no split.
             "width": _same_width(names),
-            "d": blob(array("q", [self.d[i] for i in order])),
-            "ok": blob(bytes(self.ok[i] for i in order)),
+            "d": blob(array("q", map(self.d.__getitem__, order))),
+            "ok": blob(bytes(map(self.ok.__getitem__, order))),
         }
         for field, column in zip(FIELDS, fields, strict=True):
-            cols["f." + field] = _encode_field(field in INT_FIELDS, [column[i] for i in order], blob)
+            cols["f." + field] = _encode_field(
+                field in INT_FIELDS, list(map(column.__getitem__, order)), blob
+            )
         for kind, columns in self.keys.items():
             for key, (rows, values) in columns.items():
                 if len(rows) == n:  # every run has this key (rows are then 0..n-1): no sort needed
-                    moved_rows, moved = array("I", range(n)), [values[i] for i in order]
+                    moved_rows, moved = array("I", range(n)), list(map(values.__getitem__, order))
                 else:
                     pairs = sorted(zip([new_row[r] for r in rows], values, strict=True), key=lambda p: p[0])
                     moved_rows = array("I", [r for r, _ in pairs])
@@ -230,8 +238,8 @@ class Builder:
         begins = array("q", [0])
         begins.extend(ends[:-1])
         cols["detail"] = {
-            "starts": blob(array("q", [begins[i] for i in order])),
-            "ends": blob(array("q", [ends[i] for i in order])),
+            "starts": blob(array("q", map(begins.__getitem__, order))),
+            "ends": blob(array("q", map(ends.__getitem__, order))),
             "data": blob(bytes(self.details)),
         }
         cols["warnings"] = blob(dumps({str(new_row[r]): w for r, w in self.warnings.items()}))
