@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from integrations.helpers import history, need, run_python, runs_of
 
 need("keras", tier="torch")
