@@ -73,8 +73,11 @@ $(BENCH_VENV)/.installed: pyproject.toml bench/requirements.txt
 	$(BENCH_VENV)/bin/pip install --quiet -e . -r bench/requirements.txt
 	touch $@
 
+# Each bench rewrites its own section of bench/README.md (between its marks) and keeps the notes around it;
+# BENCH_ONLY=read,scale runs only those.
+BENCH_ONLY ?=
 bench: $(BENCH_VENV)/.installed
-	$(BENCH_VENV)/bin/python bench/run.py --markdown bench/README.md
+	$(BENCH_VENV)/bin/python bench/run.py --markdown bench/README.md $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
 
 # The soak takes minutes and is not part of `make bench` or CI: 200 random SIGKILLs, processes ×
 # threads at full speed for SOAK_MINUTES (ls in a loop, `sync --watch` to a local MLflow server:

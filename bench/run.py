@@ -1,7 +1,10 @@
-"""Run every ``bench/bench_*.py`` in one session and assemble ``bench/README.md``.
+"""Run the ``bench/bench_*.py`` benches in one session and put their sections into ``bench/README.md``.
 
-Each bench prints one Markdown section; this script adds a header saying when and where the numbers
-were taken. Measurements inside a bench are side by side (ratios), because machines are noisy.
+Each bench prints one Markdown section. In the report file a section lies between the marks
+``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``: a run replaces only the sections of the benches it
+ran, each stamped with when and where it ran, and keeps everything outside the marks (the header, the
+notes written under a section by hand). A bench that fails leaves its old section in place and makes
+this script exit 1. Measurements inside a bench are side by side (ratios), because machines are noisy.
 
     python bench/run.py [--quick] [--only hotpath,read] [--markdown bench/README.md]
 """
@@ -24,18 +27,42 @@ Produced by `make bench` (which runs `python bench/run.py` in a separate environ
 holding the peers from `bench/requirements.txt`; none of them is a dependency of mini_mlflow).
 Numbers are medians measured side by side in one run; compare the ratios, not the absolute times:
 the machines are shared and noisy.
-
 """
+
+
+def begin_mark(name: str) -> str:
+    return f"<!-- bench:{name} -->"
+
+
+def end_mark(name: str) -> str:
+    return f"<!-- /bench:{name} -->"
+
+
+def splice(report: str, name: str, section: str) -> str:
+    """``report`` with bench ``name``'s section replaced by ``section`` (appended if it has none)."""
+    begin, end = begin_mark(name), end_mark(name)
+    block = f"{begin}\n{section.strip()}\n{end}"
+    start = report.find(begin)
+    stop = report.find(end, start) if start >= 0 else -1
+    if start < 0 or stop < 0:
+        return report.rstrip("\n") + "\n\n" + block + "\n"
+    return report[:start] + block + report[stop + len(end) :]
+
+
+def where() -> str:
+    python = platform.python_version()
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, Python {python}"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     parser.add_argument("--only", default="", help="comma-separated bench names, e.g. hotpath,read")
-    parser.add_argument("--markdown", default="", help="write the report to this file too")
+    parser.add_argument("--markdown", default="", help="put the sections into this report file")
     args = parser.parse_args()
     wanted = {w.strip() for w in args.only.split(",") if w.strip()}
-    sections, failed = [], []
+    sections: dict[str, str] = {}
+    failed = []
     for path in sorted(glob.glob(os.path.join(HERE, "bench_*.py"))):
         name = os.path.basename(path)[len("bench_") : -len(".py")]
         if wanted and name not in wanted:
@@ -47,21 +74,27 @@ def main() -> int:
         took = time.perf_counter() - t0
         if result.returncode != 0:
             failed.append(name)
-            sections.append(f"## {name}\n\nFAILED (exit {result.returncode}) after {took:.0f} s.\n")
-        else:
-            sections.append(result.stdout.strip() + f"\n\n_(bench_{name}.py took {took:.0f} s)_\n")
-    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    where = f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores"
-    where += f", Python {platform.python_version()}"
-    report = (
-        HEADER
-        + f"Last run: {stamp} on {where}{' (--quick)' if args.quick else ''}.\n\n"
-        + "\n\n".join(sections)
-    )
-    print(report)
+            print(f"bench_{name}.py FAILED (exit {result.returncode}) after {took:.0f} s", file=sys.stderr)
+            continue
+        stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        quick = ", --quick" if args.quick else ""
+        sections[name] = (
+            result.stdout.strip() + f"\n\n_(bench_{name}.py: {took:.0f} s, {stamp}, {where()}{quick})_\n"
+        )
+    for section in sections.values():
+        print(section)
     if args.markdown:
+        try:
+            with open(args.markdown) as f:
+                report = f.read()
+        except FileNotFoundError:
+            report = HEADER
+        for name, section in sections.items():
+            report = splice(report, name, section)
         with open(args.markdown, "w") as f:
             f.write(report)
+    if failed:
+        print(f"failed (their old sections are kept): {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
 
 
