@@ -10,6 +10,7 @@ import sys
 from importlib.metadata import requires
 from pathlib import Path
 
+import click
 import pytest
 
 import mini_mlflow as mm
@@ -18,7 +19,7 @@ from mini_mlflow.read._search import search_runs
 
 from conftest import ROOT
 
-COMMANDS = sorted(cli.commands)
+COMMANDS = cli.list_commands(click.Context(cli))
 
 
 def mini(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -59,9 +60,41 @@ def test_the_command_list_is_the_one_this_test_knows() -> None:
     ]
 
 
+def test_a_command_loads_its_own_module_and_not_the_others(tmp_path: Path) -> None:
+    # Commands are imported when they run: `ls` must not pay for sync, run or the UI at every start.
+    with mm.Run(runs_dir=tmp_path / "mlruns", name="listed") as run:
+        run.log_metric("m", 1.0)
+    code = (
+        "import sys\n"
+        "from mini_mlflow.cli._main import cli\n"
+        "cli.main(['--root', sys.argv[1], 'ls'], standalone_mode=False)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('mini_mlflow.cli.')))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINI_MLFLOW_")}
+    env.update(PYTHONPATH=str(ROOT), COLUMNS="120")
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "mlruns")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    *table, loaded = done.stdout.strip().splitlines()
+    assert any("listed" in line for line in table)  # the run was listed
+    modules = set(json.loads(loaded.replace("'", '"')))
+    assert "mini_mlflow.cli._read_cmds" in modules
+    assert not modules & {
+        "mini_mlflow.cli._sync_cmds", "mini_mlflow.cli._run_cmds", "mini_mlflow.cli._ui_cmd",
+        "mini_mlflow.cli._show_cmds", "mini_mlflow.cli._lifecycle_cmds", "mini_mlflow.cli._doctor",
+    }  # fmt: skip
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_takes_root_and_answers_help_and_a_bad_call(command: str, tmp_path: Path) -> None:
-    options = {opt for param in cli.commands[command].params for opt in getattr(param, "opts", [])}
+    found = cli.get_command(click.Context(cli), command)
+    assert found is not None
+    options = {opt for param in found.params for opt in getattr(param, "opts", [])}
     assert "--root" in options
     shown = mini(command, "--help", cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
