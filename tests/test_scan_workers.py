@@ -44,10 +44,10 @@ def make_varied_store(store: Path) -> None:
     os.mkdir(os.fsencode(exp) + b"/e\xffe")  # a folder name that is not UTF-8
 
 
-def build(store: Path, monkeypatch: pytest.MonkeyPatch, workers: int) -> str:
-    """Everything a build from nothing finds, with ``workers`` worker processes, as text (NaN equals
-    NaN there); ``at`` and ``r`` (when it looked, and whether that was within a clock tick of a
-    change) depend on the moment, not on who looked."""
+def build(store: Path, monkeypatch: pytest.MonkeyPatch, workers: int | None) -> str:
+    """Everything a build from nothing finds, with ``workers`` worker processes (None: as many as it
+    chooses), as text (NaN equals NaN there); ``at`` and ``r`` (when it looked, and whether that was
+    within a clock tick of a change) depend on the moment, not on who looked."""
     monkeypatch.setattr(_scan_workers, "WORKERS", workers)
     monkeypatch.setattr(_index, "COMPACT_AFTER", 10)  # a build, as at thousands of runs
     shutil.rmtree(store / ".index", ignore_errors=True)
@@ -114,3 +114,35 @@ def test_a_worker_reads_the_folder_this_process_opened(store: Path) -> None:
     assert answers is not None
     assert answers[0][2] == {"where": "original"}
     assert answers[1][0] == errno.ENOENT and "gone" in answers[1][1]  # sent back as (errno, message)
+
+
+def test_looks_that_wait_on_the_disk_get_more_workers_and_find_the_same(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker count follows the probe's timing: looks that wait on the disk get up to
+    MAX_WORKERS workers, looks bound by the processor one fewer than the processors; either way the
+    build finds exactly what one process finds. The probe's verdict is set here (``waited``): a
+    page cache cold on demand would need root and would slow the whole machine."""
+    assert _scan_workers.waited(1.0, 0.5) and not _scan_workers.waited(1.0, 0.9)
+    make_varied_store(store)
+    alone = build(store, monkeypatch, 0)
+    monkeypatch.setattr(_scan_workers, "MIN_RUNS", 4)
+    monkeypatch.setattr(_scan_workers, "MIN_PER_WORKER", 2)
+    monkeypatch.setattr(_scan_workers, "PROBE", 3)
+    started: list[int] = []
+    real_start = _scan_workers._start
+
+    def start(exp_fd: int, exp_dir: str, names: list[str], now_ns: int, root: str | None) -> object:
+        started.append(len(names))
+        return real_start(exp_fd, exp_dir, names, now_ns, root)
+
+    monkeypatch.setattr(_scan_workers, "_start", start)
+    cpus = len(os.sched_getaffinity(0))
+    for disk_bound, expected in (
+        (True, _scan_workers.MAX_WORKERS),
+        (False, min(cpus - 1, _scan_workers.MAX_WORKERS)),
+    ):
+        monkeypatch.setattr(_scan_workers, "waited", lambda wall, cpu, verdict=disk_bound: verdict)
+        started.clear()
+        assert build(store, monkeypatch, None) == alone
+        assert len(started) == expected, (disk_bound, started)
