@@ -61,10 +61,17 @@ def main() -> int:
     parser.add_argument("--markdown", default="", help="put the sections into this report file")
     args = parser.parse_args()
     wanted = {w.strip() for w in args.only.split(",") if w.strip()}
+    benches = {
+        os.path.basename(p)[len("bench_") : -len(".py")]: p
+        for p in glob.glob(os.path.join(HERE, "bench_*.py"))
+    }
+    if wanted - set(benches):
+        names = ", ".join(sorted(wanted - set(benches)))
+        print(f"error: no such bench: {names} (there are: {', '.join(sorted(benches))})", file=sys.stderr)
+        return 2
     sections: dict[str, str] = {}
     failed = []
-    for path in sorted(glob.glob(os.path.join(HERE, "bench_*.py"))):
-        name = os.path.basename(path)[len("bench_") : -len(".py")]
+    for name, path in sorted(benches.items()):
         if wanted and name not in wanted:
             continue
         print(f"== {name}", file=sys.stderr, flush=True)

@@ -89,3 +89,13 @@ def test_a_missing_report_starts_from_the_header(tmp_path: Path) -> None:
     assert _run(tmp_path, "--only", "alpha", "--markdown", str(report)).returncode == 0
     text = report.read_text()
     assert text.startswith("# Benchmarks\n") and "| new alpha table |" in text
+
+
+def test_an_unknown_bench_name_is_an_error_that_lists_the_benches(tmp_path: Path) -> None:
+    _benches(tmp_path)
+    report = tmp_path / "README.md"
+    report.write_text(REPORT)
+    done = _run(tmp_path, "--only", "alpha,gama", "--markdown", str(report))
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: no such bench: gama (there are: alpha, broken, gamma)"
+    assert report.read_text() == REPORT  # nothing ran, nothing changed

