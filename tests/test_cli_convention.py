@@ -65,10 +65,10 @@ def test_a_command_loads_its_own_module_and_not_the_others(tmp_path: Path) -> No
     with mm.Run(runs_dir=tmp_path / "mlruns", name="listed") as run:
         run.log_metric("m", 1.0)
     code = (
-        "import sys\n"
+        "import json, sys\n"
         "from mini_mlflow.cli._main import cli\n"
         "cli.main(['--root', sys.argv[1], 'ls'], standalone_mode=False)\n"
-        "print(sorted(m for m in sys.modules if m.startswith('mini_mlflow.cli.')))\n"
+        "print(json.dumps([m for m in sys.modules if m.startswith('mini_mlflow.cli.')]))\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINI_MLFLOW_")}
     env.update(PYTHONPATH=str(ROOT), COLUMNS="120")
@@ -82,7 +82,7 @@ def test_a_command_loads_its_own_module_and_not_the_others(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     *table, loaded = done.stdout.strip().splitlines()
     assert any("listed" in line for line in table)  # the run was listed
-    modules = set(json.loads(loaded.replace("'", '"')))
+    modules = set(json.loads(loaded))
     assert "mini_mlflow.cli._read_cmds" in modules
     assert not modules & {
         "mini_mlflow.cli._sync_cmds", "mini_mlflow.cli._run_cmds", "mini_mlflow.cli._ui_cmd",
