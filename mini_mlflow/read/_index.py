@@ -37,6 +37,7 @@ from ..store._layout import META_FILE, TMP_MARK, iso_from_ms
 from ..store._meta import read_meta_file
 from . import _index_files
 from ._columns import Builder, IndexFormatError
+from ._folder_stat import folder_mtimes
 from ._index_files import add_entry, add_scanned, builder_of
 from ._index_state import INDEX_DIR, ExperimentIndex
 from ._reader import heartbeat_state
@@ -265,7 +266,7 @@ def _sweep(
     main, delta = index.main, index.delta
     # The usual run, in one tight pass (100,000 of them cost little more than their ``lstat``): stored
     # in the columnar file, finished, settled by age, its folder untouched. Any other goes on below.
-    rest = _unsettled_rows(main, delta, _folder_mtimes(main.names, exp_fd), trust.settled_before)
+    rest = _unsettled_rows(main, delta, folder_mtimes(main.names, exp_fd), trust.settled_before)
     rest += [name for name, entry in delta.items() if entry is not None]
     rest += [*index.broken, *index.stray]
     if listed is not None:  # and what the listing holds that the columnar file does not
@@ -304,20 +305,6 @@ def _sweep(
     known_runs = (name for name in [*rest, *index.broken] if name not in seen)
     gone = list(dict.fromkeys(n for n in known_runs if n in index.broken or index.state(n) is not None))
     return check, gone, stray
-
-
-def _folder_mtimes(names: list[str], exp_fd: int) -> list[int]:
-    """Each run folder's mtime_ns, -1 where it is missing or not a folder (a link is not followed)."""
-    lstat, out = os.stat, list[int]()
-    append = out.append
-    for name in names:
-        try:
-            st = lstat(name, dir_fd=exp_fd, follow_symlinks=False)
-        except OSError:
-            append(-1)
-            continue
-        append(st.st_mtime_ns if st.st_mode & 0o170000 == stat.S_IFDIR else -1)
-    return out
 
 
 def _unsettled_rows(main: Main, delta: dict[str, Any], mtimes: list[int], settled_before: int) -> list[str]:
