@@ -307,14 +307,28 @@ def test_resume_by_run_id_appends(store: Path) -> None:
 
 
 def test_caller_run_ids(store: Path) -> None:
-    with mm.start_run(run_id="my-run_01") as run:
+    with mm.init("Default", run_id="my-run_01") as run:  # a new run under a chosen id: init, not start_run
         mm.log_metric("m", 1.0)
     assert (store / "0" / "my-run_01" / "meta.yaml").exists()
-    assert run.run_id == "my-run_01"
+    assert run.id == "my-run_01"
+    with mm.start_run(run_id="my-run_01") as again:  # start_run resumes it
+        mm.log_metric("m", 2.0)
+    assert again.run_id == "my-run_01"
+    assert [p.value for p in mm.get_metric_history("my-run_01", "m")] == [1.0, 2.0]
     for bad in ["../escape", "-leading", "has space", "a/b", "", "x" * 300]:
         with pytest.raises(ValueError, match="invalid run id"):
             mm.start_run(run_id=bad)
     assert mm.active_run() is None
+
+
+def test_start_run_with_an_id_no_run_has_is_not_found_and_creates_nothing(store: Path) -> None:
+    # MLflow's rule: a mistyped resume id, or a name passed as the first argument, would otherwise
+    # become a new run that hides the mistake.
+    for wrong in ["f" * 32, "myname"]:
+        with pytest.raises(mm.NotFoundError, match=f"Run with id={wrong} not found.*run_name="):
+            mm.start_run(wrong)
+    assert mm.active_run() is None
+    assert not [p for p in store.glob("*/*") if p.is_dir()], "no run folder was created"
 
 
 def test_nested_runs_record_their_parent(store: Path) -> None:

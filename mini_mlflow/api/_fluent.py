@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._config import claim_attached_run_id, resolve
-from .._errors import ActiveRunExistsError, InvalidInputError, NoActiveRunError
+from .._errors import ActiveRunExistsError, InvalidInputError, NoActiveRunError, NotFoundError
+from ..store import _operations
 from ..store._layout import normalize_experiment_id, validate_run_id
 from ..write import _registry
 from ..write._direct import DirectRun, run_for
@@ -72,10 +73,20 @@ def start_run(
         run_id = claim_attached_run_id()  # the run `mini-mlflow run` created for this process, once
         if run_id is not None:
             experiment_id = 0  # it already lives in the experiment that command chose
+    root = get_tracking_dir()
+    if run_id is not None and _operations.find_run_dir(os.path.abspath(root), run_id) is None:
+        # MLflow's rule: start_run(run_id=) resumes. A new run under a made-up id (or a name passed
+        # first by mistake, which is usually a valid id too) would hide the typo in a fresh run.
+        raise NotFoundError(
+            f"Run with id={run_id} not found in {root}: start_run(run_id=...) resumes an existing "
+            "run; name a new run with run_name=, or give a new run its id with "
+            "mini_mlflow.init(project, run_id=...)"
+        )
     all_tags = dict(tags or {})
+    tag_name = all_tags.pop("mlflow.runName", None)  # MLflow: run_name= wins over the tag
+    run_name = run_name if run_name is not None or tag_name is None else str(tag_name)
     if description is not None:
         all_tags["mlflow.note.content"] = description
-    root = get_tracking_dir()
     if log_system_metrics is None and _system_metrics_on:
         log_system_metrics = True
     run = Run(

@@ -241,9 +241,16 @@ def tag_json(key: str, value: Any) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+#: MLflow's tag for the run's name: setting it renames the run (``run_name`` in meta.yaml), as MLflow
+#: does; code from before ``run_name=`` names runs this way. The tag is kept too, as MLflow keeps it.
+RUN_NAME_TAG = "mlflow.runName"
+
+
 def write_tag(rdir: str, key: str, text: str) -> None:
-    """Write a tag (replaced whole: last write wins)."""
+    """Write a tag (replaced whole: last write wins); ``mlflow.runName`` also renames the run."""
     write_in_run(rdir, tag_path(rdir, key), (text + "\n").encode("utf-8"))
+    if key == RUN_NAME_TAG:
+        update_run_meta(rdir, run_name=json.loads(text))
 
 
 def delete_tag(rdir: str, key: str) -> None:

@@ -269,6 +269,8 @@ class Run:
         texts = {validate_key(k, "tag key"): _operations.tag_json(k, v) for k, v in tags.items()}
         for key, text in texts.items():
             self._write_value("tag", key, text)
+            if key == _operations.RUN_NAME_TAG:
+                self.name = json.loads(text)
 
     def _write_value(self, kind: str, key: str, text: str) -> None:
         write = _operations.write_param if kind == "param" else _operations.write_tag
