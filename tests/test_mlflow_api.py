@@ -103,10 +103,11 @@ def test_experiments_by_name_id_tags_search_and_delete(store: Path) -> None:
     mlflow.create_experiment("b")
     assert [e.name for e in mlflow.search_experiments(filter_string="name LIKE 'a%'")] == ["a"]
     assert [e.name for e in mlflow.search_experiments(filter_string="tags.stage = 'dev'")] == ["a"]
-    assert [e.name for e in mlflow.search_experiments(order_by=["name DESC"])] == ["b", "a"]
+    # "Default" (experiment 0) is there as in every MLflow store, before anything is logged to it
+    assert [e.name for e in mlflow.search_experiments(order_by=["name DESC"])] == ["b", "a", "Default"]
     mlflow.delete_experiment(exp_id)
-    assert [e.name for e in mlflow.search_experiments()] == ["b"]
-    assert {e.name for e in mlflow.search_experiments(view_type=ViewType.ALL)} == {"a", "b"}
+    assert [e.name for e in mlflow.search_experiments()] == ["b", "Default"]
+    assert {e.name for e in mlflow.search_experiments(view_type=ViewType.ALL)} == {"a", "b", "Default"}
     with pytest.raises(mlflow.InvalidInputError, match="deleted"):
         mlflow.set_experiment("a")
     with pytest.raises(mlflow.NotFoundError):
@@ -217,7 +218,7 @@ def test_client_creates_logs_terminates_and_lists(store: Path, tmp_path: Path) -
     ]
     client.restore_run(run_id)
     other = MlflowClient(tracking_uri=f"mini-mlflow:{tmp_path}/second")
-    assert other.search_experiments() == []
+    assert [e.name for e in other.search_experiments()] == ["Default"]  # as in any MLflow store
 
 
 def _png_pixels(data: bytes) -> tuple[int, int, int, bytes]:

@@ -122,8 +122,22 @@ def experiment_of(root: str, experiment_id: str | int) -> Experiment:
     try:
         meta = read_meta(os.path.join(root, found, "meta.yaml"))
     except FileNotFoundError:
+        if found == _experiments.DEFAULT_EXPERIMENT_ID and _unwritten_default(root):
+            return experiment_entity(root, found, _DEFAULT_META)
         raise NotFoundError(f"no experiment with id {found} in {root}") from None
     return experiment_entity(root, found, meta)
+
+
+#: Experiment 0 before anything is logged to it: MLflow's "Default", which every store has (MLflow
+#: writes it when it opens a store; we write it on first use, as reading must not write).
+_DEFAULT_META = {"name": _experiments.DEFAULT_EXPERIMENT_NAME, "lifecycle_stage": "active"}
+
+
+def _unwritten_default(root: str) -> bool:
+    """Experiment 0 is not written yet and no other experiment took its name."""
+    return _experiments.default_is_unwritten(root) and (
+        _experiments.find_experiment_by_name(root, _experiments.DEFAULT_EXPERIMENT_NAME) is None
+    )
 
 
 def get_experiment_by_name(name: str) -> Experiment | None:
@@ -134,6 +148,8 @@ def get_experiment_by_name(name: str) -> Experiment | None:
 def experiment_by_name(root: str, name: str) -> Experiment | None:
     validate_experiment_name(name)
     found = _experiments.find_experiment_by_name(root, name)
+    if found is None and name == _experiments.DEFAULT_EXPERIMENT_NAME and _unwritten_default(root):
+        found = _experiments.DEFAULT_EXPERIMENT_ID
     return None if found is None else experiment_of(root, found)
 
 
@@ -164,6 +180,8 @@ def experiments_matching(
 
     view = run_view_name(view_type)
     found = [experiment_entity(root, e, meta) for e, meta in _experiments.iter_experiments(root) if meta]
+    if _unwritten_default(root):
+        found.append(experiment_entity(root, _experiments.DEFAULT_EXPERIMENT_ID, _DEFAULT_META))
     found = [e for e in found if view == "all" or (e.lifecycle_stage == "deleted") == (view == "deleted")]
 
     def get(field: Field) -> Callable[[Experiment], Any]:

@@ -91,12 +91,21 @@ def find_experiment_by_name(root: str, name: str) -> str | None:
     return None
 
 
+def default_is_unwritten(root: str) -> bool:
+    """True while experiment 0 has no folder: MLflow's Default, which every store has, is then written
+    on first use, and its name stays reserved for it."""
+    return not os.path.exists(os.path.join(root, DEFAULT_EXPERIMENT_ID, META_FILE))
+
+
 def get_or_create_experiment(root: str, name: str) -> str:
     """Return the id of the experiment called ``name``, creating it (next free id) if missing."""
     validate_experiment_name(name)
     found = find_experiment_by_name(root, name)
     if found is not None:
         return found
+    if name == DEFAULT_EXPERIMENT_NAME and default_is_unwritten(root):
+        ensure_experiment(root, DEFAULT_EXPERIMENT_ID)  # not a second "Default" under a new id
+        return DEFAULT_EXPERIMENT_ID
     with _store_locked(root):
         found = find_experiment_by_name(root, name)
         if found is not None:
@@ -112,6 +121,8 @@ def create_experiment(root: str, name: str) -> str:
     validate_experiment_name(name)
     with _store_locked(root):
         found = find_experiment_by_name(root, name)
+        if found is None and name == DEFAULT_EXPERIMENT_NAME and default_is_unwritten(root):
+            found = DEFAULT_EXPERIMENT_ID  # every store has it, written or not (as MLflow's)
         if found is not None:
             raise InvalidInputError(f"experiment {name!r} already exists (id {found})")
         ids = [int(e) for e, _ in iter_experiments(root)]
