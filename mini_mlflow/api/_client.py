@@ -6,20 +6,64 @@ calls on other runs write synchronously (see ``write/_direct``). Reads see this 
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
 
 from .._errors import InvalidInputError, NotFoundError
 from ..read._entities import Experiment, FileInfo, Metric, Param, RunTag
 from ..read._entities import Run as RunEntity
 from ..store._files import check_inside
-from ..store._layout import iso_from_ms, normalize_experiment_id, validate_artifact_path
+from ..store._layout import (
+    END_STATUSES,
+    METRIC_SUFFIX,
+    iso_from_ms,
+    normalize_experiment_id,
+    now_ms,
+    validate_artifact_path,
+    validate_key,
+)
 from ..write._direct import DirectRun, open_run, run_for
 from ..write._run import Run
 from . import _experiments as exp
 from ._experiments import get_tracking_dir
+
+T = TypeVar("T")
+
+
+class PagedList(list[T]):
+    """A page of results (a list) and the ``token`` of the next page, None after the last (MLflow's)."""
+
+    def __init__(self, items: Iterable[T], token: str | None) -> None:
+        super().__init__(items)
+        self.token = token
+
+
+def _offset(page_token: Any) -> int:
+    """Where a page starts: the offset a previous page's token carries (0 without one)."""
+    if page_token is None or page_token == "":
+        return 0
+    try:
+        found = json.loads(base64.b64decode(str(page_token), validate=True))["offset"]
+        if isinstance(found, int) and not isinstance(found, bool) and found >= 0:
+            return found
+    except (ValueError, TypeError, KeyError):
+        pass
+    raise InvalidInputError(f"invalid page_token {page_token!r}: pass the token of a previous page")
+
+
+def _page(found: list[T], start: int, size: int | None) -> PagedList[T]:
+    """``found`` (results from the first on, at least one past this page when there are more) cut to
+    the page that starts at ``start``."""
+    if size is None:
+        return PagedList(found[start:], None)
+    end = start + size
+    more = len(found) > end
+    token = base64.b64encode(json.dumps({"offset": end}).encode()).decode() if more else None
+    return PagedList(found[start:end], token)
 
 
 class MlflowClient:
@@ -65,8 +109,11 @@ class MlflowClient:
         filter_string: str | None = None,
         order_by: list[str] | None = None,
         page_token: Any = None,
-    ) -> list[Experiment]:
-        return exp.experiments_matching(self._root, view_type, max_results, filter_string, order_by)
+    ) -> PagedList[Experiment]:
+        start = _offset(page_token)
+        limit = None if max_results is None else start + max_results + 1
+        found = exp.experiments_matching(self._root, view_type, limit, filter_string, order_by)
+        return _page(found, start, max_results)
 
     def delete_experiment(self, experiment_id: str) -> None:
         exp.set_experiment_stage(self._root, experiment_id, "deleted")
@@ -97,6 +144,12 @@ class MlflowClient:
         run_name: str | None = None,
     ) -> RunEntity:
         """Create a RUNNING run without making it active: log to it by id, end it with ``set_terminated``."""
+        found = exp.experiment_of(self._root, experiment_id)  # MLflow's rule: no experiment made up here
+        if found.lifecycle_stage == "deleted":
+            raise InvalidInputError(
+                f"experiment {found.experiment_id} ({found.name!r}) is deleted: "
+                "restore it to create runs in it"
+            )
         all_tags = dict(tags or {})
         name = run_name or all_tags.pop("mlflow.runName", None)
         parent = all_tags.pop("mlflow.parentRunId", None)
@@ -189,14 +242,17 @@ class MlflowClient:
         DirectRun(self._root, run_id).terminate(status, end_time)
 
     def update_run(self, run_id: str, status: str | None = None, name: str | None = None) -> None:
-        from ..store._operations import update_run_meta
+        from ..store._operations import RUN_NAME_TAG, tag_json, update_run_meta, write_tag
 
-        changes: dict[str, Any] = {}
+        rdir = self._run_dir(run_id)
         if status is not None:
-            changes["status"] = status
-        if name is not None:
-            changes["run_name"] = name
-        update_run_meta(self._run_dir(run_id), **changes)
+            # As MLflow's: an end status stamps the end time (a run marked FAILED by hand has ended).
+            if str(status).upper() in END_STATUSES:
+                update_run_meta(rdir, status=status, end_time=iso_from_ms(now_ms()))
+            else:
+                update_run_meta(rdir, status=status)
+        if name is not None:  # the name and MLflow's tag for it, together (as MLflow's update_run)
+            write_tag(rdir, RUN_NAME_TAG, tag_json(RUN_NAME_TAG, name))
 
     def delete_run(self, run_id: str) -> None:
         from ..store._operations import update_run_meta
@@ -212,7 +268,12 @@ class MlflowClient:
         from ..read._as_mlflow import metric_entities
         from ..read._reader import Store
 
-        return metric_entities(Store(self._root).get_metric_history(run_id, key), run_id)
+        store = Store(self._root)
+        rdir = store.find_run(run_id)  # NotFoundError for a run that does not exist, as MLflow
+        if not os.path.lexists(os.path.join(rdir, "metrics", key + METRIC_SUFFIX)):
+            validate_key(key, "metric key")
+            return []  # as MLflow: a metric not logged (yet) has an empty history
+        return metric_entities(store.get_metric_history(run_id, key), run_id)
 
     def search_runs(
         self,
@@ -222,14 +283,22 @@ class MlflowClient:
         max_results: int = 1000,
         order_by: list[str] | None = None,
         page_token: str | None = None,
-    ) -> list[Any]:
-        """Runs as MLflow ``Run`` entities (our records, with ``.info`` and ``.data``)."""
+    ) -> PagedList[Any]:
+        """Runs as MLflow ``Run`` entities (our records, with ``.info`` and ``.data``), a page of at most
+        ``max_results``; the page's ``token`` gives the next one (None after the last), as MLflow's."""
         from ._reading import search_runs
 
-        result: list[Any] = search_runs(
-            experiment_ids, filter_string, run_view_type, max_results, order_by, "list", root=self._root
+        start = _offset(page_token)
+        found: list[Any] = search_runs(
+            experiment_ids,
+            filter_string,
+            run_view_type,
+            start + max_results + 1,
+            order_by,
+            "list",
+            root=self._root,
         )
-        return result
+        return _page(found, start, max_results)
 
     # -- artifacts -------------------------------------------------------------------------------
 
@@ -249,8 +318,6 @@ class MlflowClient:
         self._writer(run_id).write_artifact(artifact_file, str(text).encode("utf-8"))
 
     def log_dict(self, run_id: str, dictionary: Any, artifact_file: str) -> None:
-        import json
-
         self._writer(run_id).write_artifact(artifact_file, json.dumps(dictionary, indent=2).encode("utf-8"))
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
@@ -282,7 +349,9 @@ class MlflowClient:
             raise NotFoundError(f"run {run_id} has no artifact {path!r}")
         check_inside(base, source)  # a folder on the way planted as a link: refused, never read through
         dest_root = dst_path or tempfile.mkdtemp(prefix="mini-mlflow-artifacts-")
-        dest = os.path.join(dest_root, os.path.basename(rel) or "artifacts")
+        # As MLflow: a file or folder lands under its own name in dst; the whole artifacts folder ("")
+        # lands as dst itself.
+        dest = os.path.join(dest_root, os.path.basename(rel)) if rel else dest_root
         if os.path.isdir(source):
 
             def links(folder: str, names: list[str]) -> list[str]:

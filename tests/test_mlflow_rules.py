@@ -1,0 +1,128 @@
+"""MLflow's rules where unchanged MLflow code depends on them (each checked against MLflow 3.17 side by
+side): the Default experiment always exists, ``mlflow.runName`` renames a run, a resume id must exist,
+runs are created only in existing experiments, a metric not logged has an empty history, search results
+come in pages with a token, and a download of the whole artifacts folder lands in ``dst`` itself."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+import mini_mlflow as mlflow
+from mini_mlflow import MlflowClient
+
+
+def test_the_default_experiment_exists_before_anything_is_logged_and_is_never_doubled(store: Path) -> None:
+    client = MlflowClient(str(store))
+    default = client.get_experiment_by_name("Default")
+    assert default is not None and default.experiment_id == "0" and default.lifecycle_stage == "active"
+    assert client.get_experiment("0").name == "Default"
+    assert [e.name for e in client.search_experiments()] == ["Default"]
+    assert not (store / "0").exists(), "reading wrote nothing"
+    with pytest.raises(ValueError, match="'Default' already exists \\(id 0\\)"):
+        client.create_experiment("Default")
+    assert mlflow.set_experiment("Default").experiment_id == "0"  # not a second "Default" as id 1
+    with mlflow.start_run():
+        mlflow.log_metric("m", 1.0)
+    mlflow.set_experiment(experiment_id="0")
+    with mlflow.start_run():
+        pass
+    names = [e.name for e in client.search_experiments()]
+    assert names == ["Default"], names
+    assert len(mlflow.search_runs(experiment_ids=["0"], output_format="list")) == 2
+
+
+def test_the_run_name_tag_renames_the_run(store: Path) -> None:
+    with mlflow.start_run() as run:
+        mlflow.set_tag("mlflow.runName", "legacy-name")
+        assert run.info.run_name == "legacy-name"
+    got = mlflow.get_run(run.info.run_id)
+    assert got.info.run_name == "legacy-name" and got.data.tags["mlflow.runName"] == "legacy-name"
+    assert json.loads((Path(run.run_dir) / "tags" / "mlflow.runName.json").read_text()) == "legacy-name"
+    client = MlflowClient(str(store))
+    client.set_tag(run.info.run_id, "mlflow.runName", "renamed")  # an ended run, written directly
+    found = mlflow.search_runs(filter_string="attributes.run_name = 'renamed'", output_format="list")
+    assert [r.info.run_id for r in found] == [run.info.run_id]
+    with mlflow.start_run(tags={"mlflow.runName": "from-tag"}) as tagged:
+        pass
+    with mlflow.start_run(run_name="wins", tags={"mlflow.runName": "loses"}) as named:
+        pass
+    assert mlflow.get_run(tagged.info.run_id).info.run_name == "from-tag"
+    assert mlflow.get_run(named.info.run_id).info.run_name == "wins"
+    client.update_run(named.info.run_id, name="changed")  # the name and its tag move together
+    again = client.get_run(named.info.run_id)
+    assert again.info.run_name == again.data.tags["mlflow.runName"] == "changed"
+    live = client.create_run("0")
+    meta = Path(live.info.artifact_uri.removeprefix("file://")).parent / "meta.yaml"
+    assert "end_time: null" in meta.read_text()
+    client.update_run(live.info.run_id, status="FAILED")  # as MLflow's: an end status stamps the end
+    assert "end_time: null" not in meta.read_text()
+    ended = client.get_run(live.info.run_id).info
+    assert ended.status == "FAILED" and ended.end_time >= ended.start_time
+
+
+def test_create_run_needs_an_existing_active_experiment(store: Path) -> None:
+    client = MlflowClient(str(store))
+    with pytest.raises(LookupError, match="no experiment with id 12345"):
+        client.create_run("12345")
+    assert not (store / "12345").exists()
+    gone = client.create_experiment("gone")
+    client.delete_experiment(gone)
+    with pytest.raises(ValueError, match="is deleted: restore it"):
+        client.create_run(gone)
+    run = client.create_run("0")  # the Default experiment, written on this first use
+    assert run.info.experiment_id == "0" and (store / "0" / run.info.run_id / "meta.yaml").exists()
+
+
+def test_a_metric_not_logged_has_an_empty_history_and_a_missing_run_is_not_found(store: Path) -> None:
+    client = MlflowClient(str(store))
+    with mlflow.start_run() as run:
+        mlflow.log_metric("loss", 0.5)
+    assert client.get_metric_history(run.info.run_id, "not-logged") == []
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "loss")] == [0.5]
+    with pytest.raises(LookupError):
+        client.get_metric_history("f" * 32, "loss")
+    with pytest.raises(ValueError, match="metric key"):
+        client.get_metric_history(run.info.run_id, "../escape")
+
+
+def test_search_results_come_in_pages_with_mlflows_token_loop(store: Path) -> None:
+    for i in range(7):
+        with mlflow.start_run(run_name=f"r{i}"):
+            mlflow.log_metric("i", i)
+    client = MlflowClient(str(store))
+    seen, token, pages = [], None, 0
+    while True:  # the loop MLflow's docs give
+        page = client.search_runs(["0"], order_by=["metrics.i ASC"], max_results=3, page_token=token)
+        seen += [r.info.run_name for r in page]
+        pages += 1
+        token = page.token
+        if not token:
+            break
+    assert seen == [f"r{i}" for i in range(7)] and pages == 3
+    exact = client.search_runs(["0"], max_results=7)
+    assert len(exact) == 7 and exact.token is None  # no empty page after an exact fit
+    for i in range(3):
+        client.create_experiment(f"e{i}")
+    first = client.search_experiments(max_results=2, order_by=["name ASC"])
+    rest = client.search_experiments(max_results=2, order_by=["name ASC"], page_token=first.token)
+    assert [e.name for e in [*first, *rest]] == ["Default", "e0", "e1", "e2"] and rest.token is None
+    with pytest.raises(ValueError, match="invalid page_token"):
+        client.search_runs(["0"], page_token="not-a-token")
+
+
+def test_downloading_the_whole_artifacts_folder_fills_dst_itself(store: Path, tmp_path: Path) -> None:
+    with mlflow.start_run() as run:
+        mlflow.log_text("x", "x.txt")
+        mlflow.log_text("y", "sub/y.txt")
+    client = MlflowClient(str(store))
+    dst = tmp_path / "dst"
+    assert client.download_artifacts(run.info.run_id, "", str(dst)) == str(dst)
+    assert sorted(os.listdir(dst)) == ["sub", "x.txt"] and (dst / "sub" / "y.txt").read_text() == "y"
+    one = tmp_path / "one"
+    assert client.download_artifacts(run.info.run_id, "sub/y.txt", str(one)) == str(one / "y.txt")
+    folder = tmp_path / "folder"
+    assert client.download_artifacts(run.info.run_id, "sub", str(folder)) == str(folder / "sub")
