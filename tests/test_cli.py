@@ -272,6 +272,25 @@ def test_delete_restore_gc(store: Path, sample: dict[str, str]) -> None:
     assert invoke(store, "delete", "nope").exit_code == 1
 
 
+def test_restore_of_a_run_that_is_not_deleted_says_so_and_leaves_it_alone(
+    store: Path, sample: dict[str, str]
+) -> None:
+    meta = store / "0" / sample["beta"] / "meta.yaml"
+    before = meta.read_bytes()
+    result = invoke(store, "restore", sample["beta"][:8])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"{sample['beta']} (beta) is not deleted: nothing to restore\n"
+    assert meta.read_bytes() == before
+    # A deleted run next to it is still restored by the same call.
+    assert invoke(store, "delete", sample["alpha"]).exit_code == 0
+    result = invoke(store, "restore", sample["beta"], sample["alpha"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        f"{sample['beta']} (beta) is not deleted: nothing to restore",
+        f"restored {sample['alpha']} (alpha)",
+    ]
+
+
 def test_big_metric_is_charted_from_samples(store: Path) -> None:
     from mini_mlflow.cli._chart import WHOLE_FILE_BYTES, sample_points
 

@@ -16,10 +16,19 @@ _GC_MARK = f"{TMP_MARK}.gc."
 def _set_stage(root: str, refs: tuple[str, ...], stage: str) -> None:
     from ..read._reader import resolve_run
     from ..store import _operations
+    from ..store._meta import read_meta_file
     from ._render import clean
 
     for ref in refs:
         _, rdir = resolve_run(root, ref)
+        if stage == "active":
+            # Restoring is idempotent, but "restored" for a run that was never deleted misleads: say so
+            # and leave meta.yaml alone (exit 0: the run is where the user wanted it).
+            raw, _ = read_meta_file(os.path.join(rdir, "meta.yaml"))
+            if raw is not None and raw.get("lifecycle_stage") != "deleted":
+                name = f" ({clean(raw.get('run_name'))})" if raw.get("run_name") else ""
+                click.echo(f"{os.path.basename(rdir)}{name} is not deleted: nothing to restore")
+                continue
         deleted_time = iso_from_ms(now_ms()) if stage == "deleted" else None
         meta = _operations.update_run_meta(rdir, lifecycle_stage=stage, deleted_time=deleted_time)
         name = f" ({clean(meta.get('run_name'))})" if meta.get("run_name") else ""
