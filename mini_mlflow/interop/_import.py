@@ -73,11 +73,19 @@ def import_mlflow(src: str, root: str) -> ImportReport:
     """Copy every active experiment and run of the MLflow FileStore at ``src`` into the store at ``root``.
 
     Raises:
-        InvalidInputError: ``src`` is not a folder.
+        InvalidInputError: ``src`` is not a folder, or it is a mini_mlflow store (which needs no import).
     """
     if not os.path.isdir(src):
         raise InvalidInputError(f"{src!r} is not a folder (expected an MLflow file store, e.g. ./mlruns)")
     base = os.path.realpath(src)
+    sign = _mini_mlflow_sign(base)
+    if sign is not None:
+        # Read as a FileStore, our store "imported" with exit 0: params named `lr.json`, every metric
+        # line skipped as unreadable. Refused before anything is written (not even the root folder).
+        raise InvalidInputError(
+            f"{src!r} looks like a mini_mlflow store, not an MLflow FileStore ({sign}); it needs no "
+            f"import: point --root at it (mini-mlflow --root {src!r} ls) or copy the folder"
+        )
     report = ImportReport(base)
     os.makedirs(root, exist_ok=True)
     root_real = os.path.realpath(root)
@@ -129,6 +137,50 @@ def import_mlflow(src: str, root: str) -> ImportReport:
             except Exception as exc:  # a hostile run is skipped with its reason; the others go on
                 report.skipped.append(f"run {run_name}: {type(exc).__name__}: {exc}")
     return report
+
+
+def _mini_mlflow_sign(base: str) -> str | None:
+    """What shows that ``base`` is a mini_mlflow store, or None when nothing does.
+
+    MLflow's meta.yaml files carry no ``format_version`` and its metric files have no suffix and hold
+    ``<timestamp> <value> <step>`` lines; ours write ``format_version`` and JSON lines in ``.jsonl``
+    files. Each experiment's meta.yaml and its first run are looked at (a store is written by one tool),
+    so the check costs a few small reads however big the store is.
+    """
+    for name in sorted(os.listdir(base)):
+        folder = os.path.join(base, name)
+        if name.startswith(".") or not os.path.isdir(folder) or not inside(base, folder):
+            continue
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            continue  # an unreadable folder: the import itself says what it could not read
+        runs = [os.path.join(folder, n) for n in names if os.path.lexists(os.path.join(folder, n, META_FILE))]
+        for meta_path in [os.path.join(folder, META_FILE), *(os.path.join(r, META_FILE) for r in runs[:1])]:
+            try:
+                meta = _read_meta(base, meta_path)
+            except (OSError, ValueError):
+                continue  # the import reports it; it tells nothing about whose store this is
+            if "format_version" in meta:
+                return f"{os.path.relpath(meta_path, base)} has mini_mlflow's format_version"
+        for run in runs[:1]:
+            for current, _dirs, files in os.walk(os.path.join(run, "metrics")):
+                for file in sorted(f for f in files if f.endswith(METRIC_SUFFIX)):
+                    path = os.path.join(current, file)
+                    if _json_lines(base, path):
+                        return f"{os.path.relpath(path, base)} holds JSON lines"
+    return None
+
+
+def _json_lines(base: str, path: str) -> bool:
+    """Whether the first line of ``path`` (a regular file inside ``base``) is one of our metric points."""
+    try:
+        _regular_inside(base, path, 1 << 62)  # any size: only the first line is read
+        with open(path, "rb") as f:
+            point = json.loads(f.readline(MAX_LINE_BYTES))
+    except (OSError, ValueError):
+        return False
+    return isinstance(point, dict) and "value" in point
 
 
 def _read_meta(base: str, path: str) -> dict[str, Any]:

@@ -233,6 +233,25 @@ def test_export_then_import_round_trips(tmp_path: Path) -> None:
             assert p1 == list(zip(h2.timestamps, h2.steps, map(str, h2.values), strict=True))  # repeats once
 
 
+def test_import_refuses_a_mini_mlflow_store_and_writes_nothing(tmp_path: Path) -> None:
+    """Our own store read as a FileStore "imported" with exit 0: params named `lr.json`, no metrics."""
+    root, dest = tmp_path / "mlruns", tmp_path / "new"
+    build_source(root, tmp_path)
+    for sign in ("has mini_mlflow's format_version", "holds JSON lines"):
+        result = CliRunner().invoke(cli, ["--root", str(dest), "import", "--format", "mlflow", str(root)])
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith(
+            f"error: {str(root)!r} looks like a mini_mlflow store, not an MLflow FileStore ("
+        ), result.output
+        assert sign in result.output and "it needs no import: point --root at it" in result.output
+        assert len(result.output.splitlines()) == 1
+        assert not dest.exists()
+        # Without format_version (hand-edited, or written by an older version) the metric files tell.
+        for meta in root.rglob("meta.yaml"):
+            lines = meta.read_text().splitlines(keepends=True)
+            meta.write_text("".join(line for line in lines if not line.startswith("format_version")))
+
+
 def test_export_refuses_a_destination_that_escapes(tmp_path: Path) -> None:
     root, dest, outside = tmp_path / "mlruns", tmp_path / "exported", tmp_path / "outside"
     run = make_run(root, "esc", "esc", points=3)
