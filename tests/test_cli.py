@@ -128,6 +128,50 @@ def test_ls_experiments_by_name_and_errors(store: Path, sample: dict[str, str]) 
     assert invoke(store.parent / "missing", "ls").exit_code == 2
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "summary", "source", "bad"),
+    [
+        (
+            "--filter",
+            "metrics.acc >",
+            "invalid filter at position 13 (the end): expected a value",
+            "metrics.acc >",
+            "",
+        ),
+        ("--filter", "metrics.acc > 1 AND foo", "unknown identifier", "metrics.acc > 1 AND foo", "foo"),
+        ("--order-by", "metrics.acc DESCX", "expected ASC or DESC", "metrics.acc DESCX", "DESCX"),
+        # Store-like text is escaped on the source line, and the caret counts the escapes it shows.
+        (
+            "--filter",
+            "params.x = '\x1b[31m\t\n' AND ?",
+            "unexpected character",
+            "params.x = '\\x1b[31m\\t\\n' AND ?",
+            "?",
+        ),
+        # A huge filter is cut around the bad part; the caret still points at it.
+        (
+            "--filter",
+            "x" * 100_000 + " = 1 AND ?",
+            "unexpected character",
+            "…" + "x" * 51 + " = 1 AND ?",
+            "?",
+        ),
+    ],
+    ids=["at-the-end", "a-token", "order-by", "escaped", "huge"],
+)
+def test_filter_errors_print_the_filter_and_a_caret_under_the_bad_part(
+    store: Path, sample: dict[str, str], option: str, value: str, summary: str, source: str, bad: str
+) -> None:
+    result = invoke(store, "ls", option, value)
+    assert result.exit_code == 2, result.output
+    lines = result.output.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("Error: invalid"))
+    assert summary in lines[first] and len(lines[first]) < 1100
+    assert lines[first + 1 :] == [f"  {source}", lines[first + 2]]
+    # The bad part ends the filter in every case here: the caret line ends under it.
+    assert lines[first + 2] == " " * (len(f"  {source}") - len(bad)) + "^" * max(1, len(bad))
+
+
 def test_show(store: Path, sample: dict[str, str]) -> None:
     result = invoke(store, "show", sample["alpha"][:6])
     assert result.exit_code == 0, result.output

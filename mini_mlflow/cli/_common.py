@@ -66,6 +66,41 @@ def one_line(message: str) -> str:
     return text
 
 
+#: Characters of a bad argument shown on each side of the part a caret points at.
+POINTER_CONTEXT = 60
+
+
+class PointedUsageError(click.UsageError):
+    """A usage error printed on its lines: the message, the bad argument, a caret line under the bad part.
+
+    The group flattens other errors to one line (`one_line`); this one is built safe line by line
+    (`pointed_usage_error`), because a caret on the same line as what it points at points nowhere.
+    """
+
+
+def pointed_usage_error(message: str, source: str, pos: int, width: int) -> PointedUsageError:
+    """A usage error showing ``source`` with a caret under ``source[pos:pos + width]``.
+
+    Each line is escaped (control characters, newlines and tabs shown as escapes, so the caret counts
+    the cells the terminal shows) and the source is cut to ``POINTER_CONTEXT`` characters around the bad
+    part, so a 100,000-character filter still gives three short lines.
+    """
+    from ._table import width_of
+
+    def shown(text: str) -> str:
+        from ._render import clean
+
+        return clean(text).replace("\n", "\\n").replace("\t", "\\t")
+
+    stop = min(pos + max(width, 1), pos + POINTER_CONTEXT, len(source))
+    start, end = max(0, pos - POINTER_CONTEXT), min(len(source), stop + POINTER_CONTEXT)
+    before = ("…" if start > 0 else "") + shown(source[start:pos])
+    bad = shown(source[pos:stop])
+    after = shown(source[stop:end]) + ("…" if end < len(source) else "")
+    caret = " " * width_of(before) + "^" * max(1, width_of(bad))
+    return PointedUsageError(f"{one_line(message)}\n  {before}{bad}{after}\n  {caret}")
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``error: <message>`` on one line (control characters escaped, cut short) and exit."""
     click.echo(f"error: {one_line(message)}", err=True)

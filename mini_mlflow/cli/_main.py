@@ -8,10 +8,12 @@ from typing import Any
 import click
 
 from .._version import __version__
-from ._common import SafePath, one_line
+from ._common import PointedUsageError, SafePath, one_line
 
 
 def _one_line(exc: click.ClickException) -> click.ClickException:
+    if isinstance(exc, PointedUsageError):  # its lines are escaped and short already; the caret needs them
+        return exc
     text = one_line(exc.format_message())
     exc.format_message = lambda: text  # type: ignore[method-assign]
     return exc

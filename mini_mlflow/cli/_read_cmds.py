@@ -13,7 +13,14 @@ import click
 from .._errors import InvalidInputError, NotFoundError
 from ..read._records import RunRecord, SearchResult
 from ..store._layout import iso_from_ms
-from ._common import exits_cleanly, experiment_names, resolve_experiment, root_of, root_option
+from ._common import (
+    exits_cleanly,
+    experiment_names,
+    pointed_usage_error,
+    resolve_experiment,
+    root_of,
+    root_option,
+)
 
 DEFAULT_LIMIT = 50
 
@@ -99,6 +106,7 @@ def ls_cmd(
 ) -> None:
     """List runs: id, name, status (crashed runs shown as such), start, duration, and the params and
     metrics that vary across the listed runs. Broken run folders are listed after the table."""
+    from ..read._filter import FilterSyntaxError
     from ..read._index import recovering
     from ..read._search import find
 
@@ -123,6 +131,8 @@ def ls_cmd(
 
     try:
         total, shown = recovering(root, page)
+    except FilterSyntaxError as exc:  # --filter or --order-by: the caret under the bad part, on its own line
+        raise pointed_usage_error(exc.summary, exc.source, exc.pos, exc.width) from None
     except InvalidInputError as exc:
         from ._render import clean
 

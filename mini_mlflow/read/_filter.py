@@ -3,7 +3,8 @@
 Filter: ``<identifier> <comparator> <value> [AND ...]``; identifiers are ``metrics.<key>``,
 ``params.<key>``, ``tags.<key>`` or ``attributes.<name>`` (singular forms and a bare attribute name work
 too); keys with dots, slashes or spaces go in backticks or double quotes: ``metrics.`train/loss```.
-A malformed filter raises ``InvalidInputError`` with a caret under the offending token.
+A malformed filter raises ``FilterSyntaxError`` (an ``InvalidInputError``) with a caret under the
+offending token.
 """
 
 from __future__ import annotations
@@ -87,13 +88,33 @@ class Field:
     key: str
 
 
-def _error(source: str, what: str, token: Token | None, message: str) -> InvalidInputError:
+class FilterSyntaxError(InvalidInputError):
+    """A filter or order_by clause that does not parse.
+
+    ``str()`` is three lines: the message, the source, and a caret line under the bad part. The parts
+    are kept too, so a printer that must escape or cut the source (the CLI) can still point right.
+    """
+
+    def __init__(self, summary: str, source: str, pos: int, width: int) -> None:
+        super().__init__(f"{summary}\n  {source}\n  {' ' * pos}{'^' * width}")
+        #: The first line: what is wrong and where, e.g. "invalid filter at position 14 (the end): ...".
+        self.summary = summary
+        #: The whole filter or clause as given.
+        self.source = source
+        #: Where the bad part starts (a character index into ``source``; ``len(source)`` for its end).
+        self.pos = pos
+        #: How many characters the bad part has (at least 1).
+        self.width = width
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable with its parts (the default passes one arg)
+        return type(self), (self.summary, self.source, self.pos, self.width)
+
+
+def _error(source: str, what: str, token: Token | None, message: str) -> FilterSyntaxError:
     pos = token.pos if token is not None else len(source)
     width = max(1, len(token.text)) if token is not None else 1
     shown = repr(token.text) if token is not None else "the end"
-    return InvalidInputError(
-        f"invalid {what} at position {pos} ({shown}): {message}\n  {source}\n  {' ' * pos}{'^' * width}"
-    )
+    return FilterSyntaxError(f"invalid {what} at position {pos} ({shown}): {message}", source, pos, width)
 
 
 def tokenize(source: str, what: str = "filter") -> list[Token]:
