@@ -295,6 +295,33 @@ def test_tail(store: Path, sample: dict[str, str]) -> None:
     assert len(invoke(store, "tail", sample["alpha"]).output.splitlines()) == 20
 
 
+def test_unknown_metric_keys_are_errors_that_list_the_known_ones(store: Path, sample: dict[str, str]) -> None:
+    alpha = sample["alpha"]
+    for args in (
+        ("show", alpha[:8], "-m", "acc", "-m", "train/los"),
+        ("tail", alpha[:8], "-m", "train/los"),
+        ("tail", alpha[:8], "-f", "-m", "train/los"),  # the run has ended: the key can never come
+    ):
+        result = invoke(store, *args)
+        assert result.exit_code == 1, (args, result.output)
+        assert result.output == f"error: no metric 'train/los' in run {alpha} (known: acc, train/loss)\n"
+    result = invoke(store, "show", alpha, "--no-chart", "-m", "x", "-m", "y", "-m", "x")
+    assert result.exit_code == 1
+    assert result.output == f"error: no metrics 'x', 'y' in run {alpha} (known: acc, train/loss)\n"
+    # compare: a key some runs lack is fine (shown as "—"); a key none has is an error.
+    result = invoke(store, "compare", alpha, sample["gamma"], "--min", "acc", "--max", "nokey")
+    assert result.exit_code == 1
+    assert result.output == "error: no metric 'nokey' in any of the 2 runs (known: acc, train/loss)\n"
+    result = invoke(store, "compare", alpha, sample["gamma"], "--max", "train/loss")
+    assert result.exit_code == 0 and "train/loss (max)" in result.output
+    # Many metrics: the first 20 are named, the rest counted.
+    with mm.start_run(run_name="wide") as run:
+        mm.log_metrics({f"m{i:02d}": float(i) for i in range(25)})
+    result = invoke(store, "show", run.run_id, "-m", "m25")
+    known = ", ".join(f"m{i:02d}" for i in range(20))
+    assert result.output == f"error: no metric 'm25' in run {run.run_id} (known: {known} and 5 more)\n"
+
+
 def test_delete_restore_gc(store: Path, sample: dict[str, str]) -> None:
     result = invoke(store, "delete", sample["alpha"][:8], sample["gamma"][:8])
     assert result.exit_code == 0 and f"deleted {sample['alpha']} (alpha)" in result.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pty
 import re
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -190,4 +191,51 @@ def test_tail_follows_a_live_run_until_it_ends(tmp_path: Path) -> None:
     steps = [line.split()[3] for line in out.splitlines()]
     assert steps == ["1", "2", "3", "4", "5"]
     assert out.splitlines()[-1].split()[4] == "0.1667"
+    assert "run ended: FINISHED" in err and tail.returncode == 0
+
+
+def test_tail_follows_a_metric_a_live_run_has_not_logged_yet(tmp_path: Path) -> None:
+    """On a live run an unknown key may still come: a note on stderr, then its points as they come."""
+    root = tmp_path / "mlruns"
+    writer = python_child(
+        """
+        import sys, mini_mlflow as mm
+        run = mm.start_run(run_name="live")
+        mm.log_metric("loss", 1.0, step=0)
+        mm.flush()
+        print(run.run_id, flush=True)
+        sys.stdin.readline()
+        for step in range(3):
+            mm.log_metric("acc", step / 10, step=step)
+        mm.end_run()
+        """,
+        tmp_path,
+        env={"MINI_MLFLOW_TRACKING_DIR": str(root)},
+        stdin=subprocess.PIPE,
+    )
+    assert writer.stdout is not None and writer.stdin is not None
+    run_id = writer.stdout.readline().strip()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINI_MLFLOW_")}
+    env["PYTHONPATH"] = str(ROOT)
+    args = ["--root", str(root), "tail", "-f", run_id[:8], "-m", "acc", "--interval", "0.05"]
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "mini_mlflow", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert tail.stderr is not None
+    try:
+        ready, _, _ = select.select([tail.stderr], [], [], 30)
+        assert ready, "no note on stderr within 30 s"
+        assert tail.stderr.readline() == "-- not logged yet: 'acc'; following the run until it is\n"
+    finally:
+        writer.stdin.write("go\n")
+        writer.stdin.flush()
+    assert writer.wait(timeout=30) == 0
+    out, err = tail.communicate(timeout=30)
+    assert [line.split()[1:] for line in out.splitlines()] == [
+        ["acc", "step", str(step), f"{step / 10:g}"] for step in range(3)
+    ]
     assert "run ended: FINISHED" in err and tail.returncode == 0

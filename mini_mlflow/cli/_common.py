@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -121,6 +121,24 @@ def exits_cleanly(fn: F) -> F:
             sys.exit(0)
 
     return wrapper  # type: ignore[return-value]
+
+
+#: Most keys an error about an unknown metric lists (the rest are counted).
+MAX_KNOWN_KEYS = 20
+
+
+def unknown_metric_error(where: str, missing: list[str], known: Iterable[str]) -> NotFoundError:
+    """``no metric 'x' in <where> (known: a, b, ... and N more)``: a metric asked for by name is not there.
+
+    A typo in ``-m``/``--min`` used to be ignored (no chart, no line, no error): it is "not found", exit 1,
+    like an unknown experiment.
+    """
+    names = sorted(set(known))
+    listed = ", ".join(names[:MAX_KNOWN_KEYS]) or "none"
+    if len(names) > MAX_KNOWN_KEYS:
+        listed += f" and {len(names) - MAX_KNOWN_KEYS} more"
+    which = ", ".join(repr(k) for k in missing)
+    return NotFoundError(f"no metric{'s' if len(missing) > 1 else ''} {which} in {where} (known: {listed})")
 
 
 def experiment_names(root: str) -> dict[str, str | None]:

@@ -12,7 +12,7 @@ import click
 
 from ..read._records import RunRecord
 from ..store._layout import METRIC_SUFFIX, iso_from_ms
-from ._common import exits_cleanly, fail, root_of, root_option
+from ._common import exits_cleanly, fail, root_of, root_option, unknown_metric_error
 
 MAX_ARTIFACTS = 50
 
@@ -76,6 +76,9 @@ def show_cmd(
         if as_json:
             click.echo(json.dumps({"path": rdir, "broken": broken}, indent=2))
         fail(f"run folder {rdir} cannot be read: {broken}")
+    missing = [k for k in dict.fromkeys(only_metrics) if k not in aggs]
+    if missing:
+        raise unknown_metric_error(f"run {record.run_id}", missing, aggs)
     artifacts = _artifacts(rdir)
     if as_json:
         doc = record.to_dict()
@@ -229,6 +232,10 @@ def compare_cmd(
 
     params = sorted({k for r, _ in loaded for k in r.params})
     metrics = sorted({k for _, a in loaded for k in a})
+    # A key some runs lack is fine (their cell shows "—"); one that none has is a typo.
+    missing = [k for k in dict.fromkeys(minimize + maximize) if k not in metrics]
+    if missing:
+        raise unknown_metric_error(f"any of the {len(loaded)} runs", missing, metrics)
     low_keys = {k for k in metrics if k in minimize or (k not in maximize and lower_is_better(k))}
     if as_json:
         doc = {
@@ -316,6 +323,16 @@ def tail_cmd(
     _, rdir = resolve_run(root, run)
     folder = os.path.join(rdir, "metrics")
     offsets: dict[str, int] = {}
+    known = walk_keys(folder, METRIC_SUFFIX)[0]
+    missing = [k for k in dict.fromkeys(only_metrics) if k not in known]
+    if missing:
+        raw, _ = read_meta_file(os.path.join(rdir, "meta.yaml"))
+        live = (raw or {}).get("status") == "RUNNING" and heartbeat_state(rdir, raw or {}) != "crashed"
+        if not (follow and live):
+            raise unknown_metric_error(f"run {os.path.basename(rdir)}", missing, known)
+        # A live run may log it later: followed, its points are printed when they come.
+        which = ", ".join(repr(clean(k)) for k in missing)
+        click.echo(f"-- not logged yet: {which}; following the run until it is", err=True)
 
     def emit(key: str, data: bytes) -> None:
         history = parse_metric_lines(data)
