@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 import pty
 import re
@@ -11,6 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+import mini_mlflow as mm
 
 from conftest import ROOT, python_child
 
@@ -129,6 +134,24 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(sample_store: Path) -
     plain = _run_in_terminal(["--root", str(sample_store), "ls", "--all"], {"NO_COLOR": "1"})
     assert "crashed" in plain and not re.search(r"\x1b\[[0-9;]*m", plain)
     assert "\x1b[" not in mini(sample_store, "ls", "--all").stdout
+
+
+def test_csv_and_json_escape_store_text_on_a_terminal_and_carry_it_exactly_to_a_pipe(store: Path) -> None:
+    name = "evil\x1b]0;pwned\x07\x1b[31mred\x9b2J"
+    with mm.start_run(run_name=name):
+        mm.log_param("note", "\x1b[2Jwiped")
+    for fmt in ("--csv", "--json"):
+        shown = _run_in_terminal(["--root", str(store), "ls", fmt], {})
+        assert "\x1b" not in shown and "\x07" not in shown and "\x9b" not in shown, (fmt, shown)
+    assert "evil\\x1b]0;pwned\\x07\\x1b[31mred\\x9b2J" in _run_in_terminal(
+        ["--root", str(store), "ls", "--csv"], {}
+    )
+    piped = mini(store, "ls", "--csv")
+    assert piped.returncode == 0, piped.stderr
+    (row,) = list(csv.DictReader(io.StringIO(piped.stdout)))
+    assert row["run_name"] == name and row["params.note"] == "\x1b[2Jwiped"
+    (run,) = json.loads(mini(store, "ls", "--json").stdout)["runs"]
+    assert run["run_name"] == name and run["params"]["note"] == "\x1b[2Jwiped"
 
 
 def test_output_fits_the_terminal_width(sample_store: Path) -> None:

@@ -152,19 +152,23 @@ def ls_cmd(
 
 
 def _write_csv(records: SearchResult) -> None:
-    from ._render import fmt_param
+    from ._render import clean, fmt_param
 
     params = sorted({k for r in records for k in r.params})
     metrics = sorted({k for r in records for k in r.metrics})
+    # To a pipe or a file the CSV carries the exact data; on a terminal, store text is shown escaped as
+    # in the table (an ESC in a run name would otherwise drive the terminal, e.g. retitle or recolour it).
+    cell = clean if sys.stdout.isatty() else str
     out = csv.writer(sys.stdout, lineterminator="\n")
-    out.writerow(
+    header = (
         ["run_id", "run_name", "experiment_id", "status", "start_time", "end_time", "duration_s"]
         + [f"params.{k}" for k in params]
         + [f"metrics.{k}" for k in metrics]
     )
+    out.writerow([cell(c) for c in header])
     for r in records:
         duration = "" if r.duration_ms is None else f"{r.duration_ms / 1000:.3f}"
-        out.writerow(
+        row = (
             [
                 r.run_id,
                 r.run_name or "",
@@ -177,6 +181,7 @@ def _write_csv(records: SearchResult) -> None:
             + [fmt_param(r.params[k]) if k in r.params else "" for k in params]
             + [repr(r.metrics[k]) if k in r.metrics else "" for k in metrics]
         )
+        out.writerow([cell(c) for c in row])
 
 
 def _print_table(
