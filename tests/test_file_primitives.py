@@ -294,3 +294,52 @@ def test_append_fd_returns_what_it_wrote(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     assert (tmp_path / "f").read_bytes() == b"a\n" + b"b\n" * 100_000
+
+
+def test_meta_yaml_is_replaced_whole_while_a_reader_reads_it(tmp_path: Path) -> None:
+    # A reader of meta.yaml sees the old file or the new one, never an empty or half-written one: the
+    # update writes a temporary file and renames it over meta.yaml (a new inode), never rewrites in place.
+    # The reader is another process (a thread would share the GIL and rarely run inside an update).
+    import json
+    import subprocess
+    import sys
+
+    import mini_mlflow as mm
+    from mini_mlflow.store import _operations
+
+    run = mm.Run(runs_dir=tmp_path / "mlruns")
+    meta_path = os.path.join(run.run_dir, "meta.yaml")
+    inode = os.stat(meta_path).st_ino
+    stop = tmp_path / "stop"
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, meta_path, run.run_id, str(stop)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert reader.stdout is not None
+        assert reader.stdout.readline() == "reading\n"
+        for i in range(2000):
+            _operations.update_run_meta(run.run_dir, run_name=f"n{i}")
+    finally:
+        stop.touch()
+        out, _ = reader.communicate(timeout=60)
+    run.end()
+    found = json.loads(out)
+    assert found["reads"] > 0 and found["bad"] == [], found  # (thousands of reads here: 16,769 in one run)
+    assert os.stat(meta_path).st_ino != inode, "meta.yaml was rewritten in place, not replaced"
+
+
+READER = """
+import json, os, sys
+from mini_mlflow.store._meta import read_meta
+path, run_id, stop = sys.argv[1:]
+reads, bad = 0, []
+print("reading", flush=True)
+while not os.path.exists(stop):
+    try:
+        if read_meta(path).get("run_id") != run_id:
+            bad.append("another run id")
+    except Exception as exc:  # an empty or torn file
+        bad.append(repr(exc))
+    reads += 1
+print(json.dumps({"reads": reads, "bad": bad[:3]}))
+"""

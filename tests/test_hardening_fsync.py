@@ -64,6 +64,9 @@ def test_fsync_policy_never_end_flush(tmp_path: Path) -> None:
     assert ends_with(end, "/metrics/a.jsonl") == 1 and ends_with(end, "/metrics/b/c.jsonl") == 1
     assert [ends_with(end, f"/metrics/many/{j}.jsonl") for j in range(18)] == [1] * 18
     assert ends_with(end, "meta.yaml") == 1  # the temporary file, before it replaces meta.yaml
+    # ... in that order: every point is on disk before the status saying the run ended
+    meta_at = next(i for i, p in enumerate(end) if p.endswith("meta.yaml"))
+    assert all(i < meta_at for i, p in enumerate(end) if p.endswith(".jsonl")), end
     run_folders = [p for p in end if re.search(r"/mlruns/0/[0-9a-f]{32}$", p)]
     assert len(run_folders) == 1  # then the run folder, so that the rename itself is on disk
     # flush: each metric file on every one of the 5 flushes (drains may add more), meta.yaml too

@@ -318,6 +318,15 @@ def test_redactor_masks_across_chunk_boundaries() -> None:
     assert masked == b"1 **** 2 abX xy ab"
 
 
+def test_redactor_holds_back_enough_for_the_longest_of_several_secrets() -> None:
+    # A chunk may end inside any secret: what is held back must cover the longest one, or a long secret
+    # split across two chunks passes unmasked when a shorter one is also given.
+    redactor = _Redactor(["longsecretvalue123", "abcd"])
+    pieces = [b"x longsecret", b"value123 y ab", b"cd z"]
+    masked = b"".join(redactor.feed(p) for p in pieces) + redactor.close()
+    assert masked == b"x **** y **** z"
+
+
 def test_bad_input_creates_no_run(tmp_path: Path) -> None:
     root = tmp_path / "mlruns"
     script(tmp_path, "ok.py", "print('ok')\n")

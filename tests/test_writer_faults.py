@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,7 +201,9 @@ def test_a_logging_call_drains_an_overdue_buffer_itself(store: Path) -> None:
         run._buffer.due = float("inf")  # not due, however long the calls below take
         _log(run, 0, 500)
         assert not path.exists() and len(run._buffer.queue) == 500  # not due yet: nothing written
-        run._buffer.due = 0.0  # as if a flush interval had passed
+        # As if a flush interval had just passed: a time, not 0.0, which also means "over the memory
+        # bound" to the buffer (a drain for that reason alone would hide a broken time check).
+        run._buffer.due = time.time() - 0.001
         _log(run, 500, 1)
         assert [r["step"] for r in read_jsonl(path)] == list(range(501)) and not run._buffer.queue
     finally:
@@ -212,21 +215,29 @@ def test_flush_waits_for_a_drain_in_progress(store: Path) -> None:
     # flush() returns once every point logged before it is on disk, even while another thread (the
     # writer) is in the middle of a drain of the same run: it waits for that drain, then drains.
     run = mm.Run(runs_dir=store)
-    _log(run, 0, 10)
-    held, release = threading.Event(), threading.Event()
+    WRITER.unregister(
+        run._buffer
+    )  # only flush() writes: a writer pass must not hide a flush that did not wait
+    try:
+        _log(run, 0, 10)
+        held, release = threading.Event(), threading.Event()
 
-    def drainer() -> None:
-        with run._buffer.lock:  # as the writer thread holds it during a drain
-            held.set()
-            release.wait(30)
+        def drainer() -> None:
+            with run._buffer.lock:  # as the writer thread holds it during a drain
+                held.set()
+                release.wait(30)
 
-    thread = threading.Thread(target=drainer)
-    thread.start()
-    held.wait(30)
-    threading.Timer(0.2, release.set).start()
-    run.flush()
-    thread.join()
-    assert [r["step"] for r in read_jsonl(Path(run.run_dir) / "metrics" / "loss.jsonl")] == list(range(10))
+        thread = threading.Thread(target=drainer)
+        thread.start()
+        held.wait(30)
+        threading.Timer(0.2, release.set).start()
+        run.flush()
+        assert release.is_set(), "flush() returned while the drain in progress still held the run"
+        path = Path(run.run_dir) / "metrics" / "loss.jsonl"
+        assert [r["step"] for r in read_jsonl(path)] == list(range(10))  # written before flush() returned
+        thread.join()
+    finally:
+        WRITER.register(run._buffer)
     run.end()
 
 
