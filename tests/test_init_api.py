@@ -134,6 +134,40 @@ def test_params_and_tags(store: Path) -> None:
     assert record["tags"] == {"gpu": "H100"}
 
 
+def test_config_changes_are_logged_as_params_as_wandb_users_expect(store: Path) -> None:
+    # W&B's run.config is live: a key set or updated later is recorded. A plain dict here accepted
+    # run.config.update({...}) and dropped it silently.
+    run = mm.init("p", config={"lr": 0.1})
+    run.config.update({"extra": 1})
+    run.config["layers"] = 3
+    run.config.dropout = 0.5
+    run.config.setdefault("lr", 9.0)  # present: left as it is
+    assert run.config.lr == 0.1 and run.config["dropout"] == 0.5
+    with pytest.raises(AttributeError, match="no key 'missing'"):
+        _ = run.config.missing
+    with pytest.raises(mm.ParamConflictError, match="lr"):
+        run.config["lr"] = 0.2
+    with pytest.raises(mm.InvalidInputError, match="write-once"):
+        del run.config["lr"]
+    with pytest.raises(mm.InvalidInputError, match="write-once"):
+        run.config.pop("lr")
+    run.finish()
+    expected = {"lr": 0.1, "extra": 1, "layers": 3, "dropout": 0.5}
+    assert run.config == expected and mm.get_run(run.id)["params"] == expected
+
+
+def test_tags_may_be_wandbs_list_of_labels_and_a_bad_kind_leaves_no_run(store: Path) -> None:
+    run = mm.init("p", tags=["baseline", "sweep-3"])
+    run.finish()
+    assert mm.get_run(run.id)["tags"] == {"baseline": "", "sweep-3": ""}
+    for bad in [[1, 2], "baseline", 7]:
+        with pytest.raises(mm.InvalidInputError, match="tags must be a dict .* or a list of labels"):
+            mm.init("q", tags=bad)  # type: ignore[arg-type]
+    with pytest.raises(mm.InvalidInputError, match="tag key"):
+        mm.init("q", tags=["../escape"])
+    assert [r.run_id for r in mm.search_runs(search_all_experiments=True, output_format="list")] == [run.id]
+
+
 @pytest.mark.parametrize(
     ("status", "stored"),
     [("finished", "FINISHED"), ("failed", "FAILED"), ("killed", "KILLED"), ("FAILED", "FAILED")],

@@ -14,7 +14,7 @@ from typing import Any
 from .. import _config
 from .._errors import InvalidInputError, InvalidValueError
 from ..store import _experiments, _meta, _operations
-from ..store._layout import validate_experiment_name
+from ..store._layout import validate_experiment_name, validate_key
 from ..write import _registry
 from ..write._coerce import to_step
 from ..write._run import Run
@@ -42,6 +42,44 @@ def _seconds_to_ms(timestamp: Any) -> int:
     return round(timestamp * 1000)
 
 
+class RunConfig(dict[str, Any]):
+    """The run's config (W&B's ``run.config``): a dict whose changes are logged as params as they are
+    made (params are write-once: the same value again is a no-op, another raises), with keys readable
+    as attributes too (``run.config.lr``). Nothing can be removed from it: the params stay on disk."""
+
+    def __init__(self, run: Run, values: Mapping[str, Any]) -> None:
+        super().__init__(values)
+        object.__setattr__(self, "_run", run)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._run.log_params({key: value})
+        super().__setitem__(key, value)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        values = dict(*args, **kwargs)
+        self._run.log_params(values)  # all checked before any is written
+        super().update(values)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"config has no key {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def _refuse(self, *_: Any, **__: Any) -> Any:
+        raise InvalidInputError("config keys are params, which are write-once: they cannot be removed")
+
+    __delitem__ = __delattr__ = pop = popitem = clear = _refuse  # type: ignore[assignment]
+
+
 class InitRun:
     """A run started by :func:`init`: ``log`` metrics, ``log_params``/``log_tags``, then ``finish``.
 
@@ -54,8 +92,9 @@ class InitRun:
         self.run = run
         #: The experiment's name.
         self.project = project
-        #: Effective config: what was passed to ``init``, overridden by ``mini-mlflow run -p`` params.
-        self.config = config
+        #: Effective config: what was passed to ``init``, overridden by ``mini-mlflow run -p`` params;
+        #: a key set or updated later is logged as a param at once.
+        self.config = RunConfig(run, config)
         self._step = 0
         self._nested = False
         self._log_metrics = run.log_metrics
@@ -125,7 +164,6 @@ class InitRun:
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Record params (write-once, like every face): same value again is a no-op, another raises."""
-        self.run.log_params(params)
         self.config.update(params)
 
     def log_tags(self, tags: Mapping[str, Any]) -> None:
@@ -168,10 +206,21 @@ class InitRun:
         self.run.__exit__(exc_type, exc, tb)
 
 
+def _tag_map(tags: Any) -> dict[str, Any] | None:
+    """``tags`` as key → value: a dict as it is, or W&B's list of labels, each a tag with an empty value."""
+    if tags is None or isinstance(tags, Mapping):
+        return None if tags is None else dict(tags)
+    if isinstance(tags, (list, tuple, set, frozenset)) and all(isinstance(t, str) for t in tags):
+        return {validate_key(t, "tag key"): "" for t in sorted(tags)}
+    raise InvalidInputError(
+        f"init: tags must be a dict (key → value) or a list of labels (str), got {type(tags).__name__}"
+    )
+
+
 def init(
     project: str,
     name: str | None = None,
-    tags: Mapping[str, Any] | None = None,
+    tags: Mapping[str, Any] | list[str] | None = None,
     config: Mapping[str, Any] | None = None,
     run_id: str | None = None,
     *,
@@ -188,8 +237,8 @@ def init(
     Args:
         project: Experiment name.
         name: Run name.
-        tags: Tags set at start.
-        config: Hyperparameters, recorded as params (write-once).
+        tags: Tags set at start: a dict, or W&B's list of labels (each a tag with an empty value).
+        config: Hyperparameters, recorded as params (write-once); ``run.config`` records later keys.
         run_id: Resume this run instead of starting a new one.
         dir: Store root; default as for ``start_run`` (``set_tracking_dir``, ``MINI_MLFLOW_TRACKING_DIR``,
             ``./mlruns``).
@@ -202,6 +251,7 @@ def init(
     validate_experiment_name(project)
     if config is not None and not isinstance(config, Mapping):
         raise InvalidInputError(f"init: config must be a dict, got {type(config).__name__}")
+    tags = _tag_map(tags)  # checked before a run exists: a bad argument leaves no run behind
     root = os.fspath(dir) if dir is not None else get_tracking_dir()
     resolved = _config.resolve(**{**settings, "tracking_dir": root, "offline": offline})
     attached = run_id is None and _registry.active() is None and _config.claim_attached_run_id()
