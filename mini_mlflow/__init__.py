@@ -72,7 +72,7 @@ from .store._layout import FORMAT_VERSION
 from .write._run import Run
 
 if TYPE_CHECKING:
-    from . import entities, tracking
+    from . import entities, exceptions, tracking
     from .api._client import MlflowClient
     from .api._media import log_figure, log_image, log_input, log_inputs, log_table
     from .api._reading import load_table
@@ -89,7 +89,7 @@ _LAZY.update(dict.fromkeys(("load_table",), ".api._reading"))
 _LAZY.update(
     dict.fromkeys(("log_figure", "log_image", "log_input", "log_inputs", "log_table"), ".api._media")
 )
-_SUBMODULES = ("entities", "tracking")
+_SUBMODULES = ("entities", "exceptions", "tracking")
 
 
 def __getattr__(name: str) -> Any:
@@ -139,6 +139,7 @@ __all__ = [
     "enable_system_metrics_logging",
     "end_run",
     "entities",
+    "exceptions",
     "flush",
     "flush_artifact_async_logging",
     "flush_async_logging",

@@ -20,11 +20,26 @@ from __future__ import annotations
 
 
 class MiniMlflowError(Exception):
-    """Base of every error raised by mini_mlflow."""
+    """Base of every error raised by mini_mlflow (``mini_mlflow.exceptions.MlflowException`` too)."""
+
+    #: MLflow's error code for this kind of error, as code written for ``MlflowException`` reads it.
+    error_code = "INTERNAL_ERROR"
+
+    @property
+    def message(self) -> str:
+        """The error's text (``MlflowException.message``), unless a subclass sets its own."""
+        own: str | None = self.__dict__.get("_message")
+        return str(self) if own is None else own
+
+    @message.setter
+    def message(self, value: str) -> None:
+        self._message = value
 
 
 class InvalidInputError(MiniMlflowError, ValueError):
     """A caller passed something the store cannot accept; the message names it and the rule."""
+
+    error_code = "INVALID_PARAMETER_VALUE"
 
 
 class InvalidValueError(InvalidInputError, TypeError):
@@ -38,17 +53,25 @@ class ParamConflictError(InvalidInputError):
 class NoActiveRunError(MiniMlflowError, RuntimeError):
     """A fluent call needed an active run in this thread and there was none."""
 
+    error_code = "INVALID_STATE"
+
 
 class ActiveRunExistsError(MiniMlflowError, RuntimeError):
     """``start_run`` was called while a run is active, without ``nested=True``."""
+
+    error_code = "INVALID_STATE"
 
 
 class RunEndedError(MiniMlflowError, ValueError):
     """The run has ended: it cannot be logged to or ended again."""
 
+    error_code = "INVALID_STATE"
+
 
 class NotFoundError(MiniMlflowError, LookupError):
     """No run, experiment or metric with that id or name exists in the store."""
+
+    error_code = "RESOURCE_DOES_NOT_EXIST"
 
 
 class StorageError(MiniMlflowError, OSError):

@@ -126,3 +126,20 @@ def test_downloading_the_whole_artifacts_folder_fills_dst_itself(store: Path, tm
     assert client.download_artifacts(run.info.run_id, "sub/y.txt", str(one)) == str(one / "y.txt")
     folder = tmp_path / "folder"
     assert client.download_artifacts(run.info.run_id, "sub", str(folder)) == str(folder / "sub")
+
+
+def test_mlflow_code_catches_our_errors_as_mlflow_exception_with_its_error_codes(store: Path) -> None:
+    client = MlflowClient(str(store))
+    try:
+        client.get_run("f" * 32)
+    except mlflow.exceptions.MlflowException as exc:  # what `except MlflowException` under the alias reads
+        assert exc.error_code == "RESOURCE_DOES_NOT_EXIST" and "f" * 32 in exc.message
+    else:
+        pytest.fail("no error for a run that does not exist")
+    with pytest.raises(mlflow.exceptions.MlflowException) as bad:
+        mlflow.log_metric("../escape", 1.0)
+    assert bad.value.error_code == "INVALID_PARAMETER_VALUE"
+    mlflow.end_run()
+    with mlflow.start_run(), pytest.raises(mlflow.exceptions.MlflowException) as twice:
+        mlflow.start_run()
+    assert twice.value.error_code == "INVALID_STATE"

@@ -42,6 +42,7 @@ EXPECTED = [
     "enable_system_metrics_logging",
     "end_run",
     "entities",
+    "exceptions",
     "flush",
     "flush_artifact_async_logging",
     "flush_async_logging",
