@@ -83,7 +83,16 @@ def test_ls_filter_order_limit(store: Path, sample: dict[str, str]) -> None:
     assert [line.split()[1] for line in result.output.splitlines()[2:4]] == ["delta", "beta"]
     assert "showing 2 of 4 runs" in result.output
     result = invoke(store, "ls", "--filter", "metrics.acc > 2")
-    assert result.exit_code == 0 and "no runs" in result.output
+    assert result.exit_code == 0 and "no runs match the filter" in result.output
+
+
+def test_ls_on_a_store_with_no_experiment_says_so(tmp_path: Path) -> None:
+    # It printed an empty "Experiment: " header and "no runs match the filter" with no filter given.
+    (tmp_path / "empty").mkdir()
+    result = invoke(tmp_path / "empty", "ls")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("no experiments in ") and "Experiment:" not in result.output
+    assert "filter" not in result.output
 
 
 def test_ls_json_and_csv(store: Path, sample: dict[str, str]) -> None:

@@ -148,7 +148,7 @@ def ls_cmd(
     if as_csv:
         _write_csv(shown)
         return
-    _print_table(root, shown, total, exp_ids, deleted)
+    _print_table(root, shown, total, exp_ids, deleted, bool(filter_string))
 
 
 def _write_csv(records: SearchResult) -> None:
@@ -185,7 +185,7 @@ def _write_csv(records: SearchResult) -> None:
 
 
 def _print_table(
-    root: str, records: SearchResult, total: int, exp_ids: list[str] | None, deleted: bool
+    root: str, records: SearchResult, total: int, exp_ids: list[str] | None, deleted: bool, filtered: bool
 ) -> None:
     from ._render import fmt_duration, fmt_number, fmt_param, fmt_time, short_id, status_label
     from ._table import Column, clean, render, term_width, use_color, width_of
@@ -195,7 +195,7 @@ def _print_table(
     out: list[str] = []
     names = experiment_names(root)
     many = exp_ids is None or len(exp_ids) > 1
-    if exp_ids is not None:
+    if exp_ids:  # none: a store with no experiment yet
         label = ", ".join(f"{clean(names.get(e) or '?')} ({e})" for e in exp_ids)
         out.append(f"Experiment: {label}" + ("  [deleted runs]" if deleted else ""))
     rows = list(records)
@@ -254,7 +254,13 @@ def _print_table(
     if rows:
         out += render(columns, table, color)
     else:
-        out.append("no runs" + (" match the filter" if total == 0 and exp_ids is not None else ""))
+        out.append(
+            "no runs match the filter"
+            if filtered
+            else "no runs yet"
+            if exp_ids != []
+            else f"no experiments in {clean(root)} yet: runs logged there appear here"
+        )
     notes = []
     if total > len(rows):
         notes.append(f"showing {len(rows)} of {total} runs (--limit to see more)")
