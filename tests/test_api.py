@@ -238,6 +238,15 @@ def test_metric_step_and_timestamp_types(store: Path) -> None:
     ]
 
 
+def test_numpy_integers_are_steps_and_timestamps(store: Path) -> None:
+    np = pytest.importorskip("numpy")
+    with mm.start_run() as run:  # as MLflow takes them (a numpy int64 timestamp was refused)
+        mm.log_metric("m", 2.0, step=np.int32(1), timestamp=np.int64(4))
+    assert read_jsonl(Path(run.run_dir) / "metrics" / "m.jsonl") == [
+        {"step": 1, "value": 2.0, "timestamp": 4}
+    ]
+
+
 def test_caller_mistakes_keep_the_original_messages(store: Path) -> None:
     # Logging with no active run starts one and ending none does nothing, as in MLflow (the original
     # Mini MLflow raised "No active run" for both; README: "Where MLflow and the original differ").

@@ -43,6 +43,8 @@ def to_step(key: str, step: Any) -> int:
 
 def to_timestamp(key: str, timestamp: Any) -> int:
     """A caller's timestamp as integer milliseconds since the epoch."""
+    if not isinstance(timestamp, (bool, int, float)) and hasattr(timestamp, "__index__"):
+        timestamp = timestamp.__index__()  # numpy integers, as steps take them
     if isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)) or timestamp - timestamp != 0:
         # timestamp - timestamp is NaN for NaN and ±inf, which int() cannot take
         raise InvalidValueError(
