@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._config import claim_attached_run_id, resolve
+from .._config import ATTACH_RUN_ID, claim_attached_run_id, resolve
 from .._errors import ActiveRunExistsError, InvalidInputError, NoActiveRunError, NotFoundError
 from ..store import _operations
 from ..store._layout import normalize_experiment_id, validate_run_id
@@ -69,12 +69,18 @@ def start_run(
         experiment_id = current_experiment_id()
     else:
         normalize_experiment_id(experiment_id)
+    attached = None
     if run_id is None and parent is None:
-        run_id = claim_attached_run_id()  # the run `mini-mlflow run` created for this process, once
+        run_id = attached = claim_attached_run_id()  # the run `mini-mlflow run` created for us, once
         if run_id is not None:
             experiment_id = 0  # it already lives in the experiment that command chose
     root = get_tracking_dir()
     if run_id is not None and _operations.find_run_dir(os.path.abspath(root), run_id) is None:
+        if attached is not None:
+            raise NotFoundError(
+                f"invalid {ATTACH_RUN_ID}={attached}: must be a run id of the store {root} (it is set by "
+                "mini-mlflow run for the run it created)"
+            )
         # MLflow's rule: start_run(run_id=) resumes. A new run under a made-up id (or a name passed
         # first by mistake, which is usually a valid id too) would hide the typo in a fresh run.
         raise NotFoundError(
