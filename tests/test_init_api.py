@@ -154,6 +154,12 @@ def test_config_changes_are_logged_as_params_as_wandb_users_expect(store: Path) 
     run.finish()
     expected = {"lr": 0.1, "extra": 1, "layers": 3, "dropout": 0.5}
     assert run.config == expected and mm.get_run(run.id)["params"] == expected
+    import copy
+    import pickle
+
+    for duplicate in (copy.copy, copy.deepcopy, lambda c: pickle.loads(pickle.dumps(c))):
+        plain = duplicate(run.config)  # the run has ended: a copy must not log again
+        assert type(plain) is dict and plain == expected
 
 
 def test_tags_may_be_wandbs_list_of_labels_and_a_bad_kind_leaves_no_run(store: Path) -> None:

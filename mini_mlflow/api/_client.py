@@ -268,10 +268,10 @@ class MlflowClient:
         from ..read._as_mlflow import metric_entities
         from ..read._reader import Store
 
+        validate_key(key, "metric key")  # before any path is built from it
         store = Store(self._root)
         rdir = store.find_run(run_id)  # NotFoundError for a run that does not exist, as MLflow
         if not os.path.lexists(os.path.join(rdir, "metrics", key + METRIC_SUFFIX)):
-            validate_key(key, "metric key")
             return []  # as MLflow: a metric not logged (yet) has an empty history
         return metric_entities(store.get_metric_history(run_id, key), run_id)
 

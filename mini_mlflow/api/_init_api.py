@@ -74,6 +74,11 @@ class RunConfig(dict[str, Any]):
     def __setattr__(self, name: str, value: Any) -> None:
         self[name] = value
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A copy (copy, deepcopy, pickle) is a plain dict of the values: never a second handle on the
+        # run that would log again, nor a deep copy of the run itself.
+        return (dict, (dict(self),))
+
     def _refuse(self, *_: Any, **__: Any) -> Any:
         raise InvalidInputError("config keys are params, which are write-once: they cannot be removed")
 
