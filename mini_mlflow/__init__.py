@@ -81,6 +81,9 @@ if TYPE_CHECKING:
 
 from ._version import __version__ as __version__
 
+#: MLflow's name for what ``start_run`` returns (code annotates with ``mlflow.ActiveRun``).
+ActiveRun = Run
+
 # Loaded on first use: a training process that only logs never pays for the read side, the client or
 # image and table encoding.
 _LAZY = {"MetricHistory": ".read._reader", "MetricPoint": ".read._reader", "Store": ".read._reader"}
@@ -108,6 +111,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "FORMAT_VERSION",
+    "ActiveRun",
     "ActiveRunExistsError",
     "ExperimentTracker",
     "InitRun",

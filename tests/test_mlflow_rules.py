@@ -143,3 +143,8 @@ def test_mlflow_code_catches_our_errors_as_mlflow_exception_with_its_error_codes
     with mlflow.start_run(), pytest.raises(mlflow.exceptions.MlflowException) as twice:
         mlflow.start_run()
     assert twice.value.error_code == "INVALID_STATE"
+
+
+def test_start_run_returns_an_mlflow_active_run(store: Path) -> None:
+    with mlflow.start_run() as run:  # code annotates with mlflow.ActiveRun and checks it
+        assert isinstance(run, mlflow.ActiveRun) and isinstance(mlflow.active_run(), mlflow.ActiveRun)

@@ -11,6 +11,7 @@ import mini_mlflow
 
 EXPECTED = [
     "FORMAT_VERSION",
+    "ActiveRun",
     "ActiveRunExistsError",
     "ExperimentTracker",
     "InitRun",
