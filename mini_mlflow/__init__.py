@@ -72,7 +72,7 @@ from .store._layout import FORMAT_VERSION
 from .write._run import Run
 
 if TYPE_CHECKING:
-    from . import entities, exceptions, tracking
+    from . import artifacts, entities, exceptions, tracking
     from .api._client import MlflowClient
     from .api._media import log_figure, log_image, log_input, log_inputs, log_table
     from .api._reading import load_table
@@ -92,7 +92,7 @@ _LAZY.update(dict.fromkeys(("load_table",), ".api._reading"))
 _LAZY.update(
     dict.fromkeys(("log_figure", "log_image", "log_input", "log_inputs", "log_table"), ".api._media")
 )
-_SUBMODULES = ("entities", "exceptions", "tracking")
+_SUBMODULES = ("artifacts", "entities", "exceptions", "tracking")
 
 
 def __getattr__(name: str) -> Any:
@@ -134,6 +134,7 @@ __all__ = [
     "Store",
     "__version__",
     "active_run",
+    "artifacts",
     "autolog",
     "create_experiment",
     "delete_experiment",

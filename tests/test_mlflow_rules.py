@@ -148,3 +148,29 @@ def test_mlflow_code_catches_our_errors_as_mlflow_exception_with_its_error_codes
 def test_start_run_returns_an_mlflow_active_run(store: Path) -> None:
     with mlflow.start_run() as run:  # code annotates with mlflow.ActiveRun and checks it
         assert isinstance(run, mlflow.ActiveRun) and isinstance(mlflow.active_run(), mlflow.ActiveRun)
+
+
+def test_mlflow_artifacts_functions_read_a_runs_artifacts_and_nothing_else(
+    store: Path, tmp_path: Path
+) -> None:
+    with mlflow.start_run() as run:
+        mlflow.log_dict({"lr": 0.1}, "config.json")
+        mlflow.log_dict({"layers": [1, 2]}, "model/spec.yaml")
+        mlflow.log_text("hello", "notes/readme.txt")
+        uri = mlflow.get_artifact_uri("config.json")
+    rid = run.info.run_id
+    assert mlflow.artifacts.load_dict(f"runs:/{rid}/config.json") == {"lr": 0.1}
+    assert mlflow.artifacts.load_dict(uri) == {"lr": 0.1}  # the file: URI get_artifact_uri gives
+    assert mlflow.artifacts.load_dict(f"runs:/{rid}/model/spec.yaml") == {"layers": [1, 2]}
+    assert mlflow.artifacts.load_text(f"runs:/{rid}/notes/readme.txt") == "hello"
+    got = mlflow.artifacts.download_artifacts(run_id=rid, artifact_path="notes", dst_path=str(tmp_path / "d"))
+    assert Path(got, "readme.txt").read_text() == "hello"
+    names = [f.path for f in mlflow.artifacts.list_artifacts(f"runs:/{rid}/")]
+    assert names == ["config.json", "model", "notes"]
+    outside = tmp_path / "outside.json"
+    outside.write_text("{}")
+    for bad in [f"runs:/{rid}/../meta.yaml", outside.as_uri(), str(outside), "s3://bucket/x"]:
+        with pytest.raises(ValueError):
+            mlflow.artifacts.load_dict(bad)
+    with pytest.raises(LookupError):
+        mlflow.artifacts.load_text(f"runs:/{rid}/missing.txt")

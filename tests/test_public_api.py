@@ -34,6 +34,7 @@ EXPECTED = [
     "Store",
     "__version__",
     "active_run",
+    "artifacts",
     "autolog",
     "create_experiment",
     "delete_experiment",
