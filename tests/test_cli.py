@@ -369,6 +369,13 @@ def test_restore_of_a_run_that_is_not_deleted_says_so_and_leaves_it_alone(
         f"{sample['beta']} (beta) is not deleted: nothing to restore",
         f"restored {sample['alpha']} (alpha)",
     ]
+    # Deleting twice says so and keeps the first deleted_time (when gc may remove it).
+    assert invoke(store, "delete", sample["alpha"]).exit_code == 0
+    alpha_meta = store / "0" / sample["alpha"] / "meta.yaml"
+    first = alpha_meta.read_bytes()
+    result = invoke(store, "delete", sample["alpha"])
+    assert result.exit_code == 0 and result.output == f"{sample['alpha']} (alpha) is already deleted\n"
+    assert alpha_meta.read_bytes() == first
 
 
 def test_big_metric_is_charted_from_samples(store: Path) -> None:

@@ -21,14 +21,15 @@ def _set_stage(root: str, refs: tuple[str, ...], stage: str) -> None:
 
     for ref in refs:
         _, rdir = resolve_run(root, ref)
-        if stage == "active":
-            # Restoring is idempotent, but "restored" for a run that was never deleted misleads: say so
-            # and leave meta.yaml alone (exit 0: the run is where the user wanted it).
-            raw, _ = read_meta_file(os.path.join(rdir, "meta.yaml"))
-            if raw is not None and raw.get("lifecycle_stage") != "deleted":
-                name = f" ({clean(raw.get('run_name'))})" if raw.get("run_name") else ""
-                click.echo(f"{os.path.basename(rdir)}{name} is not deleted: nothing to restore")
-                continue
+        # Both are idempotent, but "restored" for a run never deleted misleads, and deleting again would
+        # move its deleted_time (when `gc` may remove it): say so and leave meta.yaml alone (exit 0: the
+        # run is where the user wanted it).
+        raw, _ = read_meta_file(os.path.join(rdir, "meta.yaml"))
+        if raw is not None and (raw.get("lifecycle_stage") == "deleted") == (stage == "deleted"):
+            name = f" ({clean(raw.get('run_name'))})" if raw.get("run_name") else ""
+            already = "already deleted" if stage == "deleted" else "not deleted: nothing to restore"
+            click.echo(f"{os.path.basename(rdir)}{name} is {already}")
+            continue
         deleted_time = iso_from_ms(now_ms()) if stage == "deleted" else None
         meta = _operations.update_run_meta(rdir, lifecycle_stage=stage, deleted_time=deleted_time)
         name = f" ({clean(meta.get('run_name'))})" if meta.get("run_name") else ""
