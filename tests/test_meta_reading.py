@@ -40,6 +40,8 @@ IN_SUBSET = [
     "a: a/b.c-d_e",
     "a: 3f2a",
     "a: 1e",
+    "run_id: 0bae40cfa746451a9121f2cc2e70aa85",  # starts like a binary number: 1 run id in 256
+    "git_commit: 0b12ff0e4e6a399e06be2f2f4aaa2136218a8f85a",
     "status: RUNNING",
     "run_name: 'bright-owl-7'",
 ]
@@ -68,6 +70,8 @@ FOR_THE_LOADER = [
     "0x1f",
     "0X1F",
     "0b101",
+    "0B11",
+    "0xdeadBEEF",
     "0o17",
     "017",
     "1.5",

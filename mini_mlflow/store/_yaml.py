@@ -16,8 +16,11 @@ _LINE = re.compile(r"^( {0,2})([A-Za-z_][A-Za-z0-9_]*):(?: (.*))?$")
 _INT = re.compile(r"^-?(?:0|[1-9][0-9]*)$")
 # A plain word that YAML 1.1 reads as a string: starts with a letter, no characters with a meaning.
 _WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-./]*$")
-# Starts with a digit: only letters and digits, so it can be neither a number, a date nor a time.
+# Starts with a digit: only letters and digits, so it can be neither a number, a date nor a time...
 _HEX_WORD = re.compile(r"^[0-9][0-9A-Za-z]*[A-Za-z][0-9A-Za-z]*$")
+# ... unless it may be an integer in another base: "0x..." and "0o..." go to the loader, and "0b..." when
+# only binary digits follow. A run id or a git commit that merely starts with "0b" (1 in 256) is a word.
+_BASED_INT = re.compile(r"^0(?:[xXoO].*|[bB][01]+)$")
 _SPECIAL_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
 _MISS = object()
 
@@ -33,7 +36,7 @@ def _scalar(text: str) -> Any:
         return int(text)
     if _WORD.match(text) and text.lower() not in _SPECIAL_WORDS:
         return text
-    if _HEX_WORD.match(text) and not text.lower().startswith(("0x", "0b", "0o")):
+    if _HEX_WORD.match(text) and not _BASED_INT.match(text):
         return text
     return _MISS
 
