@@ -28,8 +28,9 @@ __all__ = ["MiniMlflowCallback"]
 class MiniMlflowCallback(xgboost.callback.TrainingCallback):  # type: ignore[misc]
     """An XGBoost ``TrainingCallback`` logging to a mini_mlflow run.
 
-    Each iteration logs ``<eval set>-<metric>`` (e.g. ``valid-rmse``) at step = iteration, NumPy
-    values cast to float. ``best_iteration`` and ``best_score`` follow the first metric of the last
+    Each iteration logs ``<eval set>-<metric>`` (e.g. ``valid-rmse``) at step = iteration
+    (counted from the rounds a continued booster, ``xgb_model=``, already had), NumPy values cast to
+    float. ``best_iteration`` and ``best_score`` follow the first metric of the last
     eval set; at the end, XGBoost's own best iteration (early stopping) is the tag
     ``xgboost.best_iteration`` and the booster's config is the artifact ``xgboost/config.json``.
 
@@ -53,6 +54,9 @@ class MiniMlflowCallback(xgboost.callback.TrainingCallback):  # type: ignore[mis
         super().__init__()
         self._logger = EvalLogger(run, experiment, run_name, runs_dir, "xgboost")
         self._log_model = log_model
+        #: Rounds the booster had before this training (``xgb_model=``): XGBoost numbers a continued
+        #: training's epochs from 0 again, and its own callbacks add this to get the iteration.
+        self._start = 0
 
     @property
     def run(self) -> Run | None:
@@ -60,15 +64,19 @@ class MiniMlflowCallback(xgboost.callback.TrainingCallback):  # type: ignore[mis
         return self._logger.run
 
     @guarded("xgboost", "starting the run")
-    def _start(self) -> None:
+    def _begin(self, model: Any) -> None:
+        self._start = 0
+        rounds = getattr(model, "num_boosted_rounds", None)  # a Booster, or xgb.cv's pack of them
+        if rounds is not None:
+            self._start = int(rounds())
         self._logger.open()
 
     def before_training(self, model: Any) -> Any:
-        self._start()
+        self._begin(model)
         return model
 
     def after_iteration(self, model: Any, epoch: int, evals_log: dict[str, dict[str, list[Any]]]) -> bool:
-        self._log(epoch, evals_log)
+        self._log(self._start + epoch, evals_log)
         return False  # never asks to stop
 
     @guarded("xgboost", "logging an iteration")

@@ -81,6 +81,30 @@ def test_xgboost_early_stopping_records_its_best_iteration_and_ends_its_own_run(
     assert [s for s, _ in points] == list(range(booster.best_iteration + 6))
 
 
+def test_xgboost_continued_training_logs_at_the_boosters_own_iterations(store: Path) -> None:
+    xgb = need("xgboost")
+    from mini_mlflow.integrations.xgboost import MiniMlflowCallback
+
+    x, y = _data()
+    train, valid = xgb.DMatrix(x[:1500], label=y[:1500]), xgb.DMatrix(x[1500:], label=y[1500:])
+    params = {"max_depth": 3, "eta": 0.3}
+    with Run(runs_dir=store) as run:
+        first = xgb.train(params, train, 4, evals=[(valid, "valid")], callbacks=[MiniMlflowCallback(run)])
+        # xgb_model= continues the booster: XGBoost numbers these epochs 0..2 again, but they are its
+        # rounds 4..6 (as its own early stopping and checkpoint callbacks count them).
+        second = xgb.train(
+            params,
+            train,
+            3,
+            evals=[(valid, "valid")],
+            callbacks=[MiniMlflowCallback(run)],
+            xgb_model=first,
+            verbose_eval=False,
+        )
+    assert second.num_boosted_rounds() == 7
+    assert [s for s, _ in history(store, run.run_id, "valid-rmse")] == list(range(7))
+
+
 def test_xgboost_cv_logs_mean_and_std(store: Path) -> None:
     xgb = need("xgboost")
     from mini_mlflow.integrations.xgboost import MiniMlflowCallback
