@@ -14,8 +14,9 @@ from ._values import as_number, safe_key
 class EvalLogger:
     """Logs ``<data>-<metric>`` at step = iteration and follows the best iteration of one metric.
 
-    The best is judged on the first metric of the last evaluation set, as the boosters' own early
-    stopping does by default; it is logged as the metrics ``best_iteration`` and ``best_score``
+    The best is judged on one metric of the last evaluation set, the one the booster's own early
+    stopping watches by default (``judged_metric``: XGBoost's last metric, LightGBM's first with
+    ``first_metric_only``); it is logged as the metrics ``best_iteration`` and ``best_score``
     each time it improves (cheap, and their last values are the answer even when training stops
     early and no "end" hook runs).
     """
@@ -27,8 +28,11 @@ class EvalLogger:
         run_name: str | None,
         runs_dir: str | os.PathLike[str] | None,
         framework: str,
+        judged_metric: int = 0,
     ) -> None:
         self._given = run
+        #: Index, among the last evaluation set's metrics, of the one the best is judged on.
+        self._judged_metric = judged_metric
         self._experiment = experiment
         self._run_name = run_name
         self._runs_dir = runs_dir
@@ -85,7 +89,7 @@ class EvalLogger:
         if not results:
             return
         last_data = results[-1][0]
-        _data, metric, value, higher = next(r for r in results if r[0] == last_data)
+        _data, metric, value, higher = [r for r in results if r[0] == last_data][self._judged_metric]
         number = as_number(value[0] if isinstance(value, tuple) else value)
         if number is None or number != number:  # NaN never counts as an improvement
             return

@@ -30,9 +30,9 @@ class MiniMlflowCallback(xgboost.callback.TrainingCallback):  # type: ignore[mis
 
     Each iteration logs ``<eval set>-<metric>`` (e.g. ``valid-rmse``) at step = iteration
     (counted from the rounds a continued booster, ``xgb_model=``, already had), NumPy values cast to
-    float. ``best_iteration`` and ``best_score`` follow the first metric of the last
-    eval set; at the end, XGBoost's own best iteration (early stopping) is the tag
-    ``xgboost.best_iteration`` and the booster's config is the artifact ``xgboost/config.json``.
+    float. ``best_iteration`` and ``best_score`` follow the last metric of the last eval set, the one
+    XGBoost's early stopping watches; at the end, XGBoost's own best iteration (early stopping) is
+    the tag ``xgboost.best_iteration`` and the booster's config is the artifact ``xgboost/config.json``.
 
     Args:
         run: The run to log to (left open at the end). None: a new run per training, ended FINISHED.
@@ -52,7 +52,9 @@ class MiniMlflowCallback(xgboost.callback.TrainingCallback):  # type: ignore[mis
         log_model: bool = False,
     ) -> None:
         super().__init__()
-        self._logger = EvalLogger(run, experiment, run_name, runs_dir, "xgboost")
+        self._logger = EvalLogger(
+            run, experiment, run_name, runs_dir, "xgboost", judged_metric=-1
+        )  # XGBoost's early stopping watches the last metric of the last eval set
         self._log_model = log_model
         #: Rounds the booster had before this training (``xgb_model=``): XGBoost numbers a continued
         #: training's epochs from 0 again, and its own callbacks add this to get the iteration.

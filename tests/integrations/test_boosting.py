@@ -46,10 +46,10 @@ def test_xgboost_logs_each_eval_metric_at_its_iteration(store: Path) -> None:
         for metric in ("rmse", "mae"):
             points = history(store, run.run_id, f"{data}-{metric}")
             assert points == list(enumerate(recorded[data][metric]))  # step = iteration, exact values
-    rmse = recorded["valid"]["rmse"]
-    best = min(range(30), key=lambda i: (rmse[i], i))
+    mae = recorded["valid"]["mae"]  # the last metric: the one XGBoost's early stopping watches
+    best = min(range(30), key=lambda i: (mae[i], i))
     assert history(store, run.run_id, "best_iteration")[-1] == (best, float(best))
-    assert history(store, run.run_id, "best_score")[-1] == (best, rmse[best])
+    assert history(store, run.run_id, "best_score")[-1] == (best, mae[best])
     artifacts = Path(run.run_dir) / "artifacts" / "xgboost"
     assert (artifacts / "config.json").is_file() and (artifacts / "model.json").is_file()
 
@@ -79,6 +79,32 @@ def test_xgboost_early_stopping_records_its_best_iteration_and_ends_its_own_run(
     assert run["metrics"]["best_iteration"] == booster.best_iteration
     points = history(store, run["metadata"]["run_id"], "valid-rmse")
     assert [s for s, _ in points] == list(range(booster.best_iteration + 6))
+
+
+def test_xgboost_best_iteration_is_the_early_stopping_one_with_several_metrics(store: Path) -> None:
+    xgb = need("xgboost")
+    from mini_mlflow.integrations.xgboost import MiniMlflowCallback
+
+    rng = np.random.default_rng(1)  # a seed where rmse and mae are best at different iterations
+    x, xv = rng.normal(size=(300, 5)), rng.normal(size=(100, 5))
+    y, yv = x[:, 0] + rng.normal(size=300) * 0.5, xv[:, 0] + rng.normal(size=100) * 2
+    recorded: dict[str, dict[str, list[float]]] = {}
+    with Run(runs_dir=store) as run:
+        booster = xgb.train(
+            {"eta": 0.3, "eval_metric": ["rmse", "mae"]},
+            xgb.DMatrix(x, label=y),
+            200,
+            evals=[(xgb.DMatrix(xv, label=yv), "valid")],
+            evals_result=recorded,
+            early_stopping_rounds=5,
+            callbacks=[MiniMlflowCallback(run)],
+            verbose_eval=False,
+        )
+    rmse = recorded["valid"]["rmse"]
+    assert rmse.index(min(rmse)) != booster.best_iteration  # the metrics disagree on the best
+    metrics = mini_run(store, run.run_id)["metrics"]
+    assert metrics["best_iteration"] == booster.best_iteration
+    assert metrics["best_score"] == pytest.approx(float(booster.best_score))
 
 
 def test_xgboost_continued_training_logs_at_the_boosters_own_iterations(store: Path) -> None:
