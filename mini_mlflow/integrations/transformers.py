@@ -129,6 +129,11 @@ class MiniMlflowCallback(TrainerCallback, ExportableState):  # type: ignore[misc
     ) -> None:
         if not state.is_world_process_zero or not logs:
             return
+        # Outside train() (``trainer.evaluate()`` after training, or before it) no train end will
+        # come to end the run: it is opened for these logs and put back as it was.
+        previous = self.run
+        closed = previous is None or previous.status != "RUNNING"
+        status = previous.status if previous is not None and closed else "FINISHED"
         run = self._open(args)
         step = state.global_step
         metrics = {}
@@ -144,6 +149,8 @@ class MiniMlflowCallback(TrainerCallback, ExportableState):  # type: ignore[misc
             self._resuming = False
             record_resume(run, step - 1)
         run.log_metrics(metrics, step=step)
+        if closed:
+            run.end(status)
 
     @guarded("transformers", "linking checkpoints into the run")
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

@@ -112,3 +112,21 @@ def test_a_resumed_attempt_supersedes_the_steps_logged_after_its_checkpoint(
     assert [s for s, _ in history(store, callback.run_id, "loss")] == [1, 2, 3, 4, 5]
     raw = mm.Store(store).get_metric_history(callback.run_id, "loss", include_superseded=True)
     assert raw.steps == [1, 2, 3, 4, 5, 4, 5]
+
+
+def test_evaluate_after_train_logs_into_the_run_and_leaves_it_finished(store: Path, tmp_path: Path) -> None:
+    callback = MiniMlflowCallback(runs_dir=str(store))
+    trainer = Trainer(
+        model=_model(),
+        args=_args(tmp_path / "out", 2),
+        train_dataset=Data(),
+        eval_dataset=Data(8),
+        callbacks=[callback],
+    )
+    trainer.train()
+    results = trainer.evaluate()
+    (run,) = runs_of(store, "0")
+    # Logged at the step training reached, into the same run, which training had ended FINISHED:
+    # evaluating must not leave it RUNNING (no train end comes to end it again).
+    assert run["metadata"]["status"] == "FINISHED"
+    assert history(store, callback.run_id, "eval_loss") == [(2, results["eval_loss"])]
