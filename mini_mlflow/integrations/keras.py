@@ -34,7 +34,8 @@ class MiniMlflowCallback(keras.callbacks.Callback):  # type: ignore[misc]
     """Logs ``model.fit`` to a mini_mlflow run.
 
     Args:
-        run: The run to log to (left open at the end). None: a new run per ``fit``, ended FINISHED.
+        run: The run to log to (left open at the end). None: a new run per ``fit``, ended FINISHED
+            (a fit that raised is ended FAILED when the next one starts, or at exit).
         experiment: Experiment name or id for a new run.
         run_name: Name of a new run.
         runs_dir: Store root for a new run.
@@ -80,6 +81,11 @@ class MiniMlflowCallback(keras.callbacks.Callback):  # type: ignore[misc]
 
     @guarded("keras", "starting the run")
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        last = self.run
+        if self._given is None and last is not None and last.status == "RUNNING":
+            # The last fit raised, and Keras calls no on_train_end then: its run ends FAILED here,
+            # and this fit gets a run of its own, as every fit does.
+            last.end("FAILED")
         run = self._open()
         optimizer = getattr(self.model, "optimizer", None)
         # Optimizer steps taken before this fit (a second fit continues the count); read once, here,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from integrations.helpers import history, need, runs_of
 
 import mini_mlflow as mm
@@ -48,3 +49,26 @@ def test_two_epochs_log_batches_at_the_optimizer_step_and_epochs_at_their_epoch(
     assert params["num_parameters"] == model.count_params() == 4 * 8 + 8 + 8 + 1
     summary = Path(mm.Store(store).find_run(run_id)) / "artifacts" / "model_summary.txt"
     assert "Dense" in summary.read_text()
+
+
+def test_a_fit_that_raised_ends_failed_and_the_next_fit_gets_its_own_run(store: Path) -> None:
+    x = np.zeros((32, 4), dtype="float32")
+    y = np.ones((32, 1), dtype="float32")
+
+    class Diverged(keras.callbacks.Callback):  # type: ignore[misc]
+        def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
+            if batch == 2:
+                raise RuntimeError("loss diverged")
+
+    callback = MiniMlflowCallback(runs_dir=store)
+    model = _model()
+    with pytest.raises(RuntimeError, match="diverged"):
+        model.fit(x, y, epochs=1, batch_size=8, callbacks=[callback, Diverged()], verbose=0)
+    model.fit(x, y, epochs=2, batch_size=8, callbacks=[callback], verbose=0)
+    failed, second = runs_of(store, "0")
+    assert failed["metadata"]["status"] == "FAILED" and second["metadata"]["status"] == "FINISHED"
+    assert failed["params"]["fit/epochs"] == 1 and second["params"]["fit/epochs"] == 2
+    # The optimizer's step goes on: 3 steps in the failed fit, then 4 per epoch.
+    assert sorted(s for s, _ in history(store, failed["metadata"]["run_id"], "batch/loss")) == [1, 2, 3]
+    steps = sorted(s for s, _ in history(store, second["metadata"]["run_id"], "batch/loss"))
+    assert steps == list(range(4, 12))
