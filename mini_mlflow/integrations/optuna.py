@@ -138,9 +138,10 @@ class MiniMlflowCallback:
             except Exception as exc:
                 if run is not None and type(exc).__name__ != "TrialPruned":
                     try:
-                        log_params(run, trial.params, "optuna")
-                        run.set_tag("optuna.state", "FAIL")
-                        run.end("FAILED")
+                        # Optuna may catch it (``catch=``) and call the callback with the FAIL
+                        # trial, or not and call nothing: either way the run ends here, so it
+                        # gets now what the callback would log (the trial as stored so far).
+                        _record(run, _live_trial(trial), "FAIL", {})
                     except Exception as inner:
                         warn_once("optuna", "ending a failed trial's run", inner)
                 raise
@@ -157,15 +158,9 @@ class MiniMlflowCallback:
             self._trial_runs.pop((study.study_name, trial.number), None)
         state = trial.state.name
         if run.status == "RUNNING":
-            log_params(run, trial.params, "optuna")
             values = trial.values or []
             metrics = {self._value_name(i, len(values)): float(v) for i, v in enumerate(values)}
-            if metrics:
-                run.log_metrics(metrics, step=trial.number)
-            for step, value in sorted(trial.intermediate_values.items()):
-                run.log_metric("intermediate", value, step=step)
-            run.set_tags(_trial_tags(trial))
-            run.end(STATUS_OF_STATE.get(state, "FINISHED"))
+            _record(run, trial, state, metrics)
         if state == "COMPLETE" and len(study.directions) == 1:
             best = as_number(study.best_value)
             if best is not None:
@@ -198,8 +193,29 @@ def _root_of(run: Run) -> str:
     return os.path.dirname(os.path.dirname(run.run_dir))
 
 
-def _trial_tags(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    tags: dict[str, Any] = {"optuna.state": trial.state.name, "optuna.trial_number": trial.number}
+def _record(run: Run, trial: optuna.trial.FrozenTrial, state: str, metrics: dict[str, float]) -> None:
+    """Log a finished trial into its run (params, values, intermediate values, tags) and end it."""
+    log_params(run, trial.params, "optuna")
+    if metrics:
+        run.log_metrics(metrics, step=trial.number)
+    for step, value in sorted(trial.intermediate_values.items()):
+        run.log_metric("intermediate", value, step=step)
+    run.set_tags(_trial_tags(trial, state))
+    run.end(STATUS_OF_STATE.get(state, "FINISHED"))
+
+
+def _live_trial(trial: Any) -> optuna.trial.FrozenTrial:
+    """The stored state of a trial still running (its intermediate values, attributes, times)."""
+    from optuna.trial import TrialState
+
+    for frozen in trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if frozen.number == trial.number:
+            return frozen
+    raise LookupError(f"trial {trial.number} is not running in study {trial.study.study_name!r}")
+
+
+def _trial_tags(trial: optuna.trial.FrozenTrial, state: str) -> dict[str, Any]:
+    tags: dict[str, Any] = {"optuna.state": state, "optuna.trial_number": trial.number}
     if trial.datetime_start is not None:
         tags["optuna.datetime_start"] = trial.datetime_start.isoformat()
     if trial.datetime_complete is not None:

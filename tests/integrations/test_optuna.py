@@ -122,3 +122,26 @@ def test_multi_objective_values_are_named(store: Path) -> None:
     assert len(children) == 2
     for child in children:
         assert child["metrics"]["loss"] == child["params"]["x"] and child["metrics"]["latency"] == 2.0
+
+
+def test_a_tracked_trial_failing_with_a_caught_error_keeps_what_it_reported(store: Path) -> None:
+    callback = MiniMlflowCallback(runs_dir=store)
+
+    @callback.track
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0, 1)
+        trial.set_user_attr("owner", "me")
+        trial.report(x, step=0)
+        trial.report(x / 2, step=1)
+        raise ValueError("diverged")
+
+    study = optuna.create_study(study_name="caught")
+    study.optimize(objective, n_trials=1, callbacks=[callback], catch=(ValueError,))
+    callback.end()
+    child = next(r for r in runs_of(store, "0") if r["metadata"]["parent_run_id"])
+    x = child["params"]["x"]
+    assert child["metadata"]["status"] == "FAILED" and child["tags"]["optuna.state"] == "FAIL"
+    # As an untracked failing trial has them: intermediate values, user attributes, distributions.
+    assert history(store, child["metadata"]["run_id"], "intermediate") == [(0, x), (1, x / 2)]
+    assert child["tags"]["optuna.user_attrs/owner"] == "me"
+    assert '"FloatDistribution"' in child["tags"]["optuna.distributions"]
