@@ -123,7 +123,8 @@ class MiniMlflowCallback:
     def track(self, objective: Callable[[Any], Any]) -> Callable[[Any], Any]:
         """Decorate an objective so that its trial's run exists while it runs (see ``run_for``).
 
-        An exception that Optuna will not catch ends the trial's run FAILED before it propagates.
+        An exception that Optuna will not catch ends the trial's run FAILED before it propagates
+        (Ctrl-C: KILLED), with what the trial reported so far.
         """
 
         @functools.wraps(objective)
@@ -135,13 +136,14 @@ class MiniMlflowCallback:
                 run = None
             try:
                 return objective(trial)
-            except Exception as exc:
+            except BaseException as exc:  # Ctrl-C too: its run would end KILLED at exit, empty
                 if run is not None and type(exc).__name__ != "TrialPruned":
+                    killed = isinstance(exc, KeyboardInterrupt)
                     try:
                         # Optuna may catch it (``catch=``) and call the callback with the FAIL
                         # trial, or not and call nothing: either way the run ends here, so it
                         # gets now what the callback would log (the trial as stored so far).
-                        _record(run, _live_trial(trial), "FAIL", {})
+                        _record(run, _live_trial(trial), "FAIL", {}, "KILLED" if killed else None)
                     except Exception as inner:
                         warn_once("optuna", "ending a failed trial's run", inner)
                 raise
@@ -193,15 +195,22 @@ def _root_of(run: Run) -> str:
     return os.path.dirname(os.path.dirname(run.run_dir))
 
 
-def _record(run: Run, trial: optuna.trial.FrozenTrial, state: str, metrics: dict[str, float]) -> None:
-    """Log a finished trial into its run (params, values, intermediate values, tags) and end it."""
+def _record(
+    run: Run,
+    trial: optuna.trial.FrozenTrial,
+    state: str,
+    metrics: dict[str, float],
+    status: str | None = None,
+) -> None:
+    """Log a finished trial into its run (params, values, intermediate values, tags) and end it (with
+    ``status``, else the one of its state)."""
     log_params(run, trial.params, "optuna")
     if metrics:
         run.log_metrics(metrics, step=trial.number)
     for step, value in sorted(trial.intermediate_values.items()):
         run.log_metric("intermediate", value, step=step)
     run.set_tags(_trial_tags(trial, state))
-    run.end(STATUS_OF_STATE.get(state, "FINISHED"))
+    run.end(status or STATUS_OF_STATE.get(state, "FINISHED"))
 
 
 def _live_trial(trial: Any) -> optuna.trial.FrozenTrial:

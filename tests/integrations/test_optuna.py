@@ -145,3 +145,25 @@ def test_a_tracked_trial_failing_with_a_caught_error_keeps_what_it_reported(stor
     assert history(store, child["metadata"]["run_id"], "intermediate") == [(0, x), (1, x / 2)]
     assert child["tags"]["optuna.user_attrs/owner"] == "me"
     assert '"FloatDistribution"' in child["tags"]["optuna.distributions"]
+
+
+def test_ctrl_c_in_a_tracked_trial_ends_its_run_killed_with_what_it_reported(store: Path) -> None:
+    callback = MiniMlflowCallback(runs_dir=store)
+
+    @callback.track
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0, 1)
+        trial.report(x, step=0)
+        if trial.number == 1:
+            raise KeyboardInterrupt
+        return x
+
+    study = optuna.create_study(study_name="interrupted")
+    with pytest.raises(KeyboardInterrupt):
+        study.optimize(objective, n_trials=3, callbacks=[callback])
+    callback.end()
+    children = {r["metadata"]["run_name"]: r for r in runs_of(store, "0") if r["metadata"]["parent_run_id"]}
+    assert sorted(children) == ["trial-0", "trial-1"]
+    stopped = children["trial-1"]
+    assert stopped["metadata"]["status"] == "KILLED" and "x" in stopped["params"]  # it had none
+    assert history(store, stopped["metadata"]["run_id"], "intermediate") == [(0, stopped["params"]["x"])]
