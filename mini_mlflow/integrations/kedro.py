@@ -52,7 +52,8 @@ class MiniMlflowMetricsDataset(RunAccess, AbstractDataset[Mapping[str, Any], dic
     Args:
         prefix: Prepended to every key as ``prefix/key``.
         flatten: Nested dicts become ``a/b`` keys (and come back nested on load).
-        step: The step of every save; default 0 for the first save in a run, then 1, 2, ...
+        step: The step of every save; default the step after the last these keys have in the run
+            (0 in a new run), then 1 more at each save.
         run_id: The run to write to and read from; default the pipeline's run.
         runs_dir: Store root; default ``MINI_MLFLOW_TRACKING_DIR`` or ``mlruns``.
     """
@@ -91,7 +92,9 @@ class MiniMlflowMetricsDataset(RunAccess, AbstractDataset[Mapping[str, Any], dic
             step = self._step
             if step is None:
                 with self._steps_lock:
-                    step = self._steps.get(run.run_id, 0)
+                    step = self._steps.get(run.run_id)
+                    if step is None:
+                        step = _next_step(run, metrics)
                     self._steps[run.run_id] = step + 1
             run.log_metrics(metrics, step=step)
 
@@ -116,6 +119,27 @@ class MiniMlflowMetricsDataset(RunAccess, AbstractDataset[Mapping[str, Any], dic
 
     def _describe(self) -> dict[str, Any]:
         return {"prefix": self._prefix, "step": self._step, **self._describe_run()}
+
+
+def _next_step(run: Run, metrics: Mapping[str, float]) -> int:
+    """The step after the last one these keys have in ``run``: a run saved to again in a new session
+    (``run_id=``) continues its count instead of logging step 0 a second time. 0 for new keys."""
+    from ..read._reader import last_point
+    from ..store._layout import METRIC_SUFFIX
+
+    last = -1
+    try:
+        run.flush()  # points of this process still in memory count too
+        for key in metrics:
+            try:
+                point = last_point(os.path.join(run.run_dir, "metrics", key + METRIC_SUFFIX))
+            except FileNotFoundError:
+                continue
+            if point is not None:
+                last = max(last, point.step)
+    except OSError:
+        pass  # an unreadable store: counting from 0 beats failing the save
+    return last + 1
 
 
 class MiniMlflowResultDataset(RunAccess, AbstractDataset[Mapping[str, Any], dict[str, Any]]):

@@ -225,6 +225,10 @@ def test_metrics_round_trip_with_steps_and_nesting(store: Path, run: Run) -> Non
     dataset.save({"loss": 0.25, "per_class": {"a": 3, "b": 4.0}})
     assert dataset.load() == {"loss": 0.25, "per_class": {"a": 3.0, "b": 4.0}}
     assert history(store, run.run_id, "val/loss") == [(0, 0.5), (1, 0.25)]
+    # Another session saving to the same run (a new dataset, as in a new process) continues the count.
+    again = MiniMlflowMetricsDataset(prefix="val", run_id=run.run_id, runs_dir=str(store))
+    again.save({"loss": 0.125, "per_class": {"a": 5, "b": 6}})
+    assert history(store, run.run_id, "val/loss") == [(0, 0.5), (1, 0.25), (2, 0.125)]
     fixed = MiniMlflowMetricsDataset(step=7, flatten=False, run_id=run.run_id, runs_dir=str(store))
     fixed.save({"acc": 0.9})
     assert history(store, run.run_id, "acc") == [(7, 0.9)]
