@@ -352,7 +352,7 @@ def test_delete_restore_gc(store: Path, sample: dict[str, str]) -> None:
     assert invoke(store, "delete", "nope").exit_code == 1
 
 
-def test_restore_of_a_run_that_is_not_deleted_says_so_and_leaves_it_alone(
+def test_restore_or_delete_of_a_run_already_so_says_so_and_leaves_it_alone(
     store: Path, sample: dict[str, str]
 ) -> None:
     meta = store / "0" / sample["beta"] / "meta.yaml"
