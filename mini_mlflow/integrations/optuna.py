@@ -138,14 +138,15 @@ class MiniMlflowCallback:
                 return objective(trial)
             except BaseException as exc:  # Ctrl-C too: its run would end KILLED at exit, empty
                 if run is not None and type(exc).__name__ != "TrialPruned":
-                    killed = isinstance(exc, KeyboardInterrupt)
+                    status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
                     try:
                         # Optuna may catch it (``catch=``) and call the callback with the FAIL
                         # trial, or not and call nothing: either way the run ends here, so it
                         # gets now what the callback would log (the trial as stored so far).
-                        _record(run, _live_trial(trial), "FAIL", {}, "KILLED" if killed else None)
+                        _record(run, _live_trial(trial), "FAIL", {}, status)
                     except Exception as inner:
                         warn_once("optuna", "ending a failed trial's run", inner)
+                        _end_bare(run, trial, status)
                 raise
 
         return tracked
@@ -211,6 +212,17 @@ def _record(
         run.log_metric("intermediate", value, step=step)
     run.set_tags(_trial_tags(trial, state))
     run.end(status or STATUS_OF_STATE.get(state, "FINISHED"))
+
+
+def _end_bare(run: Run, trial: Any, status: str) -> None:
+    """End a failed trial's run with its params alone, when its stored state cannot be read."""
+    try:
+        if run.status == "RUNNING":
+            log_params(run, trial.params, "optuna")
+            run.set_tag("optuna.state", "FAIL")
+            run.end(status)
+    except Exception as exc:
+        warn_once("optuna", "ending a failed trial's run", exc)
 
 
 def _live_trial(trial: Any) -> optuna.trial.FrozenTrial:

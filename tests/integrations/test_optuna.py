@@ -167,3 +167,28 @@ def test_ctrl_c_in_a_tracked_trial_ends_its_run_killed_with_what_it_reported(sto
     stopped = children["trial-1"]
     assert stopped["metadata"]["status"] == "KILLED" and "x" in stopped["params"]  # it had none
     assert history(store, stopped["metadata"]["run_id"], "intermediate") == [(0, stopped["params"]["x"])]
+
+
+def test_a_failed_trial_whose_stored_state_cannot_be_read_still_ends_failed_with_its_params(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mini_mlflow.integrations import optuna as ours
+
+    def unreadable(trial: object) -> None:  # a storage that cannot list running trials
+        raise RuntimeError("storage unavailable")
+
+    monkeypatch.setattr(ours, "_live_trial", unreadable)
+    callback = MiniMlflowCallback(runs_dir=store)
+
+    @callback.track
+    def objective(trial: optuna.Trial) -> float:
+        trial.suggest_float("x", 0, 1)
+        raise ValueError("diverged")
+
+    study = optuna.create_study(study_name="bare")
+    # Not caught by Optuna: no callback comes after, so the wrapper alone must end the run.
+    with pytest.warns(RuntimeWarning, match="storage unavailable"), pytest.raises(ValueError):
+        study.optimize(objective, n_trials=1, callbacks=[callback])
+    callback.end()
+    child = next(r for r in runs_of(store, "0") if r["metadata"]["parent_run_id"])
+    assert child["metadata"]["status"] == "FAILED" and "x" in child["params"]
