@@ -384,6 +384,10 @@ class MiniMlflowHook:
     @hook_impl
     @guarded("kedro", "starting the pipeline's run")
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        if self.run is not None:
+            # The last pipeline run of this hook got neither its end nor its error hook: Kedro calls
+            # none on Ctrl-C, and a notebook goes on to the next run. Its run was interrupted.
+            self._end("KILLED")
         names = run_params.get("pipeline_names") or ["__default__"]
         tags = {
             "kedro.session_id": run_params.get("run_id") or run_params.get("session_id") or "",

@@ -57,6 +57,10 @@ def fail(model):
     raise RuntimeError("node exploded")
 
 
+def interrupt(model):
+    raise KeyboardInterrupt
+
+
 def register_pipelines():
     main = Pipeline([
         node(make_table, "params:n", "table", name="make_table"),
@@ -69,7 +73,12 @@ def register_pipelines():
         node(train, ["table", "params:lr"], "model", name="train"),
         node(fail, "model", "report", name="fail"),
     ])
-    return {"__default__": main, "broken": broken}
+    interrupted = Pipeline([
+        node(make_table, "params:n", "table", name="make_table"),
+        node(train, ["table", "params:lr"], "model", name="train"),
+        node(interrupt, "model", "report", name="interrupt"),
+    ])
+    return {"__default__": main, "broken": broken, "interrupted": interrupted}
 """
 
 CATALOG = """
@@ -107,9 +116,13 @@ runners = {
 }
 if __name__ == "__main__":  # spawned ParallelRunner workers import this module again
     bootstrap_project(Path.cwd())
-    for name in sys.argv[2:]:
+    for name in sys.argv[2:]:  # "runner", or "runner@pipeline" for another pipeline than argv[1]
+        name, _, pipeline = name.partition("@")
         with KedroSession.create(project_path=Path.cwd()) as session:
-            session.run(pipeline_names=[sys.argv[1]], runner=runners[name]())
+            try:
+                session.run(pipeline_names=[pipeline or sys.argv[1]], runner=runners[name]())
+            except KeyboardInterrupt:  # as a notebook goes on after Ctrl-C
+                print("interrupted")
 """
 
 
@@ -208,6 +221,17 @@ def test_a_failing_pipeline_ends_its_run_failed(tmp_path: Path) -> None:
     assert run["metadata"]["status"] == "FAILED"
     assert "node exploded" in run["tags"]["kedro.error"]
     assert run["params"]["lr"] == 0.01  # what ran before the failure is kept
+
+
+def test_a_pipeline_interrupted_by_ctrl_c_ends_killed_when_the_next_one_starts(tmp_path: Path) -> None:
+    # Kedro calls no hook on Ctrl-C; in a notebook the next session.run comes in the same process.
+    project = _project(tmp_path)
+    root = tmp_path / "mlruns"
+    done = _kedro(project, root, "interrupted", "sequential", "sequential@__default__")
+    assert done.returncode == 0 and "interrupted" in done.stdout, done.stdout + done.stderr
+    runs = runs_of(root, experiment_ids(root)["pipelines"])
+    assert [r["metadata"]["status"] for r in runs] == ["KILLED", "FINISHED"]
+    assert [r["tags"]["kedro.pipeline"] for r in runs] == ["interrupted", "__default__"]
 
 
 # -- each dataset on its own: save into a run, load back from it ---------------------------------------
