@@ -35,6 +35,8 @@ class Promise:
     old: str  #: text found exactly once in it
     new: str
     change: str  #: the break, in words
+    #: Further ``(old, new)`` edits of the same file, for a break made of two (moving a call).
+    also: tuple[tuple[str, str], ...] = ()
 
 
 PROMISES = [
@@ -208,6 +210,65 @@ PROMISES = [
         "rest += [name for name in listed if name not in stored]",
         "a listed folder that the columnar file holds and the delta marks gone is not looked at again",
     ),
+    Promise(
+        "secrets given to `mini-mlflow run` reach no output, even split across two chunks of it",
+        ("tests/test_run_cmd.py::test_redactor_holds_back_enough_for_the_longest_of_several_secrets",),
+        "mini_mlflow/cli/_run_cmds.py",
+        "len(self.secrets[0]) - 1",
+        "len(self.secrets[-1]) - 1",
+        "the redactor holds back for the shortest secret, not the longest",
+    ),
+    Promise(
+        "`fsync=end`: every metric file is on disk before the meta.yaml saying the run ended",
+        ("tests/test_hardening_fsync.py::test_fsync_policy_never_end_flush",),
+        "mini_mlflow/write/_run.py",
+        "                        self._buffer.sync_files()\n"
+        "                        self._buffer.raise_error()\n",
+        "                        self._buffer.raise_error()\n",
+        "the metric files synced after the FINISHED meta.yaml, not before",
+        (
+            (
+                "                    end_time=iso_from_ms(end_ms),\n                )\n",
+                "                    end_time=iso_from_ms(end_ms),\n                )\n"
+                '                if self._settings.fsync != "never":\n'
+                "                    self._buffer.sync_files()\n",
+            ),
+        ),
+    ),
+    Promise(
+        "meta.yaml is replaced whole: a reader never sees it empty or torn",
+        ("tests/test_file_primitives.py::test_meta_yaml_is_replaced_whole_while_a_reader_reads_it",),
+        "mini_mlflow/store/_files.py",
+        "        os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)\n",
+        "        if os.path.basename(path) != META_FILE:\n"
+        "            os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)\n"
+        "        else:\n"
+        "            data = read_bytes(tmp, dir_fd)\n"
+        "            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW\n"
+        "            out = os.open(path, flags, 0o644, dir_fd=dir_fd)\n"
+        "            try:\n"
+        "                _write_all(out, data)\n"
+        "            finally:\n"
+        "                os.close(out)\n"
+        "            os.unlink(tmp, dir_fd=dir_fd)\n",
+        "meta.yaml rewritten in place (truncated, then written) instead of renamed over",
+    ),
+    Promise(
+        "a logging call that finds its buffer overdue writes it itself (a starved writer thread)",
+        ("tests/test_writer_faults.py::test_a_logging_call_drains_an_overdue_buffer_itself",),
+        "mini_mlflow/write/_run.py",
+        "timestamp)))\n        if now > self._buffer.due:",
+        "timestamp)))\n        if now > self._buffer.due + 100:",
+        "a logging call drains only when 100 s overdue",
+    ),
+    Promise(
+        "`flush()` returns only after a drain in progress, and its own, have written every point",
+        ("tests/test_writer_faults.py::test_flush_waits_for_a_drain_in_progress",),
+        "mini_mlflow/write/_run.py",
+        "        buffer.drain(_lock_timeout)",
+        "        buffer.drain(0)",
+        "flush() gives up its drain when another holds the run's lock",
+    ),
 ]
 
 
@@ -242,9 +303,12 @@ def check(p: Promise, copy: Path) -> dict[str, object]:
     """Break ``p`` in ``copy``, run its tests, put the file back and run them again."""
     target = copy / p.path
     original = target.read_text()
-    if original.count(p.old) != 1:
-        raise SystemExit(f"{p.path}: the text to break is not there exactly once: {p.old!r}")
-    target.write_text(original.replace(p.old, p.new))
+    broken = original
+    for old, new in ((p.old, p.new), *p.also):
+        if broken.count(old) != 1:
+            raise SystemExit(f"{p.path}: the text to break is not there exactly once: {old!r}")
+        broken = broken.replace(old, new)
+    target.write_text(broken)
     shutil.rmtree(target.parent / "__pycache__", ignore_errors=True)
     rc_broken, out_broken, s_broken = _pytest(copy, p.tests)
     target.write_text(original)
