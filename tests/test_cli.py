@@ -430,3 +430,11 @@ def test_a_resumed_run_is_charted_without_the_points_its_resume_superseded(store
     everything = sample_points(path, 200)  # the file still holds the superseded attempt
     assert any(v == 1.0 and s >= n // 2 for s, v in everything)
     assert invoke(store, "show", run.run_id, "-m", "loss").exit_code == 0
+
+
+def test_sync_without_a_server_says_why_a_dry_run_needs_one_too(store: Path, sample: dict[str, str]) -> None:
+    result = invoke(store, "sync", "--dry-run")
+    assert result.exit_code == 2
+    assert "no server: pass --to URL or set MINI_MLFLOW_SYNC_URL (a dry run counts" in result.output
+    result = invoke(store, "sync")
+    assert result.exit_code == 2 and "dry run" not in result.output

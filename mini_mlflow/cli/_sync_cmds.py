@@ -81,7 +81,12 @@ def _print_summary(summary: Any, as_json: bool, dry_run: bool) -> None:
     metavar="URL",
     help="MLflow tracking server (default MINI_MLFLOW_SYNC_URL).",
 )
-@click.option("--dry-run", is_flag=True, help="Show what would be sent; contact no server.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Show what would be sent to the --to server, from what this store recorded sending there; "
+    "contact no server.",
+)
 @click.option("--coalesce", is_flag=True, help="Send only the last value of a metric at each step.")
 @click.option("--watch", is_flag=True, help="Keep syncing live runs until interrupted.")
 @click.option(
@@ -131,7 +136,11 @@ def sync_cmd(
     from ..sync import watch as watch_loop
 
     if not url:
-        raise click.UsageError("no server: pass --to URL or set MINI_MLFLOW_SYNC_URL")
+        # A dry run too: what is still to send is counted against what this store sent to that server.
+        raise click.UsageError(
+            "no server: pass --to URL or set MINI_MLFLOW_SYNC_URL"
+            + (" (a dry run counts what that server has not been sent yet)" if dry_run else "")
+        )
     root = obj["root"]
     targets = _targets(root, run_ids, experiments, all_runs)
     try:
