@@ -77,17 +77,13 @@ def list_artifacts(
 
 
 def _read(artifact_uri: str) -> bytes:
+    from .api._reading import artifact_bytes
     from .read._reader import Store
-    from .store._files import check_inside, read_bytes
     from .store._layout import validate_artifact_path
 
     client, found, path = _locate(artifact_uri, None, None, None)
-    rel = validate_artifact_path(path)
-    base = os.path.join(Store(client._root).find_run(found), "artifacts")
-    full = os.path.join(base, rel)
     try:
-        check_inside(base, full)  # a folder on the way planted as a link: refused
-        return read_bytes(full)
+        return artifact_bytes(Store(client._root), found, validate_artifact_path(path))
     except (FileNotFoundError, IsADirectoryError):
         raise NotFoundError(f"run {found} has no artifact file {path!r}") from None
 

@@ -19,7 +19,6 @@ from ..read._entities import Run as RunEntity
 from ..store._files import check_inside
 from ..store._layout import (
     END_STATUSES,
-    METRIC_SUFFIX,
     iso_from_ms,
     normalize_experiment_id,
     now_ms,
@@ -270,10 +269,11 @@ class MlflowClient:
 
         validate_key(key, "metric key")  # before any path is built from it
         store = Store(self._root)
-        rdir = store.find_run(run_id)  # NotFoundError for a run that does not exist, as MLflow
-        if not os.path.lexists(os.path.join(rdir, "metrics", key + METRIC_SUFFIX)):
+        try:
+            return metric_entities(store.get_metric_history(run_id, key), run_id)
+        except NotFoundError:
+            store.find_run(run_id)  # a run that does not exist stays not found, as in MLflow
             return []  # as MLflow: a metric not logged (yet) has an empty history
-        return metric_entities(store.get_metric_history(run_id, key), run_id)
 
     def search_runs(
         self,

@@ -117,6 +117,17 @@ def _ids(experiment_ids: Iterable[int | str] | int | str) -> Iterable[str]:
     return (normalize_experiment_id(e) for e in experiment_ids)
 
 
+def artifact_bytes(store: Store, run_id: str, rel: str) -> bytes:
+    """The file ``rel`` (a validated artifact path) of run ``run_id``'s artifacts, never read through a
+    planted link; ``FileNotFoundError`` when there is none (``NotFoundError`` for no such run)."""
+    from ..store._files import check_inside, read_bytes
+
+    artifacts = os.path.join(store.find_run(run_id), "artifacts")
+    path = os.path.join(artifacts, rel)
+    check_inside(artifacts, path)  # a folder on the way planted as a symlink: refused
+    return read_bytes(path)
+
+
 def load_table(
     artifact_file: str, run_ids: list[str] | None = None, extra_columns: list[str] | None = None
 ) -> Any:
@@ -125,7 +136,6 @@ def load_table(
     import json
 
     from ..read._records import pandas_module
-    from ..store._files import check_inside, read_bytes
     from ..store._layout import validate_artifact_path
 
     pd = pandas_module()
@@ -134,11 +144,8 @@ def load_table(
     ids = run_ids if run_ids is not None else store.list_runs(current_experiment_id())
     frames = []
     for run_id in ids:
-        artifacts = os.path.join(store.find_run(run_id), "artifacts")
-        path = os.path.join(artifacts, rel)
         try:
-            check_inside(artifacts, path)  # a folder on the way planted as a symlink: refused
-            table = json.loads(read_bytes(path))
+            table = json.loads(artifact_bytes(store, run_id, rel))
         except FileNotFoundError:
             if run_ids is not None:
                 raise NotFoundError(f"run {run_id} has no table {artifact_file!r}") from None
