@@ -11,6 +11,7 @@ import re
 import select
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -162,22 +163,27 @@ def test_output_fits_the_terminal_width(sample_store: Path) -> None:
         assert max(len(line) for line in shown.splitlines()) <= int(width)
 
 
-def test_tail_follows_a_live_run_until_it_ends(tmp_path: Path) -> None:
+#: A live run with one point of ``loss``; its id is printed, and once told "go" it runs ``{then}``
+#: and ends.
+LIVE_WRITER = """
+import sys, time, mini_mlflow as mm
+run = mm.start_run(run_name="live")
+mm.log_metric("loss", 1.0, step=0)
+mm.flush()
+print(run.run_id, flush=True)
+sys.stdin.readline()
+{then}
+mm.end_run()
+"""
+
+
+def _live_run_followed(
+    tmp_path: Path, then: str, *tail_args: str
+) -> tuple[subprocess.Popen[str], subprocess.Popen[str]]:
+    """A writer process holding a live run (see ``LIVE_WRITER``) and ``mini-mlflow tail -f`` on it."""
     root = tmp_path / "mlruns"
     writer = python_child(
-        """
-        import sys, time, mini_mlflow as mm
-        run = mm.start_run(run_name="live")
-        mm.log_metric("loss", 1.0, step=0)
-        mm.flush()
-        print(run.run_id, flush=True)
-        sys.stdin.readline()
-        for step in range(1, 6):
-            mm.log_metric("loss", 1.0 / (step + 1), step=step)
-            mm.flush()
-            time.sleep(0.05)
-        mm.end_run()
-        """,
+        LIVE_WRITER.format(then=textwrap.dedent(then).strip()),
         tmp_path,
         env={"MINI_MLFLOW_TRACKING_DIR": str(root)},
         stdin=subprocess.PIPE,
@@ -186,29 +192,35 @@ def test_tail_follows_a_live_run_until_it_ends(tmp_path: Path) -> None:
     run_id = writer.stdout.readline().strip()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINI_MLFLOW_")}
     env["PYTHONPATH"] = str(ROOT)
+    args = ["--root", str(root), "tail", "-f", run_id[:8], *tail_args, "--interval", "0.05"]
     tail = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mini_mlflow",
-            "--root",
-            str(root),
-            "tail",
-            "-f",
-            run_id[:8],
-            "--interval",
-            "0.05",
-        ],
+        [sys.executable, "-m", "mini_mlflow", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
     )
+    return writer, tail
+
+
+def _go(writer: subprocess.Popen[str]) -> None:
+    assert writer.stdin is not None
+    writer.stdin.write("go\n")
+    writer.stdin.flush()
+
+
+def test_tail_follows_a_live_run_until_it_ends(tmp_path: Path) -> None:
+    then = """
+    for step in range(1, 6):
+        mm.log_metric("loss", 1.0 / (step + 1), step=step)
+        mm.flush()
+        time.sleep(0.05)
+    """
+    writer, tail = _live_run_followed(tmp_path, then)
     assert tail.stdout is not None
     first = tail.stdout.readline()
     assert first.split()[1:] == ["loss", "step", "0", "1"]
-    writer.stdin.write("go\n")
-    writer.stdin.flush()
+    _go(writer)
     assert writer.wait(timeout=30) == 0
     out, err = tail.communicate(timeout=30)
     steps = [line.split()[3] for line in out.splitlines()]
@@ -219,43 +231,18 @@ def test_tail_follows_a_live_run_until_it_ends(tmp_path: Path) -> None:
 
 def test_tail_follows_a_metric_a_live_run_has_not_logged_yet(tmp_path: Path) -> None:
     """On a live run an unknown key may still come: a note on stderr, then its points as they come."""
-    root = tmp_path / "mlruns"
-    writer = python_child(
-        """
-        import sys, mini_mlflow as mm
-        run = mm.start_run(run_name="live")
-        mm.log_metric("loss", 1.0, step=0)
-        mm.flush()
-        print(run.run_id, flush=True)
-        sys.stdin.readline()
-        for step in range(3):
-            mm.log_metric("acc", step / 10, step=step)
-        mm.end_run()
-        """,
-        tmp_path,
-        env={"MINI_MLFLOW_TRACKING_DIR": str(root)},
-        stdin=subprocess.PIPE,
-    )
-    assert writer.stdout is not None and writer.stdin is not None
-    run_id = writer.stdout.readline().strip()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MINI_MLFLOW_")}
-    env["PYTHONPATH"] = str(ROOT)
-    args = ["--root", str(root), "tail", "-f", run_id[:8], "-m", "acc", "--interval", "0.05"]
-    tail = subprocess.Popen(
-        [sys.executable, "-m", "mini_mlflow", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    then = """
+    for step in range(3):
+        mm.log_metric("acc", step / 10, step=step)
+    """
+    writer, tail = _live_run_followed(tmp_path, then, "-m", "acc")
     assert tail.stderr is not None
     try:
         ready, _, _ = select.select([tail.stderr], [], [], 30)
         assert ready, "no note on stderr within 30 s"
         assert tail.stderr.readline() == "-- not logged yet: 'acc'; following the run until it is\n"
     finally:
-        writer.stdin.write("go\n")
-        writer.stdin.flush()
+        _go(writer)
     assert writer.wait(timeout=30) == 0
     out, err = tail.communicate(timeout=30)
     assert [line.split()[1:] for line in out.splitlines()] == [
