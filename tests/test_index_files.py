@@ -285,3 +285,27 @@ def test_dictionary_encoding_tells_values_apart_as_their_json_does(values: list[
     want_codes, want_distinct = _encoded_one_by_one(values)
     assert list(codes) == want_codes
     assert [_columns._value_key(v) for v in distinct] == [_columns._value_key(v) for v in want_distinct]
+
+
+def test_integers_beyond_64_bits_come_back_whole_from_the_index_and_its_delta(store: Path) -> None:
+    # orjson reads such an integer as a float: a 128-bit seed would come back changed.
+    seed, big = 0x1F2E3D4C5B6A79880123456789ABCDEF, 2**70 + 1
+    with mm.start_run() as run:
+        mm.log_params({"seed": seed, "big": big, "nested": {"n": -big}})
+        mm.set_tag("t", str(seed))
+        mm.log_metric("acc", 0.5)
+    want = {"seed": seed, "big": big, "nested": {"n": -big}}
+    for _ in range(2):  # from the delta, then from a columnar file in a new process's memory
+        found = search_runs(filter_string="metrics.acc > 0.2", root=store)
+        assert [r.params for r in found] == [want] and found[0].tags["t"] == str(seed)
+        assert mm.get_run(run.run_id).data.params["seed"] == str(seed)  # MLflow's params are strings
+        compact(store)
+
+
+@pytest.mark.parametrize(
+    "number", [2**64 - 1, 2**64, -(2**63), -(2**63) - 1, 10**19, -(10**19), 1765000000123456789, 2**200]
+)
+def test_json_integers_at_the_64_bit_edges_read_back_whole(number: int) -> None:
+    text = _columns.dumps([number, {"k": number}])
+    assert _columns.loads(text) == [number, {"k": number}]
+    assert type(_columns.loads(text)[0]) is int
