@@ -19,35 +19,13 @@ from ..store._files import (
     remove_stale_temporaries,
     write_atomic,
 )
-from ._columns import FIELDS, Builder, ColumnFile, IndexFormatError, dump_fast, dumps, loads
+from ._columns import FIELDS, Builder, ColumnFile, IndexFormatError, dumps, loads
 from ._index_state import DELTA_VERSION, INDEX_DIR, Entry, ExperimentIndex
 from ._records import RunRecord
-from ._scan import HIGH, LAST, LOW, Scanned
+from ._scan import Scanned, encode_detail
 from ._table import Main, decoded_detail
 
 _SUFFIX, _DELTA = ".cols", ".delta"
-
-
-def _spell(value: Any) -> Any:
-    if value.__class__ is float and value - value != 0:  # NaN or ±inf: JSON has no number for them
-        return "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"
-    return value
-
-
-def encode_detail(detail: dict[str, Any]) -> bytes:
-    """A detail as JSON; non-finite metric values are spelled as the store spells them."""
-    aggs = detail.get("x")
-    if aggs:
-        for agg in aggs.values():
-            a, b, c = agg[LAST], agg[LOW], agg[HIGH]
-            if _spell(a) is not a or _spell(b) is not b or _spell(c) is not c:
-                spelled = {
-                    k: [_spell(v) if i in (LAST, LOW, HIGH) else v for i, v in enumerate(g)]
-                    for k, g in aggs.items()
-                }
-                detail = {**detail, "x": spelled}
-                break
-    return dump_fast(detail)
 
 
 def load(root: str, exp_id: str) -> ExperimentIndex:
@@ -142,7 +120,8 @@ def add_entry(builder: Builder, name: str, entry: Entry) -> None:
 
 def add_scanned(builder: Builder, name: str, scanned: Scanned, ok: bool) -> None:
     values = (scanned.params, scanned.tags, scanned.metrics)
-    builder.add(name, scanned.d, ok, scanned.fields, values, scanned.warnings, encode_detail(scanned.detail))  # type: ignore[arg-type]
+    detail = scanned.encoded if scanned.encoded is not None else encode_detail(scanned.detail)
+    builder.add(name, scanned.d, ok, scanned.fields, values, scanned.warnings, detail)  # type: ignore[arg-type]
 
 
 def save(root: str, index: ExperimentIndex, builder: Builder | None = None, write: bool = True) -> bool:

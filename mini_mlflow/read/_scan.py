@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from ..store._files import READ_FLAGS
 from ..store._layout import FORMAT_VERSION, META_FILE, METRIC_SUFFIX, TMP_MARK, VALUE_SUFFIX
 from ..store._meta import normalize_meta, read_meta_file
-from ._columns import loads
+from ._columns import dump_fast, loads
 from ._metric_agg import (
     BEHIND,
     COUNT,
@@ -45,7 +45,7 @@ from ._metric_agg import (
 
 __all__ = [  # the aggregate's fields, re-exported: tests and `show` read them from here
     "BEHIND", "COUNT", "HIGH", "INO", "LAST", "LAST_STEP", "LIVE_PARSE_BYTES", "LOW", "MARK", "MTIME",
-    "OFFSET", "RACY_NS", "SIZE", "SKIPPED", "TAIL_BAD", "Scanned", "scan_run", "sig_of",
+    "OFFSET", "RACY_NS", "SIZE", "SKIPPED", "TAIL_BAD", "Scanned", "encode_detail", "scan_run", "sig_of",
 ]  # fmt: skip
 
 DIR_FLAGS = (
@@ -73,6 +73,31 @@ class Scanned(NamedTuple):
     detail: dict[str, Any]
     #: The run folder's mtime_ns when it was opened.
     d: int
+    #: ``detail`` as ``encode_detail`` writes it, when a worker process encoded it (``_scan_workers``):
+    #: ``detail`` then holds only ``r``, all a merge into a new columnar file needs.
+    encoded: bytes | None = None
+
+
+def _spell(value: Any) -> Any:
+    if value.__class__ is float and value - value != 0:  # NaN or ±inf: JSON has no number for them
+        return "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def encode_detail(detail: dict[str, Any]) -> bytes:
+    """A detail as JSON; non-finite metric values are spelled as the store spells them."""
+    aggs = detail.get("x")
+    if aggs:
+        for agg in aggs.values():
+            a, b, c = agg[LAST], agg[LOW], agg[HIGH]
+            if _spell(a) is not a or _spell(b) is not b or _spell(c) is not c:
+                spelled = {
+                    k: [_spell(v) if i in (LAST, LOW, HIGH) else v for i, v in enumerate(g)]
+                    for k, g in aggs.items()
+                }
+                detail = {**detail, "x": spelled}
+                break
+    return dump_fast(detail)
 
 
 class Old(NamedTuple):
