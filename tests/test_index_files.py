@@ -273,10 +273,17 @@ _MIXED = st.one_of(_FLOATS, st.integers(-3, 3), st.booleans(), st.sampled_from([
 @example([0.0, -0.0, 0.0, 2.5])
 @example([math.nan, float("nan"), 1.5])
 @example([1, 1.0, True, "1", None])
+@example([None, "a", None, "a"])
+@example([None, 0.0, -0.0, None])
+@example([None, math.nan, math.nan, "nan"])
+@example([None, 2, "2", 2, True])
 @given(
     st.lists(_FLOATS, max_size=40)
     | st.lists(_FLOATS | st.integers(-3, 3), max_size=40)
     | st.lists(_MIXED, max_size=40)
+    # strings and None with one kind of number: the values' own keys, as long as the numbers allow
+    | st.lists(_FLOATS | st.none() | st.sampled_from(["1", "a"]), max_size=40)
+    | st.lists(st.integers(-3, 3) | st.none() | st.sampled_from(["1", "a"]), max_size=40)
 )
 def test_dictionary_encoding_tells_values_apart_as_their_json_does(values: list[Any]) -> None:
     # Each path of encode_values (values their own keys, floats with a zero or a NaN, anything else)
@@ -285,6 +292,27 @@ def test_dictionary_encoding_tells_values_apart_as_their_json_does(values: list[
     want_codes, want_distinct = _encoded_one_by_one(values)
     assert list(codes) == want_codes
     assert [_columns._value_key(v) for v in distinct] == [_columns._value_key(v) for v in want_distinct]
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        [3, None, 7, 0],  # int64 values with rows that have none
+        [3, 1 << 70, None],  # beyond int64: kept whole as distinct values
+        [3, 2.5, None],  # a float among the integers: kept as the float
+        [None, None],
+    ],
+)
+def test_time_columns_keep_each_value_as_added(times: list[Any]) -> None:
+    builder = _columns.Builder()
+    for i, when in enumerate(times):
+        fields = ("name", "FINISHED", when, when, "active", "u", None, None)
+        builder.add(f"run{i}", 0, True, fields, ({}, {}, {}), [], b"{}")
+    main = _index_files.Main(_columns.ColumnFile.from_bytes(builder.encode({}, "id")))
+    for column in ("start_time", "end_time"):
+        got = {main.names[row]: main.field(column).get(row) for row in range(main.n)}
+        assert got == {f"run{i}": when for i, when in enumerate(times)}
+        assert all(type(got[f"run{i}"]) is type(when) for i, when in enumerate(times))
 
 
 def test_integers_beyond_64_bits_come_back_whole_from_the_index_and_its_delta(store: Path) -> None:
