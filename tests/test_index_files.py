@@ -333,7 +333,8 @@ def test_integers_beyond_64_bits_come_back_whole_from_the_index_and_its_delta(st
 @pytest.mark.parametrize(
     "number", [2**64 - 1, 2**64, -(2**63), -(2**63) - 1, 10**19, -(10**19), 1765000000123456789, 2**200]
 )
-def test_json_integers_at_the_64_bit_edges_read_back_whole(number: int) -> None:
-    text = _columns.dumps([number, {"k": number}])
-    assert _columns.loads(text) == [number, {"k": number}]
-    assert type(_columns.loads(text)[0]) is int
+@pytest.mark.parametrize("padding", [0, 5000])  # a small text, and one past the short cut for big ones
+def test_json_integers_at_the_64_bit_edges_read_back_whole(number: int, padding: int) -> None:
+    text = _columns.dumps(["x" * padding, number, {"k": number}])
+    assert _columns.loads(text) == ["x" * padding, number, {"k": number}]
+    assert type(_columns.loads(text)[1]) is int
