@@ -500,3 +500,34 @@ def test_stale_index_temporaries_are_removed(store: Path) -> None:
     make_run("b")  # a change, so the index is saved again
     fresh_search(store)
     assert not stale.exists()
+
+
+class _Rows:
+    """The three columns of a columnar file the sweep compares (folder mtimes, settled flags, names)."""
+
+    def __init__(self, d: list[int], ok: bytes) -> None:
+        from array import array
+
+        self.d, self.ok, self.names = array("q", d), ok, [f"r{i}" for i in range(len(d))]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.booleans(), st.integers(-1, 1)), min_size=1, max_size=12),
+    st.integers(0, 4),
+    st.sets(st.integers(0, 11)),
+)
+def test_a_sweep_checks_every_row_moved_unsettled_or_recent(
+    rows: list[tuple[int, bool, int]], settled_before: int, in_delta: set[int]
+) -> None:
+    # The sweep's quick answer for the usual store (nothing moved, all settled) must be the row-by-row
+    # rule's: a row is passed over only if settled, its folder untouched and older than the threshold.
+    main = _Rows([d for d, _, _ in rows], bytes(int(ok) for _, ok, _ in rows))
+    mtimes = [d + moved for d, _, moved in rows]
+    delta = {f"r{i}": None for i in in_delta}
+    want = [
+        f"r{i}"
+        for i, (d, ok, moved) in enumerate(rows)
+        if not (ok and moved == 0 and d < settled_before) and i not in in_delta
+    ]
+    assert _index._unsettled_rows(main, delta, mtimes, settled_before) == want  # type: ignore[arg-type]
