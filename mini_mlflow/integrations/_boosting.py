@@ -53,6 +53,18 @@ class EvalLogger:
             self._best = None
         return self.run
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> EvalLogger:
+        # scikit-learn's clone (GridSearchCV, cross_val_score) deep-copies an estimator's callbacks;
+        # a Run holds locks and files, so the copy shares the run given and starts a fresh state.
+        return EvalLogger(
+            self._given,
+            self._experiment,
+            self._run_name,
+            self._runs_dir,
+            self._framework,
+            self._judged_metric,
+        )
+
     def owns_run(self) -> bool:
         return self._given is None
 

@@ -245,3 +245,19 @@ def mini_run(root: Path, run_id: str) -> dict[str, object]:
 @pytest.fixture(autouse=True)
 def _quiet_lightgbm() -> None:
     warnings.filterwarnings("ignore", message=".*Found `num_iterations`.*")
+
+
+# -- a cloned estimator, a training that raises --------------------------------------------------------
+
+
+def test_xgboost_callback_of_a_cloned_estimator_logs_to_the_same_run(store: Path) -> None:
+    xgb = need("xgboost")
+    sklearn_base = need("sklearn.base")
+    from mini_mlflow.integrations.xgboost import MiniMlflowCallback
+
+    x, y = _data(4, rows=300)
+    with Run(runs_dir=store) as run:
+        estimator = xgb.XGBRegressor(n_estimators=5, callbacks=[MiniMlflowCallback(run)])
+        # GridSearchCV and cross_val_score clone the estimator, which deep-copies its callbacks.
+        sklearn_base.clone(estimator).fit(x[:200], y[:200], eval_set=[(x[200:], y[200:])], verbose=False)
+    assert [s for s, _ in history(store, run.run_id, "validation_0-rmse")] == list(range(5))
