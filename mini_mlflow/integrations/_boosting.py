@@ -68,6 +68,12 @@ class EvalLogger:
     def owns_run(self) -> bool:
         return self._given is None
 
+    def end_left_open(self, status: str) -> None:
+        """End the run this logger opened, if a training left it open (it stopped or raised early)."""
+        run = self.run
+        if self._given is None and run is not None and run.status == "RUNNING":
+            run.end(status)
+
     def key(self, data: str, metric: str) -> str:
         key = self._keys.get((data, metric))
         if key is None:

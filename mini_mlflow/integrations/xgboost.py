@@ -35,7 +35,8 @@ class MiniMlflowCallback(xgboost.callback.TrainingCallback):  # type: ignore[mis
     the tag ``xgboost.best_iteration`` and the booster's config is the artifact ``xgboost/config.json``.
 
     Args:
-        run: The run to log to (left open at the end). None: a new run per training, ended FINISHED.
+        run: The run to log to (left open at the end). None: a new run per training, ended FINISHED
+            (one whose training raised: FAILED, when this callback's next training starts).
         experiment: Experiment name or id for a new run.
         run_name: Name of a new run.
         runs_dir: Store root for a new run.
@@ -67,6 +68,9 @@ class MiniMlflowCallback(xgboost.callback.TrainingCallback):  # type: ignore[mis
 
     @guarded("xgboost", "starting the run")
     def _begin(self, model: Any) -> None:
+        # XGBoost calls after_training only when training returns: a run of this callback still
+        # open here belongs to a training that raised; the new training gets a run of its own.
+        self._logger.end_left_open("FAILED")
         self._start = 0
         rounds = getattr(model, "num_boosted_rounds", None)  # a Booster, or xgb.cv's pack of them
         if rounds is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -261,3 +262,33 @@ def test_xgboost_callback_of_a_cloned_estimator_logs_to_the_same_run(store: Path
         # GridSearchCV and cross_val_score clone the estimator, which deep-copies its callbacks.
         sklearn_base.clone(estimator).fit(x[:200], y[:200], eval_set=[(x[200:], y[200:])], verbose=False)
     assert [s for s, _ in history(store, run.run_id, "validation_0-rmse")] == list(range(5))
+
+
+def _raising_metric(after: int, *, lightgbm: bool = False) -> Callable[..., tuple[object, ...]]:
+    """A custom eval metric that raises from its call number ``after + 1`` on."""
+    calls = []
+
+    def metric(*_args: object) -> tuple[object, ...]:
+        calls.append(1)
+        if len(calls) > after:
+            raise RuntimeError("metric broke")
+        return ("constant", 0.5, False) if lightgbm else ("constant", 0.5)
+
+    return metric
+
+
+def test_xgboost_a_training_that_raised_ends_failed_and_the_next_gets_its_own_run(store: Path) -> None:
+    xgb = need("xgboost")
+    from mini_mlflow.integrations.xgboost import MiniMlflowCallback
+
+    x, y = _data(5, rows=300)
+    data = xgb.DMatrix(x, label=y)
+    callback = MiniMlflowCallback(runs_dir=store)
+    metric = _raising_metric(3)
+    with pytest.raises(RuntimeError, match="metric broke"):
+        xgb.train({}, data, 10, evals=[(data, "train")], custom_metric=metric, callbacks=[callback])
+    xgb.train({}, data, 5, evals=[(data, "train")], callbacks=[callback], verbose_eval=False)
+    failed, finished = runs_of(store, "0")
+    assert failed["metadata"]["status"] == "FAILED" and finished["metadata"]["status"] == "FINISHED"
+    assert [s for s, _ in history(store, failed["metadata"]["run_id"], "train-rmse")] == list(range(3))
+    assert [s for s, _ in history(store, finished["metadata"]["run_id"], "train-rmse")] == list(range(5))
