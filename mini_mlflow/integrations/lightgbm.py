@@ -32,6 +32,16 @@ class MiniMlflowLightgbmCallback:
 
     def __init__(self, logger: EvalLogger) -> None:
         self._logger = logger
+        #: The booster (or ``CVBooster``) of the training whose run is open, to tell at the next
+        #: training's start whether it stopped early or raised.
+        self._model: Any = None
+
+    def _end_previous(self) -> None:
+        # LightGBM has no end hook: a run still open is the previous training's, which either stopped
+        # early (LightGBM then sets its best_iteration, 0 or -1 until then) or raised (FAILED).
+        stopped_early = (getattr(self._model, "best_iteration", 0) or 0) > 0
+        self._logger.end_left_open("FINISHED" if stopped_early else "FAILED")
+        self._model = None
 
     @property
     def run(self) -> Run | None:
@@ -44,8 +54,7 @@ class MiniMlflowLightgbmCallback:
     def _log(self, env: Any) -> None:
         logger = self._logger
         if env.iteration == env.begin_iteration:
-            if logger.owns_run() and logger.run is not None and logger.run.status == "RUNNING":
-                logger.run.end("FINISHED")  # the previous training's run (stopped early)
+            self._end_previous()
             run = logger.open()
             if env.params:
                 log_params(run, dict(env.params), "lightgbm")
@@ -55,8 +64,11 @@ class MiniMlflowLightgbmCallback:
             if len(entry) > 4:  # lgb.cv: (data, metric, mean, higher_is_better, std)
                 value = (value, entry[4])
             results.append((data, metric, value, bool(higher)))
+        if logger.owns_run():
+            self._model = env.model
         logger.log(env.iteration, results)
         if env.iteration + 1 >= env.end_iteration and logger.owns_run():
+            self._model = None
             assert logger.run is not None
             logger.run.end("FINISHED")
 
@@ -76,7 +88,8 @@ def mini_mlflow_callback(
 
     Args:
         run: The run to log to (left open). None: a new run per training, ended FINISHED after its
-            last iteration (after early stopping: when the next training starts, or at exit).
+            last iteration (after early stopping: when the next training starts, or at exit; a
+            training that raised: FAILED when the next training starts).
         experiment: Experiment name or id for a new run.
         run_name: Name of a new run.
         runs_dir: Store root for a new run.

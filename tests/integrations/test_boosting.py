@@ -292,3 +292,28 @@ def test_xgboost_a_training_that_raised_ends_failed_and_the_next_gets_its_own_ru
     assert failed["metadata"]["status"] == "FAILED" and finished["metadata"]["status"] == "FINISHED"
     assert [s for s, _ in history(store, failed["metadata"]["run_id"], "train-rmse")] == list(range(3))
     assert [s for s, _ in history(store, finished["metadata"]["run_id"], "train-rmse")] == list(range(5))
+
+
+def test_lightgbm_a_training_that_raised_ends_failed_one_stopped_early_finished(store: Path) -> None:
+    lgb = need("lightgbm")
+    from mini_mlflow.integrations.lightgbm import mini_mlflow_callback
+
+    x, y = _data(6, rows=600)
+    train = lgb.Dataset(x[:400], label=y[:400])
+    valid = lgb.Dataset(x[400:], label=np.random.default_rng(7).normal(size=200), reference=train)
+    params = {"objective": "regression", "learning_rate": 0.5, "verbose": -1}
+    callback = mini_mlflow_callback(runs_dir=store)
+    with pytest.raises(RuntimeError, match="metric broke"):
+        lgb.train(
+            params,
+            train,
+            10,
+            valid_sets=[valid],
+            feval=_raising_metric(3, lightgbm=True),
+            callbacks=[callback],
+        )
+    stop = lgb.early_stopping(2, verbose=False)
+    booster = lgb.train(params, train, 200, valid_sets=[valid], callbacks=[callback, stop])
+    assert booster.best_iteration < 150  # stopped early: LightGBM calls no hook at its end
+    lgb.train(params, train, 3, valid_sets=[valid], callbacks=[callback])
+    assert [r["metadata"]["status"] for r in runs_of(store, "0")] == ["FAILED", "FINISHED", "FINISHED"]
