@@ -118,6 +118,12 @@ class EvalLogger:
             assert self.run is not None
             self.run.log_metrics({"best_iteration": float(iteration), "best_score": number}, step=iteration)
 
+    def record_best(self, iteration: int, score: float, step: int) -> None:
+        """Log the framework's own best iteration and score at ``step`` (the last one logged)."""
+        self._best = (score, iteration)
+        assert self.run is not None
+        self.run.log_metrics({"best_iteration": float(iteration), "best_score": score}, step=step)
+
     def best_iteration(self) -> int | None:
         return None if self._best is None else self._best[1]
 

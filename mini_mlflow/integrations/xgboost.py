@@ -31,8 +31,10 @@ class MiniMlflowCallback(xgboost.callback.TrainingCallback):  # type: ignore[mis
     Each iteration logs ``<eval set>-<metric>`` (e.g. ``valid-rmse``) at step = iteration
     (counted from the rounds a continued booster, ``xgb_model=``, already had), NumPy values cast to
     float. ``best_iteration`` and ``best_score`` follow the last metric of the last eval set, the one
-    XGBoost's early stopping watches; at the end, XGBoost's own best iteration (early stopping) is
-    the tag ``xgboost.best_iteration`` and the booster's config is the artifact ``xgboost/config.json``.
+    XGBoost's early stopping watches by default (minimized unless its name says higher is better); at
+    the end, early stopping's own best iteration and score (it may maximize or watch another metric)
+    are logged at the last step and its best iteration is the tag ``xgboost.best_iteration``; the
+    booster's config is the artifact ``xgboost/config.json``.
 
     Args:
         run: The run to log to (left open at the end). None: a new run per training, ended FINISHED
@@ -60,6 +62,8 @@ class MiniMlflowCallback(xgboost.callback.TrainingCallback):  # type: ignore[mis
         #: Rounds the booster had before this training (``xgb_model=``): XGBoost numbers a continued
         #: training's epochs from 0 again, and its own callbacks add this to get the iteration.
         self._start = 0
+        #: The last iteration logged: XGBoost's own best is logged there, as the metrics' last values.
+        self._last = 0
 
     @property
     def run(self) -> Run | None:
@@ -87,6 +91,7 @@ class MiniMlflowCallback(xgboost.callback.TrainingCallback):  # type: ignore[mis
 
     @guarded("xgboost", "logging an iteration")
     def _log(self, epoch: int, evals_log: dict[str, dict[str, list[Any]]]) -> None:
+        self._last = epoch
         results = [
             (data, metric, values[-1], None)
             for data, metrics in evals_log.items()
@@ -108,6 +113,9 @@ class MiniMlflowCallback(xgboost.callback.TrainingCallback):  # type: ignore[mis
         if save_config is not None:  # xgb.cv passes a pack of boosters, which has none of this
             if "best_iteration" in model.attributes():  # set by early stopping
                 run.set_tag("xgboost.best_iteration", int(model.best_iteration))
+                # Early stopping may maximize, or watch another metric (maximize=, metric_name=),
+                # which the callback cannot see: its answer overrides the one followed here.
+                self._logger.record_best(int(model.best_iteration), float(model.best_score), self._last)
             run.log_dict(json.loads(save_config()), "xgboost/config.json")
             if self._log_model:
                 run.log_text(model.save_raw("json").decode("utf-8"), "xgboost/model.json")

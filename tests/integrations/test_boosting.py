@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -317,3 +318,35 @@ def test_lightgbm_a_training_that_raised_ends_failed_one_stopped_early_finished(
     assert booster.best_iteration < 150  # stopped early: LightGBM calls no hook at its end
     lgb.train(params, train, 3, valid_sets=[valid], callbacks=[callback])
     assert [r["metadata"]["status"] for r in runs_of(store, "0")] == ["FAILED", "FINISHED", "FINISHED"]
+
+
+def test_xgboost_best_iteration_is_early_stoppings_own_when_it_maximizes(store: Path) -> None:
+    xgb = need("xgboost")
+    from mini_mlflow.integrations.xgboost import MiniMlflowCallback
+
+    x, y = _data(8, rows=600)
+    train = xgb.DMatrix(x[:400], label=y[:400])
+    valid = xgb.DMatrix(x[400:], label=np.random.default_rng(9).normal(size=200))  # noise: stops early
+
+    def negative_mse(predt: Any, data: Any) -> tuple[str, float]:
+        return "neg_mse", -float(np.mean((predt - data.get_label()) ** 2))
+
+    recorded: dict[str, dict[str, list[float]]] = {}
+    with Run(runs_dir=store) as run:
+        booster = xgb.train(
+            {"eta": 0.5, "disable_default_eval_metric": 1},
+            train,
+            100,
+            evals=[(valid, "valid")],
+            custom_metric=negative_mse,
+            maximize=True,  # seen by early stopping only, not by the callbacks
+            early_stopping_rounds=3,
+            evals_result=recorded,
+            callbacks=[MiniMlflowCallback(run)],
+            verbose_eval=False,
+        )
+    scores = recorded["valid"]["neg_mse"]
+    assert booster.best_iteration == scores.index(max(scores)) != scores.index(min(scores))
+    metrics = mini_run(store, run.run_id)["metrics"]
+    assert metrics["best_iteration"] == booster.best_iteration
+    assert metrics["best_score"] == pytest.approx(float(booster.best_score))
