@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..write._run import Run
 from ._runs import experiment_id, open_run, store_root
-from ._safety import guarded
+from ._safety import guarded, warn_once
 from ._values import as_number, flatten, log_params, safe_key
 
 try:  # Hydra's base class when Hydra is there; the module still imports (for docs) without it.
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 __all__ = ["MiniMlflowCallback", "current_run"]
 
 _current: Run | None = None
+#: Why the running job has no run (its start failed), for ``current_run``'s error.
+_start_error: str | None = None
 _current_lock = threading.Lock()
 
 
@@ -44,9 +46,12 @@ def current_run() -> Run:
     """The run of the Hydra job running in this process (any thread may log to it).
 
     Raises:
-        RuntimeError: no job of a Hydra app with ``MiniMlflowCallback`` is running.
+        RuntimeError: no job of a Hydra app with ``MiniMlflowCallback`` is running, or the job's
+            run could not be started (the message names the cause).
     """
     run = _current
+    if run is None and _start_error is not None:
+        raise RuntimeError(f"the Hydra job's run could not be started: {_start_error}")
     if run is None:
         raise RuntimeError(
             "no Hydra job run: add mini_mlflow.integrations.hydra.MiniMlflowCallback to hydra.callbacks"
@@ -110,8 +115,16 @@ class MiniMlflowCallback(_HydraCallback):  # type: ignore[misc]
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    @guarded("hydra", "starting the job's run")
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global _start_error
+        _start_error = None
+        try:
+            self._start_job(config)
+        except Exception as exc:  # the job runs on; current_run() names the cause
+            _start_error = f"{type(exc).__name__}: {exc}"
+            warn_once("hydra", "starting the job's run", exc)
+
+    def _start_job(self, config: DictConfig) -> None:
         global _current
         from hydra.core.hydra_config import HydraConfig
 
@@ -133,16 +146,16 @@ class MiniMlflowCallback(_HydraCallback):  # type: ignore[misc]
             parent_run_id=self.parent_run_id,
             tags=tags,
         )
-        log_params(run, flatten(_task_config(config)), "hydra")
         self._output_dir = str(hydra_cfg.runtime.output_dir)
         with _current_lock:
-            _current = run
+            _current = run  # before the params: a failure there must not orphan the run
+        log_params(run, flatten(_task_config(config)), "hydra")
 
     @guarded("hydra", "ending the job's run")
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        global _current
+        global _current, _start_error
         with _current_lock:
-            run, _current = _current, None
+            run, _current, _start_error = _current, None, None
         if run is None or run.status != "RUNNING":
             return
         failed = job_return.status.name == "FAILED"

@@ -116,6 +116,16 @@ def test_a_single_run_is_one_run_without_a_parent(tmp_path: Path) -> None:
     assert run["params"]["lr"] == 0.3 and run["metrics"]["score"] == 3.0
 
 
+def test_current_run_names_why_the_jobs_run_could_not_be_started(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    app = _app(tmp_path, blocker / "mlruns")  # a store under a file cannot be made
+    done = _run(app, "lr=0.3", "~hydra.callbacks.mini_mlflow.experiment")
+    assert done.returncode == 1  # current_run() has no run to give
+    assert "mini_mlflow hydra integration: starting the job's run failed" in done.stderr
+    assert "RuntimeError: the Hydra job's run could not be started: StorageError" in done.stderr
+
+
 def test_current_run_outside_a_job_says_what_to_do() -> None:
     from mini_mlflow.integrations.hydra import current_run
 
