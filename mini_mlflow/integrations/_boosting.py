@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..write import _registry
 from ..write._run import Run
 from ._runs import open_run
+from ._safety import warn_once
 from ._values import as_number, safe_key
 
 
@@ -40,9 +43,12 @@ class EvalLogger:
         self.run: Run | None = run
         self._best: tuple[float, int] | None = None
         self._keys: dict[tuple[str, str], str] = {}
+        #: Set with the first run this logger opens (its exit hook is then registered).
+        self._stopped_early: Callable[[], bool] | None = None
 
-    def open(self) -> Run:
-        """The run to log to: the one given, else a new one (made on first use)."""
+    def open(self, stopped_early: Callable[[], bool] = lambda: False) -> Run:
+        """The run to log to: the one given, else a new one (made on first use). ``stopped_early``
+        tells, at exit, whether a training that left this logger's run open stopped early."""
         if self.run is None or (self._given is None and self.run.status != "RUNNING"):
             self.run = open_run(
                 experiment=self._experiment,
@@ -51,7 +57,27 @@ class EvalLogger:
                 tags={"mini_mlflow.framework": self._framework},
             )
             self._best = None
+            if self._stopped_early is None:
+                # Registered after the run's own exit hook, so it runs first (atexit: last in, first out).
+                atexit.register(self._end_at_exit)
+            self._stopped_early = stopped_early
         return self.run
+
+    def _end_at_exit(self) -> None:
+        """A run a training left open ends by that training's outcome, not the process's: stopped
+        early, FINISHED even if the program fails later; raised, FAILED even if the program caught
+        the error and ended well (the runs' own exit hook would end it FINISHED). When the program is
+        failing itself, a training that raised is left to that hook (FAILED, or KILLED on Ctrl-C)."""
+        try:
+            run, stopped_early = self.run, self._stopped_early
+            if self._given is not None or run is None or run.status != "RUNNING" or stopped_early is None:
+                return
+            if stopped_early():
+                run.end("FINISHED")
+            elif _registry.program_ends_well():
+                run.end("FAILED")
+        except Exception as exc:  # nothing may stop the program's exit
+            warn_once(self._framework, "ending the run at exit", exc)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> EvalLogger:
         # scikit-learn's clone (GridSearchCV, cross_val_score) deep-copies an estimator's callbacks;

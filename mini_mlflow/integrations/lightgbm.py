@@ -36,11 +36,13 @@ class MiniMlflowLightgbmCallback:
         #: training's start whether it stopped early or raised.
         self._model: Any = None
 
+    def _stopped_early(self) -> bool:
+        # LightGBM has no end hook: a run still open is the last training's, which either stopped
+        # early (LightGBM then sets its best_iteration, 0 or -1 until then) or raised.
+        return (getattr(self._model, "best_iteration", 0) or 0) > 0
+
     def _end_previous(self) -> None:
-        # LightGBM has no end hook: a run still open is the previous training's, which either stopped
-        # early (LightGBM then sets its best_iteration, 0 or -1 until then) or raised (FAILED).
-        stopped_early = (getattr(self._model, "best_iteration", 0) or 0) > 0
-        self._logger.end_left_open("FINISHED" if stopped_early else "FAILED")
+        self._logger.end_left_open("FINISHED" if self._stopped_early() else "FAILED")
         self._model = None
 
     @property
@@ -55,7 +57,7 @@ class MiniMlflowLightgbmCallback:
         logger = self._logger
         if env.iteration == env.begin_iteration:
             self._end_previous()
-            run = logger.open()
+            run = logger.open(self._stopped_early)  # at exit too (no next training)
             if env.params:
                 log_params(run, dict(env.params), "lightgbm")
         results = []

@@ -79,7 +79,7 @@ class MiniMlflowCallback(xgboost.callback.TrainingCallback):  # type: ignore[mis
         rounds = getattr(model, "num_boosted_rounds", None)  # a Booster, or xgb.cv's pack of them
         if rounds is not None:
             self._start = int(rounds())
-        self._logger.open()
+        self._logger.open()  # at exit too: a run still open then is a training that raised
 
     def before_training(self, model: Any) -> Any:
         self._begin(model)

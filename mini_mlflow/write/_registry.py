@@ -210,6 +210,11 @@ def _failed_by_exit_code() -> bool:
     return opname[frame.f_code.co_code[frame.f_lasti]] not in ("RETURN_VALUE", "RETURN_CONST")
 
 
+def program_ends_well() -> bool:
+    """At exit: whether the program is ending normally (no uncaught error, no failing ``sys.exit``)."""
+    return _exit_status == "FINISHED" and not _failed_by_exit_code()
+
+
 def _at_exit() -> None:
     global _exiting
     _exiting = True

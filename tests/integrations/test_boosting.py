@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -350,3 +354,88 @@ def test_xgboost_best_iteration_is_early_stoppings_own_when_it_maximizes(store: 
     metrics = mini_run(store, run.run_id)["metrics"]
     assert metrics["best_iteration"] == booster.best_iteration
     assert metrics["best_score"] == pytest.approx(float(booster.best_score))
+
+
+_TRAININGS = {
+    "lightgbm_stopped_early": """
+        import lightgbm as lgb
+        stop = lgb.early_stopping(2, verbose=False)
+        booster = lgb.train(params, train, 200, valid_sets=[valid], callbacks=[mini_mlflow_callback(runs_dir=store), stop])
+        assert booster.best_iteration < 150
+    """,
+    "lightgbm_raised": """
+        import lightgbm as lgb
+        try:
+            lgb.train(params, train, 10, valid_sets=[valid], feval=broken, callbacks=[mini_mlflow_callback(runs_dir=store)])
+        except RuntimeError:
+            pass
+    """,
+    "xgboost_raised": """
+        import xgboost as xgb
+        from mini_mlflow.integrations.xgboost import MiniMlflowCallback
+        d = xgb.DMatrix(x, label=y)
+        try:
+            xgb.train({}, d, 10, evals=[(d, "train")], custom_metric=broken_xgb, callbacks=[MiniMlflowCallback(runs_dir=store)])
+        except RuntimeError:
+            pass
+    """,
+    "lightgbm_interrupted": """
+        import lightgbm as lgb
+        lgb.train(params, train, 10, valid_sets=[valid], feval=interrupted, callbacks=[mini_mlflow_callback(runs_dir=store)])
+    """,
+}
+_SETUP = """
+import sys
+import numpy as np
+import lightgbm as lgb
+from mini_mlflow.integrations.lightgbm import mini_mlflow_callback
+store = sys.argv[1]
+rng = np.random.default_rng(6)
+x = rng.normal(size=(600, 10))
+y = x[:, 0] * 2.0 + rng.normal(scale=0.5, size=600)
+train = lgb.Dataset(x[:400], label=y[:400])
+valid = lgb.Dataset(x[400:], label=rng.normal(size=200), reference=train)
+params = {"objective": "regression", "learning_rate": 0.5, "verbose": -1}
+calls = []
+def broken(*args):
+    calls.append(1)
+    if len(calls) > 3:
+        raise RuntimeError("metric broke")
+    return ("constant", 0.5, False)
+def broken_xgb(*args):
+    calls.append(1)
+    if len(calls) > 3:
+        raise RuntimeError("metric broke")
+    return ("constant", 0.5)
+def interrupted(*args):
+    calls.append(1)
+    if len(calls) > 3:
+        raise KeyboardInterrupt
+    return ("constant", 0.5, False)
+"""
+
+
+@pytest.mark.parametrize(
+    ("training", "then", "status"),
+    [
+        ("lightgbm_stopped_early", "raise RuntimeError('the program failed later')", "FINISHED"),
+        ("lightgbm_raised", "print('the program caught it and ended well')", "FAILED"),
+        ("xgboost_raised", "print('the program caught it and ended well')", "FAILED"),
+        ("lightgbm_interrupted", "", "KILLED"),  # the program's own end decides (Ctrl-C)
+    ],
+)
+def test_a_run_left_open_by_its_training_ends_by_that_training_at_exit(
+    store: Path, tmp_path: Path, training: str, then: str, status: str
+) -> None:
+    # No next training to end it: at exit the run follows its training, not the program's end.
+    need("lightgbm")
+    need("xgboost")
+    script = tmp_path / "train.py"
+    script.write_text(_SETUP + textwrap.dedent(_TRAININGS[training]) + then + "\n")
+    full = {k: v for k, v in os.environ.items() if not k.startswith("MINI_MLFLOW_")}
+    full["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    done = subprocess.run(
+        [sys.executable, str(script), str(store)], env=full, capture_output=True, text=True, timeout=300
+    )
+    assert (done.returncode == 0) == ("ended well" in then), done.stderr[-3000:]
+    assert [r["metadata"]["status"] for r in runs_of(store, "0")] == [status], done.stderr[-3000:]
