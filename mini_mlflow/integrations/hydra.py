@@ -103,7 +103,7 @@ class MiniMlflowCallback(_HydraCallback):  # type: ignore[misc]
             experiment=self.experiment_id,
             run_name=str(name) if name else None,
             runs_dir=self.runs_dir,
-            tags={"hydra.mode": "MULTIRUN", "hydra.sweep_dir": str(_select(config, "hydra.sweep.dir") or "")},
+            tags={"hydra.mode": "MULTIRUN", "hydra.sweep_dir": _sweep_dir(config)},
         )
         self.parent_run_id = self._parent.run_id
 
@@ -201,3 +201,10 @@ def _log_return_value(run: Run, value: Any) -> None:
     number = as_number(value)
     if number is not None:
         run.log_metric("return_value", number)
+
+
+def _sweep_dir(config: DictConfig) -> str:
+    """The sweep folder as an absolute path, like each job's ``hydra.output_dir`` (the config holds it
+    relative to the folder the app was launched from, the current one when a multirun starts)."""
+    folder = _select(config, "hydra.sweep.dir")
+    return os.path.abspath(str(folder)) if folder else ""

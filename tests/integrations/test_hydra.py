@@ -72,6 +72,9 @@ def test_a_multirun_is_a_parent_with_a_child_per_job_and_the_failed_job_is_faile
     assert len(parents) == 1 and len(children) == 3
     parent = parents[0]
     assert parent["tags"]["hydra.mode"] == "MULTIRUN"
+    sweep_dir = Path(parent["tags"]["hydra.sweep_dir"])  # absolute, as each job's output_dir is
+    assert sweep_dir.is_absolute() and sweep_dir.is_dir()
+    assert all(Path(c["tags"]["hydra.output_dir"]).parent == sweep_dir for c in children)
     # Hydra raises the job's error after the batch, before on_multirun_end: the process's exit
     # hook ends the parent with the failure status.
     assert parent["metadata"]["status"] == "FAILED"
