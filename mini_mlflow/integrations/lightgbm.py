@@ -33,7 +33,7 @@ class MiniMlflowLightgbmCallback:
     def __init__(self, logger: EvalLogger) -> None:
         self._logger = logger
         #: The booster (or ``CVBooster``) of the training whose run is open, to tell at the next
-        #: training's start whether it stopped early or raised.
+        #: training's start, or at exit, whether it stopped early or raised.
         self._model: Any = None
 
     def _stopped_early(self) -> bool:
@@ -91,7 +91,7 @@ def mini_mlflow_callback(
     Args:
         run: The run to log to (left open). None: a new run per training, ended FINISHED after its
             last iteration (after early stopping: when the next training starts, or at exit; a
-            training that raised: FAILED when the next training starts).
+            training that raised: FAILED then).
         experiment: Experiment name or id for a new run.
         run_name: Name of a new run.
         runs_dir: Store root for a new run.

@@ -38,7 +38,7 @@ class MiniMlflowCallback(xgboost.callback.TrainingCallback):  # type: ignore[mis
 
     Args:
         run: The run to log to (left open at the end). None: a new run per training, ended FINISHED
-            (one whose training raised: FAILED, when this callback's next training starts).
+            (one whose training raised: FAILED, when this callback's next training starts or at exit).
         experiment: Experiment name or id for a new run.
         run_name: Name of a new run.
         runs_dir: Store root for a new run.
