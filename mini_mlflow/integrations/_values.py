@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import re
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -42,16 +43,31 @@ def safe_key(key: str) -> str:
 def flatten(values: Mapping[str, Any], sep: str = "/", prefix: str = "") -> dict[str, Any]:
     """Nested mappings become one level: ``{"opt": {"lr": 0.1}}`` → ``{"opt/lr": 0.1}``.
 
-    Lists, tuples and other values are kept whole (a param may be any JSON value).
+    Lists, tuples and other values are kept whole (a param may be any JSON value). A key that itself
+    holds ``sep`` can name the same thing as a nested one (``{"a/b": 1, "a": {"b": 2}}``): the first
+    value is kept and a warning names the key (the later one used to replace it silently).
     """
     out: dict[str, Any] = {}
+    _flatten_into(out, values, sep, prefix)
+    return out
+
+
+def _flatten_into(out: dict[str, Any], values: Mapping[str, Any], sep: str, prefix: str) -> None:
     for key, value in values.items():
         name = f"{prefix}{sep}{key}" if prefix else str(key)
         if isinstance(value, Mapping) and value:
-            out.update(flatten(value, sep, name))
+            _flatten_into(out, value, sep, name)
+        elif name in out:
+            shown = repr(value)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            warnings.warn(
+                f"mini_mlflow: two values are named {name!r} once nested keys are joined with {sep!r}; "
+                f"the first is kept, {shown} is not logged",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         else:
             out[name] = value
-    return out
 
 
 def as_number(value: Any) -> float | None:

@@ -6,6 +6,7 @@ import hashlib
 import warnings
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,6 +47,22 @@ def test_flatten_joins_nested_names_and_keeps_lists() -> None:
         "n": 3,
         "empty": {},
     }
+
+
+@pytest.mark.parametrize(
+    ("config", "kept"),
+    [
+        ({"a/b": 1, "a": {"b": 2}}, 1),  # a key holding the separator, then the nested one
+        ({"a": {"b": 2}, "a/b": 1}, 2),
+        ({"m": {"x/y": "s"}, "m/x": {"y": "t"}}, "s"),
+    ],
+)
+def test_flatten_keeps_the_first_of_two_values_with_one_name_and_says_so(
+    config: dict[str, Any], kept: object
+) -> None:
+    with pytest.warns(RuntimeWarning, match=r"named '(a/b|m/x/y)'.*first is kept"):
+        flat = flatten(config)
+    assert list(flat.values()) == [kept]
 
 
 def test_as_number_casts_numpy_and_refuses_what_is_not_a_number() -> None:
