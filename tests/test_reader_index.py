@@ -531,3 +531,16 @@ def test_a_sweep_checks_every_row_moved_unsettled_or_recent(
         if not (ok and moved == 0 and d < settled_before) and i not in in_delta
     ]
     assert _index._unsettled_rows(main, delta, mtimes, settled_before) == want  # type: ignore[arg-type]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.booleans()), max_size=12), st.integers(0, 5))
+def test_between_sweeps_the_unsettled_rows_are_those_of_the_row_rule(
+    rows: list[tuple[int, bool]], threshold: int
+) -> None:
+    # The quick answer for a store whose runs are all settled must be the row-by-row rule's.
+    from array import array
+
+    d, ok = array("q", [d for d, _ in rows]), bytes(int(ok) for _, ok in rows)
+    want = [r for r, (when, done) in enumerate(rows) if not done or when >= threshold]
+    assert _index._unsettled_positions(d, ok, threshold) == want

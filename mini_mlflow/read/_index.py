@@ -143,8 +143,7 @@ def _unsettled(index: ExperimentIndex, trust: _Trust) -> list[str]:
     threshold = index.swept[1] - SETTLED_S * _S
     main = index.main
     if index.unsettled is None or index.unsettled[0] != threshold:
-        d, ok = main.d, main.ok
-        index.unsettled = (threshold, [r for r in range(main.n) if not ok[r] or d[r] >= threshold])
+        index.unsettled = (threshold, _unsettled_positions(main.d, main.ok, threshold))
     names = main.names
     ok, d = main.ok, main.d
     out = [
@@ -156,6 +155,14 @@ def _unsettled(index: ExperimentIndex, trust: _Trust) -> list[str]:
         if entry is not None and not (entry.ok and (entry.d < threshold or trust.ended_here(name, entry.d))):
             out.append(name)
     return out + list(index.broken)
+
+
+def _unsettled_positions(d: array[int], ok: bytes, threshold: int) -> list[int]:
+    """Rows not finished and settled (folder mtime older than ``threshold``). The usual store has
+    none, told by C loops (~1 ms for 100,000 rows; the row loop took ~9 ms of each new process's read)."""
+    if b"\0" not in ok and (not d or max(d) < threshold):
+        return []
+    return [r for r in range(len(d)) if not ok[r] or d[r] >= threshold]
 
 
 def forget(root: str, exp_id: str) -> None:
