@@ -74,7 +74,7 @@ class EvalLogger:
                 return
             if stopped_early():
                 run.end("FINISHED")
-            elif _registry.program_ends_well():
+            elif _registry.ending_status() == "FINISHED":
                 run.end("FAILED")
         except Exception as exc:  # nothing may stop the program's exit
             warn_once(self._framework, "ending the run at exit", exc)

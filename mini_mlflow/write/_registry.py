@@ -210,18 +210,19 @@ def _failed_by_exit_code() -> bool:
     return opname[frame.f_code.co_code[frame.f_lasti]] not in ("RETURN_VALUE", "RETURN_CONST")
 
 
-def program_ends_well() -> bool:
-    """At exit: whether the program is ending normally (no uncaught error, no failing ``sys.exit``)."""
-    return _exit_status == "FINISHED" and not _failed_by_exit_code()
+def ending_status() -> str:
+    """At exit: the status the program's end gives the runs still open (FINISHED when it ends
+    normally; FAILED after an uncaught error or a failing ``sys.exit``; KILLED on Ctrl-C)."""
+    status = _exit_status
+    if status == "FINISHED" and _failed_by_exit_code():
+        return "FAILED"
+    return status
 
 
 def _at_exit() -> None:
     global _exiting
     _exiting = True
-    status = _exit_status
-    if status == "FINISHED" and _failed_by_exit_code():
-        status = "FAILED"
-    end_all(status)
+    end_all(ending_status())
     WRITER.stop()
 
 
