@@ -29,8 +29,14 @@ def warn_once(framework: str, what: str, exc: BaseException) -> None:
     )
 
 
-def guarded(framework: str, what: str, default: Any = None) -> Callable[[_F], _F]:
-    """Decorate a framework hook so that an exception inside it warns once and returns ``default``.
+def guarded(
+    framework: str,
+    what: str,
+    default: Any = None,
+    on_error: Callable[[Exception], None] | None = None,
+) -> Callable[[_F], _F]:
+    """Decorate a framework hook so that an exception inside it warns once and returns ``default``
+    (after ``on_error(exc)``, for a hook whose failure something later must be able to name).
 
     Only ``Exception`` is caught: Ctrl-C and ``SystemExit`` still stop the program.
     """
@@ -41,6 +47,8 @@ def guarded(framework: str, what: str, default: Any = None) -> Callable[[_F], _F
             try:
                 return func(*args, **kwargs)
             except Exception as exc:
+                if on_error is not None:
+                    on_error(exc)
                 warn_once(framework, what, exc)
                 return default
 

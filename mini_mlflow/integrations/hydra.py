@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..write._run import Run
 from ._runs import experiment_id, open_run, store_root
-from ._safety import guarded, warn_once
+from ._safety import guarded
 from ._values import as_number, flatten, log_params, safe_key
 
 try:  # Hydra's base class when Hydra is there; the module still imports (for docs) without it.
@@ -40,6 +40,12 @@ _current: Run | None = None
 #: Why the running job has no run (its start failed), for ``current_run``'s error.
 _start_error: str | None = None
 _current_lock = threading.Lock()
+
+
+def _remember_start_error(exc: Exception) -> None:
+    # The job runs on without its run; current_run() names the cause.
+    global _start_error
+    _start_error = f"{type(exc).__name__}: {exc}"
 
 
 def current_run() -> Run:
@@ -115,17 +121,10 @@ class MiniMlflowCallback(_HydraCallback):  # type: ignore[misc]
 
     # -- jobs ----------------------------------------------------------------------------------
 
+    @guarded("hydra", "starting the job's run", on_error=_remember_start_error)
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        global _start_error
+        global _current, _start_error
         _start_error = None
-        try:
-            self._start_job(config)
-        except Exception as exc:  # the job runs on; current_run() names the cause
-            _start_error = f"{type(exc).__name__}: {exc}"
-            warn_once("hydra", "starting the job's run", exc)
-
-    def _start_job(self, config: DictConfig) -> None:
-        global _current
         from hydra.core.hydra_config import HydraConfig
 
         hydra_cfg = HydraConfig.get()
