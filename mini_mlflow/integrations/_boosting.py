@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import atexit
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..write import _registry
 from ..write._run import Run
-from ._runs import open_run
-from ._safety import warn_once
+from ._left_open import never
+from ._runs import TrainingRuns
 from ._values import as_number, safe_key
 
 
@@ -24,81 +21,38 @@ class EvalLogger:
     early and no "end" hook runs).
     """
 
-    def __init__(
-        self,
-        run: Run | None,
-        experiment: str | int | None,
-        run_name: str | None,
-        runs_dir: str | os.PathLike[str] | None,
-        framework: str,
-        judged_metric: int = 0,
-    ) -> None:
-        self._given = run
+    def __init__(self, runs: TrainingRuns, judged_metric: int = 0) -> None:
+        #: The run given, or this logger's own per training.
+        self.runs = runs
         #: Index, among the last evaluation set's metrics, of the one the best is judged on.
         self._judged_metric = judged_metric
-        self._experiment = experiment
-        self._run_name = run_name
-        self._runs_dir = runs_dir
-        self._framework = framework
-        self.run: Run | None = run
         self._best: tuple[float, int] | None = None
         self._keys: dict[tuple[str, str], str] = {}
-        #: Set with the first run this logger opens (its exit hook is then registered).
-        self._stopped_early: Callable[[], bool] | None = None
 
-    def open(self, stopped_early: Callable[[], bool] = lambda: False) -> Run:
+    @property
+    def run(self) -> Run | None:
+        return self.runs.run
+
+    def open(self, stopped_early: Callable[[], bool] = never) -> Run:
         """The run to log to: the one given, else a new one (made on first use). ``stopped_early``
         tells, at exit, whether a training that left this logger's run open stopped early."""
-        if self.run is None or (self._given is None and self.run.status != "RUNNING"):
-            self.run = open_run(
-                experiment=self._experiment,
-                run_name=self._run_name,
-                runs_dir=self._runs_dir,
-                tags={"mini_mlflow.framework": self._framework},
-            )
+        previous = self.runs.run
+        run = self.runs.open(stopped_early)
+        if run is not previous:
             self._best = None
-            if self._stopped_early is None:
-                # Registered after the run's own exit hook, so it runs first (atexit: last in, first out).
-                atexit.register(self._end_at_exit)
-            self._stopped_early = stopped_early
-        return self.run
-
-    def _end_at_exit(self) -> None:
-        """A run a training left open ends by that training's outcome, not the process's: stopped
-        early, FINISHED even if the program fails later; raised, FAILED even if the program caught
-        the error and ended well (the runs' own exit hook would end it FINISHED). When the program is
-        failing itself, a training that raised is left to that hook (FAILED, or KILLED on Ctrl-C)."""
-        try:
-            run, stopped_early = self.run, self._stopped_early
-            if self._given is not None or run is None or run.status != "RUNNING" or stopped_early is None:
-                return
-            if stopped_early():
-                run.end("FINISHED")
-            elif _registry.ending_status() == "FINISHED":
-                run.end("FAILED")
-        except Exception as exc:  # nothing may stop the program's exit
-            warn_once(self._framework, "ending the run at exit", exc)
+        return run
 
     def __deepcopy__(self, memo: dict[int, Any]) -> EvalLogger:
         # scikit-learn's clone (GridSearchCV, cross_val_score) deep-copies an estimator's callbacks;
         # a Run holds locks and files, so the copy shares the run given and starts a fresh state.
-        return EvalLogger(
-            self._given,
-            self._experiment,
-            self._run_name,
-            self._runs_dir,
-            self._framework,
-            self._judged_metric,
-        )
+        return EvalLogger(self.runs.copy(), self._judged_metric)
 
     def owns_run(self) -> bool:
-        return self._given is None
+        return self.runs.owns_run()
 
     def end_left_open(self, status: str) -> None:
         """End the run this logger opened, if a training left it open (it stopped or raised early)."""
-        run = self.run
-        if self._given is None and run is not None and run.status == "RUNNING":
-            run.end(status)
+        self.runs.end_left_open(status)
 
     def key(self, data: str, metric: str) -> str:
         key = self._keys.get((data, metric))

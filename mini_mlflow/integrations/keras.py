@@ -23,7 +23,7 @@ from typing import Any
 import keras
 
 from ..write._run import Run
-from ._runs import open_run
+from ._runs import TrainingRuns
 from ._safety import guarded
 from ._values import as_number, flatten, log_params, safe_key
 
@@ -55,11 +55,14 @@ class MiniMlflowCallback(keras.callbacks.Callback):  # type: ignore[misc]
         log_every_n_steps: int = 1,
     ) -> None:
         super().__init__()
-        self._given = run
-        self.run = run
-        self._experiment = experiment
-        self._run_name = run_name
-        self._runs_dir = runs_dir
+        self._runs = TrainingRuns(
+            run,
+            experiment=experiment,
+            run_name=run_name,
+            runs_dir=runs_dir,
+            framework="keras",
+            tag=f"keras ({keras.backend.backend()})",
+        )
         self._every = max(0, int(log_every_n_steps))
         self._keys: dict[str, str] = {}
         self._base_step = 0
@@ -68,25 +71,17 @@ class MiniMlflowCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._count = 0
         self._count_lock = threading.Lock()
 
-    def _open(self) -> Run:
-        run = self.run
-        if run is None or (self._given is None and run.status != "RUNNING"):
-            run = self.run = open_run(
-                experiment=self._experiment,
-                run_name=self._run_name,
-                runs_dir=self._runs_dir,
-                tags={"mini_mlflow.framework": f"keras ({keras.backend.backend()})"},
-            )
-        return run
+    @property
+    def run(self) -> Run | None:
+        """The run logged to (None before the first ``fit`` when no run was given)."""
+        return self._runs.run
 
     @guarded("keras", "starting the run")
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        last = self.run
-        if self._given is None and last is not None and last.status == "RUNNING":
-            # The last fit raised, and Keras calls no on_train_end then: its run ends FAILED here,
-            # and this fit gets a run of its own, as every fit does.
-            last.end("FAILED")
-        run = self._open()
+        # A run still open is the last fit's, which raised (Keras calls no on_train_end then): it
+        # ends FAILED here, and this fit gets a run of its own, as every fit does.
+        self._runs.end_left_open("FAILED")
+        run = self._runs.open()
         optimizer = getattr(self.model, "optimizer", None)
         # Optimizer steps taken before this fit (a second fit continues the count); read once, here,
         # where no batch runs. The backend's own scalar: .item() is the cheap way out on each.
@@ -141,10 +136,8 @@ class MiniMlflowCallback(keras.callbacks.Callback):  # type: ignore[misc]
             if key is None:
                 key = self._keys[prefix + name] = safe_key(prefix + name)
             metrics[key] = number
-        self._open().log_metrics(metrics, step=step)
+        self._runs.open().log_metrics(metrics, step=step)
 
     @guarded("keras", "ending the run")
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        run = self.run
-        if self._given is None and run is not None and run.status == "RUNNING":
-            run.end("FINISHED")
+        self._runs.end_left_open("FINISHED")

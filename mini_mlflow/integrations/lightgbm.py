@@ -16,6 +16,7 @@ from typing import Any
 
 from ..write._run import Run
 from ._boosting import EvalLogger
+from ._runs import TrainingRuns
 from ._safety import guarded
 from ._values import log_params
 
@@ -71,8 +72,7 @@ class MiniMlflowLightgbmCallback:
         logger.log(env.iteration, results)
         if env.iteration + 1 >= env.end_iteration and logger.owns_run():
             self._model = None
-            assert logger.run is not None
-            logger.run.end("FINISHED")
+            logger.end_left_open("FINISHED")
 
 
 def mini_mlflow_callback(
@@ -96,4 +96,7 @@ def mini_mlflow_callback(
         run_name: Name of a new run.
         runs_dir: Store root for a new run.
     """
-    return MiniMlflowLightgbmCallback(EvalLogger(run, experiment, run_name, runs_dir, "lightgbm"))
+    runs = TrainingRuns(
+        run, experiment=experiment, run_name=run_name, runs_dir=runs_dir, framework="lightgbm"
+    )
+    return MiniMlflowLightgbmCallback(EvalLogger(runs))

@@ -11,7 +11,9 @@ Usage::
 ``state.global_step``, by the world's process zero only; the checkpoints the Trainer keeps
 (``save_total_limit``) appear in ``artifacts/checkpoints/`` as hard links and leave with them; the run
 id is part of the Trainer's saved state, so ``trainer.train(resume_from_checkpoint=...)`` continues
-the same run, the steps it logs again superseding the interrupted attempt's.
+the same run, the steps it logs again superseding the interrupted attempt's. A training that raised
+(the Trainer calls no train end then) leaves the run open for the next ``train()``; at exit it ends
+FAILED, even when the program caught the error.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from transformers.trainer_callback import ExportableState, TrainerCallback
 
 from ..write._run import Run, new_run_id
+from ._left_open import unwatch, watch
 from ._mirror import mirror_folders
 from ._resume import record_resume
 from ._runs import open_run
@@ -96,6 +99,9 @@ class MiniMlflowCallback(TrainerCallback, ExportableState):  # type: ignore[misc
             return
         self._adopt_saved_run(state)
         run = self._open(args)
+        # The Trainer calls no on_train_end when training raises: at exit the run ends FAILED then,
+        # even if the program caught the error (unless a later train() ends it first).
+        watch(run, "transformers")
         params: dict[str, Any] = {}
         config = getattr(model, "config", None)
         if config is not None and hasattr(config, "to_dict"):
@@ -175,3 +181,4 @@ class MiniMlflowCallback(TrainerCallback, ExportableState):  # type: ignore[misc
         if self.log_checkpoints:
             self._mirror(args)  # the Trainer may delete checkpoints after the last save
         run.end("FINISHED")
+        unwatch(run)

@@ -20,6 +20,7 @@ import xgboost
 
 from ..write._run import Run
 from ._boosting import EvalLogger
+from ._runs import TrainingRuns
 from ._safety import guarded
 
 __all__ = ["MiniMlflowCallback"]
@@ -55,9 +56,11 @@ class MiniMlflowCallback(xgboost.callback.TrainingCallback):  # type: ignore[mis
         log_model: bool = False,
     ) -> None:
         super().__init__()
-        self._logger = EvalLogger(
-            run, experiment, run_name, runs_dir, "xgboost", judged_metric=-1
-        )  # XGBoost's early stopping watches the last metric of the last eval set
+        runs = TrainingRuns(
+            run, experiment=experiment, run_name=run_name, runs_dir=runs_dir, framework="xgboost"
+        )
+        # XGBoost's early stopping watches the last metric of the last eval set.
+        self._logger = EvalLogger(runs, judged_metric=-1)
         self._log_model = log_model
         #: Rounds the booster had before this training (``xgb_model=``): XGBoost numbers a continued
         #: training's epochs from 0 again, and its own callbacks add this to get the iteration.
@@ -119,5 +122,4 @@ class MiniMlflowCallback(xgboost.callback.TrainingCallback):  # type: ignore[mis
             run.log_dict(json.loads(save_config()), "xgboost/config.json")
             if self._log_model:
                 run.log_text(model.save_raw("json").decode("utf-8"), "xgboost/model.json")
-        if self._logger.owns_run():
-            run.end("FINISHED")
+        self._logger.end_left_open("FINISHED")

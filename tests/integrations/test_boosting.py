@@ -439,3 +439,32 @@ def test_a_run_left_open_by_its_training_ends_by_that_training_at_exit(
     )
     assert (done.returncode == 0) == ("ended well" in then), done.stderr[-3000:]
     assert [r["metadata"]["status"] for r in runs_of(store, "0")] == [status], done.stderr[-3000:]
+
+
+def test_a_forked_child_ending_leaves_its_parents_open_run_alone(store: Path, tmp_path: Path) -> None:
+    # A process forked after a training left its run open (a DataLoader worker, a multiprocessing
+    # pool) ends without touching that run: the parent's exit decides it.
+    need("xgboost")
+    script = tmp_path / "train.py"
+    script.write_text(
+        _SETUP
+        + textwrap.dedent(_TRAININGS["xgboost_raised"])
+        + textwrap.dedent("""
+            import os
+            import mini_mlflow as mm
+            pid = os.fork()
+            if pid == 0:
+                sys.exit(0)  # runs the exit hooks the child inherited
+            os.waitpid(pid, 0)
+            (run_id,) = mm.Store(store).list_runs("0")
+            print(mm.Store(store).get_run(run_id)["metadata"]["status"])
+        """)
+    )
+    full = {k: v for k, v in os.environ.items() if not k.startswith("MINI_MLFLOW_")}
+    full["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    done = subprocess.run(
+        [sys.executable, str(script), str(store)], env=full, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-1:] == ["RUNNING"], done.stderr[-3000:]
+    assert [r["metadata"]["status"] for r in runs_of(store, "0")] == ["FAILED"]
