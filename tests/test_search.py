@@ -149,6 +149,46 @@ def test_to_pandas(runs: dict[str, str], store: Path) -> None:
     assert df.loc[df["tags.mlflow.runName"] == "b", "params.lr"].item() == "0.01"
 
 
+def test_to_pandas_holds_each_records_mlflow_entities(runs: dict[str, str], store: Path) -> None:
+    # The frame is built column by column: it must hold what each record's .info and .data say,
+    # for a run still open (no end time), a crashed one (KILLED), a child, params that are not text.
+    pd = pytest.importorskip("pandas")
+    from dataclasses import replace
+
+    from mini_mlflow.read._records import SearchResult
+
+    with mm.start_run(run_name="child", experiment_id="0", nested=False) as parent:
+        with mm.start_run(run_name="kid", nested=True):
+            mm.log_params({"flag": True, "layers": [1, 2], "none": None})
+            mm.set_tag("n", 3)
+        live = mm.start_run(run_name="live", experiment_id="0", nested=True)
+        mm.log_metric("acc", 0.5)
+        found = search_runs(run_view="all", root=store)
+        live.end()
+    assert parent.run_id
+    records = SearchResult([*found, replace(found[0], status="CRASHED")])
+    df = records.to_pandas()
+    expected: dict[str, list[object]] = {
+        "run_id": [r.info.run_id for r in records],
+        "experiment_id": [r.info.experiment_id for r in records],
+        "status": [r.info.status for r in records],
+        "artifact_uri": [r.info.artifact_uri for r in records],
+        "start_time": [pd.to_datetime(r.info.start_time, unit="ms", utc=True) for r in records],
+        "end_time": [pd.to_datetime(r.info.end_time, unit="ms", utc=True) for r in records],
+    }
+    datas = [r.data for r in records]
+    for prefix, missing in (("metrics", float("nan")), ("params", None), ("tags", None)):
+        keys = dict.fromkeys(k for d in datas for k in getattr(d, prefix))
+        for key in keys:
+            expected[f"{prefix}.{key}"] = [getattr(d, prefix).get(key, missing) for d in datas]
+    pd.testing.assert_frame_equal(df, pd.DataFrame(expected))
+    for column in ("start_time", "end_time"):
+        assert isinstance(df[column].dtype, pd.DatetimeTZDtype) and str(df[column].dt.tz) == "UTC"
+    # Open: "live", its parent, and the crashed copy of "live" (the newest run comes first).
+    assert df["status"].iloc[-1] == "KILLED" and df["end_time"].isna().sum() == 3
+    assert {"params.flag", "params.layers", "tags.n", "tags.mlflow.parentRunId"} <= set(df.columns)
+
+
 @pytest.mark.parametrize(
     ("filter_string", "token", "reason"),
     [
