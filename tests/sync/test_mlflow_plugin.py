@@ -340,3 +340,45 @@ def test_optuna_integrations_mlflow_callback_logs_each_trial_into_the_native_sto
     assert len(runs) == 8 and {r.status for r in runs} == {"FINISHED"}
     logged = sorted((float(r.params["x"]), r.metrics["loss"]) for r in runs)
     assert logged == sorted((t["x"], t["loss"]) for t in seen)  # every trial, exactly, one run each
+
+
+def test_mlflow_pages_through_a_search_in_order(tmp_path: Path) -> None:
+    # MLflow's client and its fluent search_runs page with tokens: each page is the next slice of the
+    # one ordered answer, the last page has no token, a filter pages the same way.
+    root = tmp_path / "mlruns"
+    mm.set_tracking_dir(root)
+    try:
+        for i in range(7):
+            with mm.start_run(run_name=f"r{i}", experiment_id="0"):
+                mm.log_metric("acc", (i * 3) % 7 / 10)
+                mm.log_param("parity", i % 2)
+    finally:
+        mm.set_tracking_dir(None)
+    got = run_mlflow(
+        f"""
+        import json
+        import mlflow
+        from mlflow import MlflowClient
+        mlflow.set_tracking_uri("mini-mlflow:{root}")
+        client = MlflowClient()
+        def pages(**kw):
+            out, token, sizes = [], None, []
+            while True:
+                page = client.search_runs(["0"], max_results=3, page_token=token, **kw)
+                out += [r.info.run_name for r in page]
+                sizes.append(len(page))
+                token = page.token
+                if not token:
+                    return out, sizes
+        ordered = pages(order_by=["metrics.acc DESC"])
+        odd = pages(filter_string="params.parity = '1'", order_by=["metrics.acc ASC"])
+        fluent = list(mlflow.search_runs(["0"], order_by=["metrics.acc DESC"])["tags.mlflow.runName"])
+        print(json.dumps({{"ordered": ordered, "odd": odd, "fluent": fluent}}))
+        """,
+        tmp_path,
+    )
+    by_acc = sorted(range(7), key=lambda i: -((i * 3) % 7))
+    assert got["ordered"] == [[f"r{i}" for i in by_acc], [3, 3, 1]]
+    odd = sorted((i for i in range(7) if i % 2), key=lambda i: (i * 3) % 7)
+    assert got["odd"] == [[f"r{i}" for i in odd], [3]]
+    assert got["fluent"] == [f"r{i}" for i in by_acc]
