@@ -57,9 +57,8 @@ def column_texts(points: list[Point], period: int = 1) -> tuple[list[bytes], lis
         if b"null" in value_array:
             return None
         values = value_array[1:-1].split(b",")
-        steps, stamps = list(map(_STEP, points)), list(map(_STAMP, points))
-        if period > 1:
-            steps, stamps = steps[::period], stamps[::period]
+        rounds = points[::period] if period > 1 else points
+        steps, stamps = list(map(_STEP, rounds)), list(map(_STAMP, rounds))
         if set(map(type, stamps)) == {float}:  # seconds from time.time(), the usual case
             millis = list(map(int, map(_TO_MS, stamps)))
         else:

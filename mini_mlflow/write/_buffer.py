@@ -85,6 +85,8 @@ class PointBuffer:
         #: Bytes a failed or short write left behind, per metric key; written first on the next pass.
         self._held: dict[str, bytes] = {}
         self._held_count: dict[str, int] = {}
+        #: Metric key → its file's path (made once: a drain writes every key it holds).
+        self._paths: dict[str, str] = {}
         #: The metric files this buffer appends to.
         self.files = MetricFiles(run_dir, settings.fsync)
         load_fast_formatter()
@@ -184,7 +186,9 @@ class PointBuffer:
             if group is not None:
                 data += join_lines(*group) if group.__class__ is tuple else format_lines(group)
             counts.pop(key, None)
-            path = os.path.join(self.run_dir, "metrics", key + METRIC_SUFFIX)
+            path = self._paths.get(key)
+            if path is None:
+                path = self._paths[key] = os.path.join(self.run_dir, "metrics", key + METRIC_SUFFIX)
             try:
                 written = self.files.append(path, data)
             except OSError as exc:

@@ -57,6 +57,7 @@ class MetricFiles:
 
     def __init__(self, run_dir: str, fsync: str) -> None:
         self.run_dir = run_dir
+        self._metrics_dir = os.path.join(run_dir, "metrics")
         self.fsync = fsync
         # Metric files are opened beneath the store root without following symlinks (see _open).
         self._root, self._run_rel = _files.run_root_and_rel(run_dir)
@@ -101,7 +102,7 @@ class MetricFiles:
         single files or key folders deleted or moved by hand.
         """
         try:
-            st = os.stat(os.path.join(self.run_dir, "metrics"))
+            st = os.stat(self._metrics_dir)
             folder: tuple[int, int] | None = (st.st_dev, st.st_ino)
         except OSError:
             folder = None
@@ -145,7 +146,7 @@ class MetricFiles:
         FDS.add(1)
         if not self._fds:
             try:
-                st = os.stat(os.path.join(self.run_dir, "metrics"))
+                st = os.stat(self._metrics_dir)
                 self._metrics_folder = (st.st_dev, st.st_ino)
             except OSError:
                 self._metrics_folder = None
