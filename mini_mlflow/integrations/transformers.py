@@ -13,7 +13,7 @@ Usage::
 id is part of the Trainer's saved state, so ``trainer.train(resume_from_checkpoint=...)`` continues
 the same run, the steps it logs again superseding the interrupted attempt's. A training that raised
 (the Trainer calls no train end then) leaves the run open for the next ``train()``; at exit it ends
-FAILED, even when the program caught the error.
+FAILED, even when the program caught the error (a failing program ends it by its own status).
 """
 
 from __future__ import annotations
