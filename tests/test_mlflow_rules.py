@@ -89,6 +89,13 @@ def test_a_metric_not_logged_has_an_empty_history_and_a_missing_run_is_not_found
         client.get_metric_history(run.info.run_id, "../escape")
 
 
+def page_token(offset: int) -> str:
+    """The token of the page starting at ``offset``, as a page's ``.token`` carries it."""
+    import base64
+
+    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
 def test_search_results_come_in_pages_with_mlflows_token_loop(store: Path) -> None:
     for i in range(7):
         with mlflow.start_run(run_name=f"r{i}"):
@@ -105,6 +112,13 @@ def test_search_results_come_in_pages_with_mlflows_token_loop(store: Path) -> No
     assert seen == [f"r{i}" for i in range(7)] and pages == 3
     exact = client.search_runs(["0"], max_results=7)
     assert len(exact) == 7 and exact.token is None  # no empty page after an exact fit
+    second = client.search_runs(["0"], order_by=["metrics.i DESC"], max_results=3, page_token=page_token(3))
+    assert [r.info.run_name for r in second] == ["r3", "r2", "r1"] and second.token == page_token(6)
+    last = client.search_runs(["0"], order_by=["metrics.i DESC"], max_results=1, page_token=page_token(6))
+    assert [r.info.run_name for r in last] == ["r0"] and last.token is None  # a later page that fits
+    # A page past the 100,000th run is asked for as any other (it was refused as max_results 100,003).
+    far = client.search_runs(["0"], max_results=3, page_token=page_token(99_999))
+    assert list(far) == [] and far.token is None
     for i in range(3):
         client.create_experiment(f"e{i}")
     first = client.search_experiments(max_results=2, order_by=["name ASC"])

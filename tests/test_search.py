@@ -149,6 +149,17 @@ def test_to_pandas(runs: dict[str, str], store: Path) -> None:
     assert df.loc[df["tags.mlflow.runName"] == "b", "params.lr"].item() == "0.01"
 
 
+def test_offset_leaves_out_the_first_matches_in_the_same_order(runs: dict[str, str], store: Path) -> None:
+    # The client's later pages: only the runs returned are read, the order is the full search's.
+    for order in (None, ["metrics.acc DESC"], ["params.lr ASC", "attributes.run_name DESC"]):
+        every = names(search_runs(order_by=order, run_view="all", root=store))
+        for offset in range(len(every) + 2):
+            page = search_runs(order_by=order, run_view="all", root=store, offset=offset, max_results=2)
+            assert names(page) == every[offset : offset + 2], (order, offset)
+    with pytest.raises(InvalidInputError, match=r"invalid offset -1: must be an int ≥ 0"):
+        search_runs(root=store, offset=-1)
+
+
 def test_to_pandas_holds_each_records_mlflow_entities(runs: dict[str, str], store: Path) -> None:
     # The frame is built column by column: it must hold what each record's .info and .data say,
     # for a run still open (no end time), a crashed one (KILLED), a child, params that are not text.

@@ -72,6 +72,7 @@ def search_runs(
     experiment_names: list[str] | None = None,
     *,
     root: str | os.PathLike[str] | None = None,
+    offset: int = 0,
 ) -> Any:
     """MLflow's ``search_runs``: a pandas DataFrame (MLflow's columns) or, with ``output_format="list"``,
     a list of runs that are MLflow ``Run`` entities (``.info``, ``.data``) and our records at once
@@ -87,6 +88,7 @@ def search_runs(
         output_format: ``"pandas"`` (needs pandas) or ``"list"``.
         experiment_names: Experiments by name (unknown names are skipped, as in MLflow).
         root: Store root; default the current tracking dir.
+        offset: Leave out the first ``offset`` matches (``MlflowClient``'s later pages).
     """
     from ..read._entities import run_view_name
     from ..read._search import search_runs as search
@@ -107,7 +109,8 @@ def search_runs(
         ids = None if search_all_experiments else [current_experiment_id()]
     if ids is not None:  # an id with no experiment behind it finds nothing, as in MLflow
         ids = [e for e in ids if os.path.isdir(os.path.join(store_root, e))]
-    result = search(ids, filter_string, order_by, max_results, run_view_name(run_view_type), root=store_root)
+    view = run_view_name(run_view_type)
+    result = search(ids, filter_string, order_by, max_results, view, root=store_root, offset=offset)
     return result.to_pandas() if output_format == "pandas" else result
 
 

@@ -301,6 +301,7 @@ def search_runs(
     *,
     root: str | os.PathLike[str] | None = None,
     copy: bool = True,
+    offset: int = 0,
 ) -> Any:
     """Find runs with MLflow's filter and order grammar, served from a self-validating index.
 
@@ -315,6 +316,8 @@ def search_runs(
         root: Store root; default the current tracking dir.
         copy: False returns every match (ignoring ``max_results``) as records to be read and not
             changed (the CLI uses it to count and show a page).
+        offset: Leave out the first ``offset`` matches (a page further on): only the runs returned
+            are put in order and read.
 
     Returns:
         A ``SearchResult`` (a list of ``RunRecord`` with ``.broken`` and ``.to_pandas()``), or a
@@ -335,13 +338,15 @@ def search_runs(
             f"invalid max_results {max_results!r}: must be an int from 1 to {MAX_RESULTS}"
         )
 
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise InvalidInputError(f"invalid offset {offset!r}: must be an int ≥ 0")
+    end = offset + max_results
+
     def read() -> SearchResult:
-        found = find(
-            experiment_ids, filter_string, order_by, run_view, root, None if not copy else max_results
-        )
+        found = find(experiment_ids, filter_string, order_by, run_view, root, None if not copy else end)
         if not copy:  # the CLI only reads them, and wants every match for its count
             return SearchResult(found.records(0, found.total, copy=False), found.broken)
-        return SearchResult(found.records(0, max_results), found.broken)
+        return SearchResult(found.records(offset, end), found.broken)
 
     result = _index.recovering(root, read)
     return result.to_pandas() if output == "pandas" and copy else result
