@@ -58,7 +58,7 @@ class RunRecord:
             run_id=self.run_id,
             experiment_id=self.experiment_id,
             user_id=self.user or "unknown",
-            status="KILLED" if self.status == "CRASHED" else self.status,
+            status=_mlflow_status(self.status),
             start_time=self.start_time or 0,
             end_time=self.end_time,
             lifecycle_stage=self.lifecycle_stage,
@@ -69,16 +69,10 @@ class RunRecord:
     @property
     def data(self) -> RunData:
         """MLflow's ``RunData``: params as MLflow's text, tags with MLflow's run name/parent/user tags."""
-        tags = {k: v if isinstance(v, str) else as_text(v) for k, v in self.tags.items()}
-        system = {"mlflow.runName": self.run_name, "mlflow.parentRunId": self.parent_run_id}
-        system["mlflow.user"] = self.user
-        for key, value in system.items():
-            if value and key not in tags:
-                tags[key] = value
         return RunData(
             metrics=[Metric(k, v, 0, 0) for k, v in self.metrics.items()],
-            params=[Param(k, v if isinstance(v, str) else str(v)) for k, v in self.params.items()],
-            tags=[RunTag(k, v) for k, v in tags.items()],
+            params=[Param(k, _param_text(v)) for k, v in self.params.items()],
+            tags=[RunTag(k, v) for k, v in _tag_texts(self).items()],
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,7 +126,7 @@ class SearchResult(list[RunRecord]):
         columns: dict[str, Any] = {
             "run_id": [r.run_id for r in self],
             "experiment_id": [r.experiment_id for r in self],
-            "status": ["KILLED" if r.status == "CRASHED" else r.status for r in self],
+            "status": [_mlflow_status(r.status) for r in self],
             "artifact_uri": [_artifact_uri(r.run_dir, uris) for r in self],
             "start_time": pd.to_datetime([r.start_time or 0 for r in self], unit="ms", utc=True),
             "end_time": pd.to_datetime([r.end_time for r in self], unit="ms", utc=True),
@@ -149,7 +143,9 @@ class SearchResult(list[RunRecord]):
         for key in metrics:
             columns[f"metrics.{key}"] = [r.metrics.get(key, nan) for r in self]
         for key in params:
-            columns[f"params.{key}"] = [_param_text(r.params, key) for r in self]
+            columns[f"params.{key}"] = [
+                None if (v := r.params.get(key, _MISSING)) is _MISSING else _param_text(v) for r in self
+            ]
         for key in tags:
             columns[f"tags.{key}"] = [texts.get(key) for texts in tag_texts]
         return pd.DataFrame(columns)
@@ -166,8 +162,13 @@ def _artifact_uri(run_dir: str, known: dict[str, str]) -> str:
     return artifact_uri(run_dir)
 
 
+def _mlflow_status(status: str) -> str:
+    """The status MLflow shows: a crashed run (RUNNING, its writers gone) reads KILLED."""
+    return "KILLED" if status == "CRASHED" else status
+
+
 def _tag_texts(record: RunRecord) -> dict[str, str]:
-    """The tags as ``record.data`` gives them (text, with MLflow's run name, parent and user tags)."""
+    """A record's tags as MLflow's text, with MLflow's run name, parent and user tags."""
     tags = {k: v if isinstance(v, str) else as_text(v) for k, v in record.tags.items()}
     for key, value in (
         ("mlflow.runName", record.run_name),
@@ -179,10 +180,8 @@ def _tag_texts(record: RunRecord) -> dict[str, str]:
     return tags
 
 
-def _param_text(params: dict[str, Any], key: str) -> str | None:
-    value = params.get(key, _MISSING)
-    if value is _MISSING:
-        return None
+def _param_text(value: Any) -> str:
+    """A param as MLflow's text: the string itself, else ``str`` of the logged value."""
     return value if isinstance(value, str) else str(value)
 
 
